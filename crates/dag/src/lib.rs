@@ -1,0 +1,1 @@
+//! xlvlm-dag
