@@ -246,7 +246,7 @@ fn texture_offset(background: Background, x: u32, y: u32) -> i32 {
             }
         }
         Background::Dotted => {
-            if x % 6 == 2 && y % 6 == 2 || x % 6 == 3 && y % 6 == 2 {
+            if (2..4).contains(&(x % 6)) && (2..4).contains(&(y % 6)) {
                 -30
             } else {
                 0
