@@ -1,0 +1,162 @@
+//! Captioning metrics and PTB tokenisation against pycocoevalcap 1.2 goldens
+//! (tools/refgen/metrics_goldens.py).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use xlvlm_metrics::caption::caption_scores_tokenized;
+use xlvlm_metrics::{caption_scores, ptb_tokenize};
+
+fn golden() -> Value {
+    serde_json::from_str(include_str!("fixtures/captions.json")).expect("valid golden JSON")
+}
+
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn list_map(v: &Value) -> BTreeMap<String, Vec<String>> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let list = v.as_array().unwrap();
+            (
+                k.clone(),
+                list.iter()
+                    .map(|s| s.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+const METRICS: [&str; 6] = ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"];
+
+fn pick(s: &xlvlm_metrics::caption::CaptionScores, metric: &str) -> f64 {
+    match metric {
+        "Bleu_1" => s.bleu[0],
+        "Bleu_2" => s.bleu[1],
+        "Bleu_3" => s.bleu[2],
+        "Bleu_4" => s.bleu[3],
+        "ROUGE_L" => s.rouge_l,
+        "CIDEr" => s.cider,
+        "METEOR" => s.meteor,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn bleu_rouge_cider_match_pycocoevalcap_on_its_tokens() {
+    let g = golden();
+    let report =
+        caption_scores_tokenized(&string_map(&g["tok_res"]), &list_map(&g["tok_gts"])).unwrap();
+    for metric in METRICS {
+        let expected = g["scores"][metric].as_f64().unwrap();
+        let got = pick(&report.corpus, metric);
+        assert!(
+            (got - expected).abs() < 1e-6,
+            "{metric}: {got} vs {expected}"
+        );
+        for (id, v) in g["per_image"][metric].as_object().unwrap() {
+            let got = pick(&report.per_image[id], metric);
+            let expected = v.as_f64().unwrap();
+            assert!(
+                (got - expected).abs() < 1e-6,
+                "{metric} image {id}: {got} vs {expected}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ptb_tokens_match_the_jar_on_caption_goldens() {
+    let g = golden();
+    let mut mismatches = Vec::new();
+    let mut total = 0;
+    let raw_res = string_map(&g["raw_res"]);
+    let tok_res = string_map(&g["tok_res"]);
+    for (id, raw) in &raw_res {
+        total += 1;
+        let got = ptb_tokenize(raw).join(" ");
+        if got != tok_res[id] {
+            mismatches.push((raw.clone(), got, tok_res[id].clone()));
+        }
+    }
+    let raw_gts = list_map(&g["raw_gts"]);
+    let tok_gts = list_map(&g["tok_gts"]);
+    for (id, raws) in &raw_gts {
+        for (raw, expected) in raws.iter().zip(&tok_gts[id]) {
+            total += 1;
+            let got = ptb_tokenize(raw).join(" ");
+            if &got != expected {
+                mismatches.push((raw.clone(), got, expected.clone()));
+            }
+        }
+    }
+    assert!(total > 1500);
+    assert!(
+        mismatches.is_empty(),
+        "{} of {total} differ, e.g. {:#?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(10)]
+    );
+}
+
+#[test]
+fn ptb_tokens_match_the_jar_on_tricky_cases() {
+    let cases: Value =
+        serde_json::from_str(include_str!("fixtures/ptb_tokens.json")).expect("valid golden JSON");
+    let mut mismatches = Vec::new();
+    for c in cases.as_array().unwrap() {
+        let raw = c["raw"].as_str().unwrap();
+        let got = ptb_tokenize(raw).join(" ");
+        if got != c["tokens"].as_str().unwrap() {
+            mismatches.push((
+                raw.to_owned(),
+                got,
+                c["tokens"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{:#?}", mismatches);
+}
+
+#[test]
+fn raw_captions_score_like_pycocoevalcap() {
+    let g = golden();
+    let report = caption_scores(&string_map(&g["raw_res"]), &list_map(&g["raw_gts"])).unwrap();
+    for metric in METRICS {
+        let expected = g["scores"][metric].as_f64().unwrap();
+        let got = pick(&report.corpus, metric);
+        assert!(
+            (got - expected).abs() < 1e-6,
+            "{metric}: {got} vs {expected}"
+        );
+    }
+}
+
+#[test]
+fn meteor_gap_to_the_jar_is_small() {
+    let g = golden();
+    let report =
+        caption_scores_tokenized(&string_map(&g["tok_res"]), &list_map(&g["tok_gts"])).unwrap();
+    let expected = g["scores"]["METEOR"].as_f64().unwrap();
+    let got = report.corpus.meteor;
+    eprintln!("METEOR corpus: ours {got} jar {expected}");
+    let mut worst = 0.0f64;
+    let mut above = 0;
+    for (id, v) in g["per_image"]["METEOR"].as_object().unwrap() {
+        let diff = report.per_image[id].meteor - v.as_f64().unwrap();
+        worst = worst.max(diff.abs());
+        if diff > 1e-9 {
+            above += 1;
+        }
+    }
+    eprintln!("METEOR per image: worst |diff| {worst}, {above} images above the jar");
+    assert!((got - expected).abs() < 1e-3, "{got} vs {expected}");
+}
