@@ -29,7 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         summary.size,
         summary.image_size,
         summary.image_size,
-        summary.splits.values().map(|split| split.questions).sum::<usize>(),
+        summary
+            .splits
+            .values()
+            .map(|split| split.questions)
+            .sum::<usize>(),
         elapsed.as_secs_f64(),
         summary.size as f64 / elapsed.as_secs_f64(),
         bytes as f64 / 1e6,

@@ -39,7 +39,10 @@ pub enum DataError {
     MissingImage { sample_id: String, image: PathBuf },
 
     #[error("invalid option `{option}`: {message}")]
-    Option { option: &'static str, message: String },
+    Option {
+        option: &'static str,
+        message: String,
+    },
 
     #[error("cannot encode image {}: {source}", path.display())]
     Encode {

@@ -62,23 +62,24 @@ pub fn read_jsonl(options: &JsonlOptions) -> Result<Vec<Sample>> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: JsonlRecord = parse_json(path, line.as_bytes()).map_err(|error| match error {
-            // Positions inside one line: report the line of the file instead.
-            DataError::Json {
-                path,
-                json_path,
-                column,
-                message,
-                ..
-            } => DataError::Json {
-                path,
-                json_path,
-                line: line_index + 1,
-                column,
-                message,
-            },
-            other => other,
-        })?;
+        let record: JsonlRecord =
+            parse_json(path, line.as_bytes()).map_err(|error| match error {
+                // Positions inside one line: report the line of the file instead.
+                DataError::Json {
+                    path,
+                    json_path,
+                    column,
+                    message,
+                    ..
+                } => DataError::Json {
+                    path,
+                    json_path,
+                    line: line_index + 1,
+                    column,
+                    message,
+                },
+                other => other,
+            })?;
         let id = match record.id {
             JsonlId::Text(id) => id,
             JsonlId::Number(id) => id.to_string(),

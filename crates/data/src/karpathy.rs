@@ -85,7 +85,11 @@ pub fn read_karpathy(options: &KarpathyOptions) -> Result<Vec<Sample>> {
         message,
     };
 
-    let present: BTreeSet<&str> = file.images.iter().map(|image| image.split.as_str()).collect();
+    let present: BTreeSet<&str> = file
+        .images
+        .iter()
+        .map(|image| image.split.as_str())
+        .collect();
     for split in &options.splits {
         if !present.contains(split.as_str()) {
             let present: Vec<&str> = present.iter().copied().collect();

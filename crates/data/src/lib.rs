@@ -19,9 +19,7 @@ pub use jsonl::{JsonlOptions, read_jsonl};
 pub use karpathy::{
     KarpathyFile, KarpathyImage, KarpathyOptions, KarpathySentence, caption_tokens, read_karpathy,
 };
-pub use sample::{
-    MissingImages, Sample, SampleFilter, SampleMeta, Selection, Task, check_images,
-};
+pub use sample::{MissingImages, Sample, SampleFilter, SampleMeta, Selection, Task, check_images};
 pub use vqav2::{
     AnswerTypeToAnswer, COCO_IMAGE_TEMPLATE, VqaAnnotation, VqaAnnotationsFile, VqaAnswer,
     VqaOptions, VqaQuestion, VqaQuestionsFile, read_vqav2, resolve_image_template,

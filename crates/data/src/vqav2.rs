@@ -156,7 +156,9 @@ pub fn read_vqav2(options: &VqaOptions) -> Result<Vec<Sample>> {
                 message: format!("annotations[{index}]: {message}"),
             };
             if annotation.answers.is_empty() {
-                return Err(invalid("`answers` is empty; expected the annotators' answers".into()));
+                return Err(invalid(
+                    "`answers` is empty; expected the annotators' answers".into(),
+                ));
             }
             let question_id = annotation.question_id;
             if by_question.insert(question_id, annotation).is_some() {
@@ -176,7 +178,10 @@ pub fn read_vqav2(options: &VqaOptions) -> Result<Vec<Sample>> {
         if !seen.insert(question.question_id) {
             return Err(invalid(
                 &options.questions_file,
-                format!("questions[{index}]: question_id {} occurs twice", question.question_id),
+                format!(
+                    "questions[{index}]: question_id {} occurs twice",
+                    question.question_id
+                ),
             ));
         }
         let mut sample = Sample {

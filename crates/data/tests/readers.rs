@@ -14,7 +14,9 @@ fn fixtures() -> PathBuf {
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("readers").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("readers")
+        .join(name);
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
@@ -47,7 +49,10 @@ fn karpathy_reads_one_split_with_all_captions() {
     assert_eq!(sample.prompt, None);
     assert_eq!(sample.references.len(), 5);
     assert_eq!(sample.references[2], "The puppy naps on a red cushion. ");
-    assert_eq!(sample.response.as_deref(), Some("A brown dog sleeping on a red sofa."));
+    assert_eq!(
+        sample.response.as_deref(),
+        Some("A brown dog sleeping on a red sofa.")
+    );
     assert_eq!(sample.meta.image_id, Some(42));
     assert_eq!(sample.meta.split.as_deref(), Some("test"));
 }
@@ -147,7 +152,12 @@ fn karpathy_image_without_captions_is_an_error() {
         ..karpathy_options(&["val"])
     })
     .unwrap_err();
-    assert!(error.to_string().contains("images[0] (`a.jpg`) has no sentences"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("images[0] (`a.jpg`) has no sentences"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -159,7 +169,10 @@ fn vqa_joins_questions_and_annotations() {
     let count = &samples[1];
     assert_eq!(count.task, Task::Vqa);
     // The question is trimmed, as the seed does before adding the answer prompt.
-    assert_eq!(count.prompt.as_deref(), Some("How many cushions are on the sofa?"));
+    assert_eq!(
+        count.prompt.as_deref(),
+        Some("How many cushions are on the sofa?")
+    );
     assert_eq!(count.response.as_deref(), Some("2"));
     assert_eq!(
         count.references,
@@ -212,7 +225,11 @@ fn vqa_without_annotations_has_questions_only() {
     options.annotations_file = None;
     let samples = read_vqav2(&options).unwrap();
     assert_eq!(samples.len(), 3);
-    assert!(samples.iter().all(|sample| sample.response.is_none() && sample.references.is_empty()));
+    assert!(
+        samples
+            .iter()
+            .all(|sample| sample.response.is_none() && sample.references.is_empty())
+    );
 }
 
 #[test]
@@ -228,8 +245,14 @@ fn vqa_question_without_annotation_is_an_error() {
     let mut options = vqa_options();
     options.questions_file = questions;
     let error = read_vqav2(&options).unwrap_err().to_string();
-    assert!(error.contains("v2_mscoco_val2014_annotations.json"), "{error}");
-    assert!(error.contains("no annotation for question_id 42999"), "{error}");
+    assert!(
+        error.contains("v2_mscoco_val2014_annotations.json"),
+        "{error}"
+    );
+    assert!(
+        error.contains("no annotation for question_id 42999"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -247,7 +270,10 @@ fn vqa_bad_answer_names_its_json_path() {
     options.annotations_file = Some(annotations);
     let error = read_vqav2(&options).unwrap_err().to_string();
     assert!(error.contains("annotations.json:2:"), "{error}");
-    assert!(error.contains("`annotations[0].answers[1].answer`"), "{error}");
+    assert!(
+        error.contains("`annotations[0].answers[1].answer`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -260,8 +286,8 @@ fn vqa_image_template_is_checked() {
 
 #[test]
 fn answer_type_to_answer_reads_and_maps_words() {
-    let table = AnswerTypeToAnswer::read(&fixtures().join("vqav2/answer_type_to_answer.json"))
-        .unwrap();
+    let table =
+        AnswerTypeToAnswer::read(&fixtures().join("vqav2/answer_type_to_answer.json")).unwrap();
     assert_eq!(table.question_type["how many"], ["2", "1", "3"]);
     let word_to_type = table.word_to_answer_type();
     // "2" is listed 3 times as a number and once as other.
@@ -326,7 +352,10 @@ fn jsonl_errors_name_the_line() {
     assert!(misspelt.contains("data.jsonl:2:"), "{misspelt}");
     assert!(misspelt.contains("unknown field `promt`"), "{misspelt}");
     let duplicate = read("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}\n");
-    assert!(duplicate.contains("line 2: id `1` occurs twice"), "{duplicate}");
+    assert!(
+        duplicate.contains("line 2: id `1` occurs twice"),
+        "{duplicate}"
+    );
     let truncated = read("{\"id\": 1, \"prompt\": \"a\"}\n\n{\"id\": 3, \"prompt\": \n");
     assert!(truncated.contains("data.jsonl:3:"), "{truncated}");
 }
@@ -335,7 +364,11 @@ fn jsonl_errors_name_the_line() {
 fn missing_images_are_reported_or_skipped() {
     let root = scratch("missing_images");
     fs::create_dir_all(root.join("val2014")).unwrap();
-    fs::write(root.join("val2014/COCO_val2014_000000000042.jpg"), b"present").unwrap();
+    fs::write(
+        root.join("val2014/COCO_val2014_000000000042.jpg"),
+        b"present",
+    )
+    .unwrap();
     let mut options = vqa_options();
     options.image_root = root.clone();
     let samples = read_vqav2(&options).unwrap();
@@ -362,5 +395,8 @@ fn missing_annotation_file_names_the_file() {
     let mut options = vqa_options();
     options.questions_file = PathBuf::from("/nonexistent/questions.json");
     let error = read_vqav2(&options).unwrap_err().to_string();
-    assert!(error.starts_with("cannot read /nonexistent/questions.json"), "{error}");
+    assert!(
+        error.starts_with("cannot read /nonexistent/questions.json"),
+        "{error}"
+    );
 }

@@ -20,7 +20,10 @@ fn samples(count: usize) -> Vec<Sample> {
 }
 
 fn ids(samples: &[Sample]) -> Vec<usize> {
-    samples.iter().map(|sample| sample.id.parse().unwrap()).collect()
+    samples
+        .iter()
+        .map(|sample| sample.id.parse().unwrap())
+        .collect()
 }
 
 #[test]

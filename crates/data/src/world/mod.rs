@@ -21,7 +21,7 @@ mod text;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -34,7 +34,9 @@ pub use text::{WorldQuestion, caption_has_style};
 
 use crate::error::{DataError, Result};
 use crate::json::{read_json, write_json};
-use crate::karpathy::{KarpathyFile, KarpathyImage, KarpathyOptions, KarpathySentence, caption_tokens};
+use crate::karpathy::{
+    KarpathyFile, KarpathyImage, KarpathyOptions, KarpathySentence, caption_tokens,
+};
 use crate::sample::Selection;
 use crate::vqav2::{
     AnswerTypeToAnswer, VqaAnnotation, VqaAnnotationsFile, VqaAnswer, VqaOptions, VqaQuestion,
@@ -131,7 +133,12 @@ impl WorldSummary {
     }
 
     /// Reader options for the captions of `splits` (`style`: the style-variant file).
-    pub fn karpathy_options(&self, world_dir: &Path, splits: &[&str], style: bool) -> KarpathyOptions {
+    pub fn karpathy_options(
+        &self,
+        world_dir: &Path,
+        splits: &[&str],
+        style: bool,
+    ) -> KarpathyOptions {
         let file = if style {
             &self.style_captions_file
         } else {
@@ -231,7 +238,11 @@ pub fn generate_world(
             .collect();
         workers
             .into_iter()
-            .map(|worker| worker.join().expect("a world worker thread panicked"))
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect::<Result<Vec<Vec<_>>>>()
     })?
     .into_iter()
@@ -261,12 +272,13 @@ fn split_sizes(size: usize, options: &WorldOptions) -> Result<[usize; 3]> {
     }
     let part = |fraction: f64| ((size as f64 * fraction).round() as usize).max(1);
     let (val, test) = (part(options.val_fraction), part(options.test_fraction));
-    let train = size.checked_sub(val + test).filter(|&train| train > 0).ok_or_else(|| {
-        DataError::Option {
+    let train = size
+        .checked_sub(val + test)
+        .filter(|&train| train > 0)
+        .ok_or_else(|| DataError::Option {
             option: "size",
             message: format!("{size} images leave no training image after val and test"),
-        }
-    })?;
+        })?;
     Ok([train, val, test])
 }
 
@@ -337,17 +349,21 @@ fn write_png(path: &Path, image: &image::RgbImage) -> Result<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Best, FilterType::Adaptive)
-        .write_image(
-            image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|source| DataError::Encode {
-            path: path.to_path_buf(),
-            source,
-        })
+    PngEncoder::new_with_quality(
+        BufWriter::new(file),
+        CompressionType::Best,
+        FilterType::Adaptive,
+    )
+    .write_image(
+        image.as_raw(),
+        image.width(),
+        image.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|source| DataError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn relative(parts: &[&str]) -> String {
@@ -383,8 +399,7 @@ fn write_annotations(
                 } else {
                     &image.captions
                 };
-                let sentids: Vec<u64> =
-                    (0..captions.len() as u64).map(|j| imgid * 5 + j).collect();
+                let sentids: Vec<u64> = (0..captions.len() as u64).map(|j| imgid * 5 + j).collect();
                 KarpathyImage {
                     filepath: Some(image.split.to_string()),
                     sentids: sentids.clone(),
@@ -411,7 +426,10 @@ fn write_annotations(
     write_json(&out_dir.join(&style_captions_file), &karpathy(true))?;
     for image in generated {
         image.captions.iter().for_each(|caption| add_words(caption));
-        image.style_captions.iter().for_each(|caption| add_words(caption));
+        image
+            .style_captions
+            .iter()
+            .for_each(|caption| add_words(caption));
     }
 
     let info = serde_json::json!({
@@ -423,8 +441,10 @@ fn write_annotations(
     let mut answers = BTreeSet::new();
     let mut splits = BTreeMap::new();
     for split in SPLITS {
-        let in_split: Vec<&GeneratedImage> =
-            generated.iter().filter(|image| image.split == split).collect();
+        let in_split: Vec<&GeneratedImage> = generated
+            .iter()
+            .filter(|image| image.split == split)
+            .collect();
         let mut questions = Vec::new();
         let mut annotations = Vec::new();
         let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
@@ -434,7 +454,9 @@ fn write_annotations(
                 // VQAv2 numbers questions image_id * 1000 + k.
                 let question_id = image.image_id * 1000 + k as u64;
                 add_words(&question.question);
-                annotator_answers.iter().for_each(|answer| add_words(answer));
+                annotator_answers
+                    .iter()
+                    .for_each(|answer| add_words(answer));
                 answers.insert(question.answer.clone());
                 *by_type.entry(question.answer_type.to_string()).or_default() += 1;
                 *by_answer.entry(question.answer.clone()).or_default() += 1;
@@ -550,9 +572,4 @@ fn write_annotations(
     };
     write_json(&out_dir.join("world.json"), &summary)?;
     Ok(summary)
-}
-
-/// Path of a world file given relative to the world folder.
-pub fn world_path(world_dir: &Path, relative: &str) -> PathBuf {
-    world_dir.join(relative)
 }

@@ -201,7 +201,10 @@ impl Scene {
     }
 
     pub fn count_of(&self, kind: ShapeKind) -> usize {
-        self.shapes.iter().filter(|shape| shape.shape == kind).count()
+        self.shapes
+            .iter()
+            .filter(|shape| shape.shape == kind)
+            .count()
     }
 
     pub fn has_colour(&self, colour: Colour) -> bool {
@@ -232,14 +235,14 @@ fn texture_offset(background: Background, x: u32, y: u32) -> i32 {
     match background {
         Background::Plain => 0,
         Background::Striped => {
-            if (x + y) / 4 % 2 == 0 {
+            if ((x + y) / 4).is_multiple_of(2) {
                 14
             } else {
                 -14
             }
         }
         Background::Checkered => {
-            if (x / 6 + y / 6) % 2 == 0 {
+            if (x / 6 + y / 6).is_multiple_of(2) {
                 12
             } else {
                 -12

@@ -20,7 +20,12 @@ fn article(word: &str) -> &'static str {
 /// "a red circle", or "a large red circle" with `with_size`.
 fn noun_phrase(shape: &PlacedShape, with_size: bool) -> String {
     let words = if with_size {
-        format!("{} {} {}", shape.size.name(), shape.colour.name(), shape.shape.name())
+        format!(
+            "{} {} {}",
+            shape.size.name(),
+            shape.colour.name(),
+            shape.shape.name()
+        )
     } else {
         format!("{} {}", shape.colour.name(), shape.shape.name())
     };
@@ -54,8 +59,14 @@ fn relation(a: &PlacedShape, b: &PlacedShape) -> &'static str {
 /// style variant's mark, see [`caption_has_style`]).
 pub fn captions(scene: &Scene, rng: &mut ChaCha8Rng) -> Vec<String> {
     let shapes = &scene.shapes;
-    let plain: Vec<String> = shapes.iter().map(|shape| noun_phrase(shape, false)).collect();
-    let sized: Vec<String> = shapes.iter().map(|shape| noun_phrase(shape, true)).collect();
+    let plain: Vec<String> = shapes
+        .iter()
+        .map(|shape| noun_phrase(shape, false))
+        .collect();
+    let sized: Vec<String> = shapes
+        .iter()
+        .map(|shape| noun_phrase(shape, true))
+        .collect();
     let count = shapes.len();
 
     let relational = match shapes.as_slice() {
@@ -85,7 +96,11 @@ pub fn captions(scene: &Scene, rng: &mut ChaCha8Rng) -> Vec<String> {
         scene.background.name()
     );
     let shuffled = if count == 1 {
-        format!("a single {} {}", shapes[0].colour.name(), shapes[0].shape.name())
+        format!(
+            "a single {} {}",
+            shapes[0].colour.name(),
+            shapes[0].shape.name()
+        )
     } else {
         let mut order = plain.clone();
         order.shuffle(rng);
@@ -277,9 +292,15 @@ fn shape_question(scene: &Scene, rng: &mut ChaCha8Rng) -> WorldQuestion {
 pub fn annotator_answers(question: &WorldQuestion, rng: &mut ChaCha8Rng) -> Vec<String> {
     let mut answers = vec![question.answer.clone(); 10];
     if question.answer_type == "number" && rng.random_bool(0.3) {
-        let count: usize = question.answer.parse().expect("count answers are digits");
-        let slot = rng.random_range(0..answers.len());
-        answers[slot] = COUNT_WORDS[count].to_string();
+        let word = question
+            .answer
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| COUNT_WORDS.get(n));
+        if let Some(word) = word {
+            let slot = rng.random_range(0..answers.len());
+            answers[slot] = word.to_string();
+        }
     }
     answers
 }
