@@ -1,0 +1,256 @@
+//! Principal component analysis of centred data, with scikit-learn's conventions: components
+//! are rows of unit norm whose largest-magnitude entry is positive (`svd_flip` with
+//! `u_based_decision=False`), explained variance divides by `n - 1`.
+
+use faer::{Mat, MatRef, Side};
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::error::{AnalysisError, Result};
+use crate::matrix::{Matrix, matmul};
+
+/// How the principal directions are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PcaSolver {
+    /// scikit-learn 1.9's rule: `cols <= 1000 && rows >= 10 * cols` or `max(rows, cols) <= 500`
+    /// → exact; `k < 0.8 * min(rows, cols)` → randomized; otherwise exact.
+    #[default]
+    Auto,
+    /// Eigendecomposition of the smaller Gram matrix of the centred data (D×D or N×N).
+    Exact,
+    /// Halko et al.'s randomized range finder as scikit-learn's `randomized_svd`: 10
+    /// oversamples, 7 power iterations when `k < 0.1 * min(rows, cols)` else 4.
+    Randomized,
+}
+
+impl PcaSolver {
+    /// The solver `Auto` resolves to for an `rows x cols` matrix and `k` components.
+    pub fn resolve(self, rows: usize, cols: usize, k: usize) -> PcaSolver {
+        match self {
+            PcaSolver::Auto => {
+                if (cols <= 1000 && rows >= 10 * cols) || rows.max(cols) <= 500 {
+                    PcaSolver::Exact
+                } else if (k as f64) < 0.8 * rows.min(cols) as f64 {
+                    PcaSolver::Randomized
+                } else {
+                    PcaSolver::Exact
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// A fitted PCA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaModel {
+    /// The solver actually used (never `Auto`).
+    pub solver: PcaSolver,
+    /// Column means of the training data.
+    pub mean: Vec<f32>,
+    /// `k x cols`, orthonormal rows.
+    pub components: Matrix,
+    /// Variance of the data along each component (`singular_value^2 / (n - 1)`).
+    pub explained_variance: Vec<f64>,
+    /// `explained_variance / total variance of the data`.
+    pub explained_variance_ratio: Vec<f64>,
+    pub singular_values: Vec<f64>,
+}
+
+impl PcaModel {
+    /// Projections of `x - mean` on the components (`rows x k`).
+    pub fn transform(&self, x: &Matrix) -> Result<Matrix> {
+        x.validate("PCA transform input")?;
+        if x.cols != self.mean.len() {
+            return Err(AnalysisError::DimensionMismatch {
+                what: "PCA transform input",
+                got: x.cols,
+                expected: self.mean.len(),
+            });
+        }
+        let centred = centre(x, &self.mean);
+        Ok(Matrix::from_faer(
+            matmul(centred.view(), self.components.view().transpose()).as_ref(),
+        ))
+    }
+}
+
+fn centre(x: &Matrix, mean: &[f32]) -> Matrix {
+    let mut out = x.clone();
+    out.data.par_chunks_mut(x.cols).for_each(|row| {
+        for (v, m) in row.iter_mut().zip(mean) {
+            *v -= m;
+        }
+    });
+    out
+}
+
+/// Column means accumulated in f64.
+fn column_means(x: &Matrix) -> Vec<f32> {
+    let cols = x.cols;
+    (0..cols)
+        .into_par_iter()
+        .map(|c| {
+            let s: f64 = (0..x.rows).map(|r| f64::from(x.data[r * cols + c])).sum();
+            (s / x.rows as f64) as f32
+        })
+        .collect()
+}
+
+/// Fits a `k`-component PCA. `seed` drives the randomized solver only.
+pub fn fit(x: &Matrix, k: usize, solver: PcaSolver, seed: u64) -> Result<PcaModel> {
+    x.validate("PCA input")?;
+    let (n, d) = (x.rows, x.cols);
+    if k == 0 || k > n.min(d) {
+        return Err(AnalysisError::TooManyConcepts {
+            method: "pca",
+            k,
+            limit: format!("PCA needs 1 <= k <= min(rows, cols) = {}", n.min(d)),
+        });
+    }
+    let solver = solver.resolve(n, d, k);
+    let mean = column_means(x);
+    let centred = centre(x, &mean);
+    // Per-row sums in f64, then a sequential sum: the same bits on every run.
+    let row_sums: Vec<f64> = centred
+        .data
+        .par_chunks(d)
+        .map(|r| r.iter().map(|&v| f64::from(v) * f64::from(v)).sum())
+        .collect();
+    let dof = (n as f64 - 1.0).max(1.0);
+    let total_var = row_sums.iter().sum::<f64>() / dof;
+
+    let (mut components, singular_values) = match solver {
+        PcaSolver::Exact => exact_top_k(centred.view(), k)?,
+        _ => randomized_top_k(centred.view(), k, seed)?,
+    };
+    flip_rows_by_largest_entry(&mut components);
+    let explained_variance: Vec<f64> = singular_values.iter().map(|s| s * s / dof).collect();
+    let explained_variance_ratio = explained_variance
+        .iter()
+        .map(|v| if total_var > 0.0 { v / total_var } else { 0.0 })
+        .collect();
+    Ok(PcaModel {
+        solver,
+        mean,
+        components,
+        explained_variance,
+        explained_variance_ratio,
+        singular_values,
+    })
+}
+
+/// Top-`k` right singular vectors (as rows) and singular values of `a` (`n x d`) through the
+/// eigendecomposition of the smaller Gram matrix.
+pub(crate) fn exact_top_k(a: MatRef<'_, f32>, k: usize) -> Result<(Matrix, Vec<f64>)> {
+    let (n, d) = (a.nrows(), a.ncols());
+    let no_conv = |_| AnalysisError::NoConvergence {
+        what: "symmetric eigendecomposition",
+    };
+    if d <= n {
+        let gram = matmul(a.transpose(), a);
+        let evd = gram.self_adjoint_eigen(Side::Lower).map_err(no_conv)?;
+        let (u, s) = (evd.U(), evd.S().column_vector());
+        let mut comps = Matrix::zeros(k, d);
+        let mut sv = Vec::with_capacity(k);
+        for i in 0..k {
+            let j = d - 1 - i; // eigenvalues come in nondecreasing order
+            sv.push(f64::from(s[j]).max(0.0).sqrt());
+            for c in 0..d {
+                comps.data[i * d + c] = u[(c, j)];
+            }
+        }
+        Ok((comps, sv))
+    } else {
+        // v_i = a^T u_i / s_i from the left singular vectors of the n x n Gram matrix.
+        let gram = matmul(a, a.transpose());
+        let evd = gram.self_adjoint_eigen(Side::Lower).map_err(no_conv)?;
+        let u = evd.U();
+        let top: Vec<usize> = (0..k).map(|i| n - 1 - i).collect();
+        let u_top = Mat::<f32>::from_fn(n, k, |r, c| u[(r, top[c])]);
+        let v = matmul(a.transpose(), u_top.as_ref()); // d x k
+        let mut comps = Matrix::zeros(k, d);
+        let mut sv = Vec::with_capacity(k);
+        for i in 0..k {
+            let col_norm: f64 = (0..d)
+                .map(|c| f64::from(v[(c, i)]) * f64::from(v[(c, i)]))
+                .sum::<f64>()
+                .sqrt();
+            sv.push(col_norm);
+            let scale = if col_norm > 0.0 { 1.0 / col_norm } else { 0.0 };
+            for c in 0..d {
+                comps.data[i * d + c] = (f64::from(v[(c, i)]) * scale) as f32;
+            }
+        }
+        Ok((comps, sv))
+    }
+}
+
+/// Orthonormal basis of the columns of `m` (thin Householder QR).
+fn orthonormalise(m: Mat<f32>) -> Mat<f32> {
+    m.qr().compute_thin_Q()
+}
+
+/// Top-`k` right singular vectors (rows) and singular values of `a` by the randomized range
+/// finder. Power iterations are re-orthonormalised with QR (scikit-learn's 'auto' uses LU;
+/// both only keep the basis well conditioned, QR is the more accurate of the two).
+pub(crate) fn randomized_top_k(
+    a: MatRef<'_, f32>,
+    k: usize,
+    seed: u64,
+) -> Result<(Matrix, Vec<f64>)> {
+    let (n, d) = (a.nrows(), a.ncols());
+    let n_random = (k + 10).min(n.min(d));
+    let n_iter = if (k as f64) < 0.1 * n.min(d) as f64 {
+        7
+    } else {
+        4
+    };
+    // As scikit-learn: work on the transpose when there are fewer rows than columns.
+    let transpose = n < d;
+    let m = if transpose { a.transpose() } else { a };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut q = Mat::<f32>::from_fn(m.ncols(), n_random, |_, _| {
+        let v: f64 = StandardNormal.sample(&mut rng);
+        v as f32
+    });
+    for _ in 0..n_iter {
+        q = orthonormalise(matmul(m, q.as_ref()));
+        q = orthonormalise(matmul(m.transpose(), q.as_ref()));
+    }
+    q = orthonormalise(matmul(m, q.as_ref()));
+    let b = matmul(q.as_ref().transpose(), m); // n_random x m.ncols()
+    let svd = b.thin_svd().map_err(|_| AnalysisError::NoConvergence {
+        what: "SVD of the randomized projection",
+    })?;
+    let s = svd.S().column_vector();
+    let sv: Vec<f64> = (0..k).map(|i| f64::from(s[i])).collect();
+    // m = (q uhat) s v^T. Without transpose the components are v's columns; with it, the
+    // components of a are the columns of q uhat.
+    let comps = if transpose {
+        let u = matmul(q.as_ref(), svd.U());
+        Matrix::from_faer(u.as_ref().subcols(0, k).transpose())
+    } else {
+        Matrix::from_faer(svd.V().subcols(0, k).transpose())
+    };
+    Ok((comps, sv))
+}
+
+/// scikit-learn's `svd_flip(u_based_decision=False)`: each row's largest-magnitude entry
+/// (the first one on ties) becomes positive.
+pub(crate) fn flip_rows_by_largest_entry(m: &mut Matrix) {
+    let cols = m.cols;
+    for row in m.data.chunks_mut(cols) {
+        let mut best = 0;
+        for (i, v) in row.iter().enumerate() {
+            if v.abs() > row[best].abs() {
+                best = i;
+            }
+        }
+        if row[best] < 0.0 {
+            row.iter_mut().for_each(|v| *v = -*v);
+        }
+    }
+}
