@@ -94,7 +94,7 @@ def main():
     from sklearn.cluster import kmeans_plusplus
     init, _ = kmeans_plusplus(X.astype(np.float64), 20, random_state=0)
     np.save(init_path, init.astype(np.float32))
-    for algo in a.algos.split(","):
+    for algo in filter(None, a.algos.split(",")):
         print(json.dumps(run(algo, path, init_path, a.cap)), flush=True)
 
 

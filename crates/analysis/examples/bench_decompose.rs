@@ -26,6 +26,26 @@ fn load(path: &str) -> Matrix {
     .expect("shape")
 }
 
+fn exact_dl_cost(x: &Matrix, code: &Matrix, dict: &Matrix, alpha: f64) -> f64 {
+    use rayon::prelude::*;
+    let k = dict.rows;
+    let per_row: Vec<f64> = (0..x.rows)
+        .into_par_iter()
+        .map(|i| {
+            let v = code.row(i);
+            let mut s = 0.0;
+            for c in 0..x.cols {
+                let r: f64 = (0..k)
+                    .map(|j| f64::from(v[j]) * f64::from(dict.get(j, c)))
+                    .sum();
+                s += (f64::from(x.get(i, c)) - r).powi(2);
+            }
+            0.5 * s + alpha * v.iter().map(|&a| f64::from(a).abs()).sum::<f64>()
+        })
+        .collect();
+    per_row.iter().sum()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args
@@ -102,6 +122,9 @@ fn main() {
                     m.costs[0],
                     snmf_target.map_or("null".to_string(), |v| format!("{v:.3}"))
                 );
+                // The cost recomputed from the residual in f64, to confirm the fast cost.
+                let exact = exact_dl_cost(&x, &m.code, &m.dictionary, m.alpha);
+                println!("{{\"method\": \"snmf_cost_check\", \"cost_from_residual\": {exact:.3}}}");
                 let t = Instant::now();
                 let head = Matrix::new(500, x.cols, x.data[..500 * x.cols].to_vec()).expect("head");
                 let codes = Model::Snmf(m).transform(&head).expect("transform");

@@ -176,9 +176,12 @@ fn sparse_code(
     code.par_chunks_mut(k)
         .zip(cov.par_chunks(k))
         .zip(y_norms.par_iter())
-        .for_each(|((w, q), &y_norm2)| {
-            positive_lasso_cd(w, q, y_norm2, gram, alpha, max_iter, CD_TOL);
-        });
+        .for_each_init(
+            || vec![0.0; k],
+            |qw, ((w, q), &y_norm2)| {
+                positive_lasso_cd(w, q, y_norm2, gram, alpha, max_iter, CD_TOL, qw);
+            },
+        );
 }
 
 /// Duality gap of the positive lasso in Gram form (scikit-learn's `gap_enet_gram`, β = 0).
@@ -207,7 +210,8 @@ fn gap(w: &[f64], q: &[f64], qw: &[f64], y_norm2: f64, alpha: f64) -> f64 {
 /// scikit-learn's `enet_coordinate_descent_gram` with `positive=True`: when the largest
 /// update is below `tol` relative to the largest coefficient, check the duality gap against
 /// `tol * ‖x‖²`. (scikit-learn also screens out coordinates with gap-safe rules; that changes
-/// which work is skipped, not the solution.)
+/// which work is skipped, not the solution.) `qw` is scratch space of length k.
+#[allow(clippy::too_many_arguments)]
 fn positive_lasso_cd(
     w: &mut [f64],
     q: &[f64],
@@ -216,14 +220,14 @@ fn positive_lasso_cd(
     alpha: f64,
     max_iter: usize,
     tol: f64,
+    qw: &mut [f64],
 ) {
     let k = w.len();
-    let mut qw = vec![0.0; k];
     for (a, out) in qw.iter_mut().enumerate() {
         *out = (0..k).map(|b| gram[a * k + b] * w[b]).sum();
     }
     let tol_gap = tol * y_norm2;
-    let g = gap(w, q, &qw, y_norm2, alpha);
+    let g = gap(w, q, qw, y_norm2, alpha);
     if (0.0..=tol_gap).contains(&g) {
         return;
     }
@@ -253,7 +257,7 @@ fn positive_lasso_cd(
             w_max = w_max.max(new.abs());
         }
         if (w_max == 0.0 || d_w_max / w_max <= tol || it + 1 == max_iter)
-            && gap(w, q, &qw, y_norm2, alpha) <= tol_gap
+            && gap(w, q, qw, y_norm2, alpha) <= tol_gap
         {
             break;
         }

@@ -31,6 +31,10 @@ fn check_pca(case: &str, solver: PcaSolver) {
     // Same sign convention as scikit-learn, so components compare signed.
     let comps = golden(&format!("{case}_components")).1;
     let err = max_rel_err(&to_f64(&m.components), &comps);
+    let ev_err = (0..5)
+        .map(|i| rel_diff(m.explained_variance[i], ev[i]))
+        .fold(0.0, f64::max);
+    eprintln!("{case} {solver:?}: explained variance {ev_err:.2e}, components {err:.2e}");
     assert!(err < 1e-4, "{case} {solver:?} components differ by {err}");
     let mean = golden(&format!("{case}_mean")).1;
     let mean_ours: Vec<f64> = m.mean.iter().map(|&v| f64::from(v)).collect();
@@ -117,6 +121,13 @@ fn snmf_matches_sklearn_dictionary_learning_from_the_same_init() {
     let m = xlvlm_analysis::dictionary::fit(&x, 8, &params, 0).unwrap();
     let costs = golden("dl_costs").1;
     assert_eq!(m.costs.len(), costs.len());
+    let worst = m
+        .costs
+        .iter()
+        .zip(&costs)
+        .map(|(a, b)| rel_diff(*a, *b))
+        .fold(0.0, f64::max);
+    eprintln!("snmf: largest relative cost difference over 20 iterations {worst:.2e}");
     for (i, (a, b)) in m.costs.iter().zip(&costs).enumerate() {
         assert!(
             rel_diff(*a, *b) < 1e-4,
