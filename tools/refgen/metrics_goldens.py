@@ -168,6 +168,21 @@ def caption_corpus(rng, n_images, n_refs):
     return gts, res
 
 
+def meteor_exact_stem():
+    """pycocoevalcap's Meteor with only the exact and stem modules (what xlvlm ports)."""
+    import subprocess, threading
+    from pycocoevalcap.meteor import meteor as meteor_mod
+
+    class MeteorExactStem(meteor_mod.Meteor):
+        def __init__(self):
+            self.meteor_cmd = ['java', '-jar', '-Xmx2G', meteor_mod.METEOR_JAR, '-', '-', '-stdio',
+                               '-l', 'en', '-norm', '-m', 'exact stem', '-w', '1.0 0.6']
+            self.meteor_p = subprocess.Popen(self.meteor_cmd, cwd=os.path.dirname(os.path.abspath(meteor_mod.__file__)),
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.lock = threading.Lock()
+    return MeteorExactStem()
+
+
 def score_all(gts_raw, res_raw, with_meteor=True):
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     from pycocoevalcap.bleu.bleu import Bleu
@@ -184,11 +199,14 @@ def score_all(gts_raw, res_raw, with_meteor=True):
     scorers = [("Bleu", Bleu(4)), ("ROUGE_L", Rouge()), ("CIDEr", Cider())]
     if with_meteor:
         scorers.append(("METEOR", None))
+        scorers.append(("METEOR_exact_stem", "exact_stem"))
     with contextlib.redirect_stdout(io.StringIO()):
         for name, scorer in scorers:
             t = time.time()
             if scorer is None:
                 scorer = Meteor()
+            elif scorer == "exact_stem":
+                scorer = meteor_exact_stem()
             score, scores = scorer.compute_score(gts, res)
             seconds[name] = time.time() - t
             if name == "Bleu":
@@ -246,7 +264,7 @@ def main():
     res.update(more_res)
     out, _ = score_all(gts, res)
     out["raw_gts"], out["raw_res"] = gts, res
-    out["source"] = "pycocoevalcap 1.2 (PTBTokenizer, Bleu(4), Meteor 1.5 jar, Rouge, Cider)"
+    out["source"] = "pycocoevalcap 1.2 (PTBTokenizer, Bleu(4), Meteor 1.5 jar in full and with -m 'exact stem', Rouge, Cider)"
     json.dump(out, open(os.path.join(a.out, "captions.json"), "w"), indent=1)
 
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer

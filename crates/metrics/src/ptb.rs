@@ -205,7 +205,7 @@ fn apostrophe_token(line: &[char], pos: usize) -> (usize, String) {
     if digits == 2 && lower_eq(line, pos + 3, "s") && !at(line, pos + 4).is_some_and(is_alnum) {
         return (4, text(4));
     }
-    if digits == 2 && !at(line, pos + 3).is_some_and(|d| !is_space(d)) {
+    if digits == 2 && at(line, pos + 3).is_none_or(is_space) {
         return (3, text(3));
     }
     if at(line, pos + 1).is_some_and(is_apostrophe) {

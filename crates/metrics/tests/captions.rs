@@ -141,22 +141,46 @@ fn raw_captions_score_like_pycocoevalcap() {
 }
 
 #[test]
-fn meteor_gap_to_the_jar_is_small() {
+fn meteor_matches_the_jar_with_exact_and_stem_modules() {
     let g = golden();
     let report =
         caption_scores_tokenized(&string_map(&g["tok_res"]), &list_map(&g["tok_gts"])).unwrap();
-    let expected = g["scores"]["METEOR"].as_f64().unwrap();
-    let got = report.corpus.meteor;
-    eprintln!("METEOR corpus: ours {got} jar {expected}");
-    let mut worst = 0.0f64;
-    let mut above = 0;
-    for (id, v) in g["per_image"]["METEOR"].as_object().unwrap() {
-        let diff = report.per_image[id].meteor - v.as_f64().unwrap();
-        worst = worst.max(diff.abs());
-        if diff > 1e-9 {
-            above += 1;
-        }
+    let expected = g["scores"]["METEOR_exact_stem"].as_f64().unwrap();
+    assert!(
+        (report.corpus.meteor - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        report.corpus.meteor
+    );
+    for (id, v) in g["per_image"]["METEOR_exact_stem"].as_object().unwrap() {
+        let got = report.per_image[id].meteor;
+        assert!(
+            (got - v.as_f64().unwrap()).abs() < 1e-9,
+            "image {id}: {got} vs {v}"
+        );
     }
-    eprintln!("METEOR per image: worst |diff| {worst}, {above} images above the jar");
-    assert!((got - expected).abs() < 1e-3, "{got} vs {expected}");
+}
+
+/// The full jar also matches WordNet synonyms and paraphrases, which are not ported: measure the
+/// gap on the goldens (recorded in BENCHMARKS.md): the corpus score is lower, by less than 0.02.
+#[test]
+fn meteor_gap_to_the_full_jar() {
+    let g = golden();
+    let report =
+        caption_scores_tokenized(&string_map(&g["tok_res"]), &list_map(&g["tok_gts"])).unwrap();
+    let full = g["scores"]["METEOR"].as_f64().unwrap();
+    let gap = full - report.corpus.meteor;
+    let per_image = g["per_image"]["METEOR"].as_object().unwrap();
+    let count = |keep: fn(f64) -> bool| {
+        per_image
+            .iter()
+            .filter(|(id, v)| keep(report.per_image[*id].meteor - v.as_f64().unwrap()))
+            .count()
+    };
+    let (lower, higher) = (count(|d| d < -1e-12), count(|d| d > 1e-12));
+    eprintln!(
+        "METEOR corpus: ours {} full jar {full} (gap {gap:.5}); images: {lower} lower, {higher} higher of {}",
+        report.corpus.meteor,
+        per_image.len()
+    );
+    assert!((0.0..0.02).contains(&gap), "gap {gap}");
 }

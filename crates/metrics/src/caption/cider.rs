@@ -54,11 +54,11 @@ fn similarity(hyp: &TfIdf, reference: &TfIdf) -> [f64; MAX_N] {
         let r = ref_weight.get(&k).copied().unwrap_or(0.0);
         values[ngrams::order(k) - 1] += h.min(r) * r;
     }
-    for n in 0..MAX_N {
-        if hyp.norms[n] != 0.0 && reference.norms[n] != 0.0 {
-            values[n] /= hyp.norms[n] * reference.norms[n];
+    for ((value, h), r) in values.iter_mut().zip(hyp.norms).zip(reference.norms) {
+        if h != 0.0 && r != 0.0 {
+            *value /= h * r;
         }
-        values[n] *= penalty;
+        *value *= penalty;
     }
     values
 }

@@ -4,19 +4,26 @@
 //! What is the same as the jar:
 //! * the matchers: exact matches, then Snowball-English stem matches between words that are not
 //!   identical;
-//! * the alignment criterion: most matched words, then fewest chunks, then the smallest total
-//!   distance between matched positions (found here by an exhaustive search with pruning; the jar
-//!   runs a beam search of width 40, which reaches the same optimum on caption-length inputs);
+//! * the aligner: "sure" matches (the only candidate of both their words) fixed first, then the
+//!   jar's beam search (width 40) over reference positions ranking partial alignments by matched
+//!   words counted as the jar does (integer counts to which a stem match adds `(int) 0.6 = 0`, so
+//!   an ambiguous stem match is only taken when it costs no chunk), then fewer chunks, then less
+//!   distance (with the jar's slip of adding a candidate's distance to its parent alignment,
+//!   which decides ties);
 //! * the score: δ-weighted precision and recall over content and function words (METEOR's
 //!   English function-word list), `Fmean = P R / (α P + (1 - α) R)`, fragmentation penalty
 //!   `γ (chunks / mean matched words)^β` (0 for a complete single-chunk match), best reference
 //!   per image, corpus score from the summed statistics of the best references.
 //!
-//! What differs: the jar also matches WordNet synonyms (weight 0.8) and paraphrases from its
-//! 61 MB paraphrase table (weight 0.6), which are not shipped here, and its `-norm` text
-//! normalisation is not re-applied (inputs are PTB-tokenised and lower-cased already). Scores are
-//! therefore lower than or equal to the jar's whenever a synonym or paraphrase would have matched;
-//! the measured gap on the goldens is recorded in `BENCHMARKS.md` and the tests.
+//! * the `-norm` text normalisation (METEOR's port of the Moses tokenizer: symbols split off,
+//!   hyphens between letters or digits become spaces, `'s` -> `' s`, `n't` -> `n 't`, acronym
+//!   dots removed, sentence-final periods split off) and lower-casing, see [`normalize`].
+//!
+//! With these, scores equal the jar run with `-m "exact stem" -w "1.0 0.6"` (checked on the
+//! goldens). What differs from pycocoevalcap's full METEOR: the jar also matches WordNet synonyms
+//! (weight 0.8) and paraphrases from its 61 MB paraphrase table (weight 0.6), which are not
+//! shipped here, so an image scores lower whenever a synonym or paraphrase would have matched;
+//! the measured gap is recorded in `BENCHMARKS.md`.
 
 use std::collections::HashMap;
 
@@ -76,7 +83,15 @@ impl Stats {
         }
         self.test_matched += o.test_matched;
         self.ref_matched += o.ref_matched;
-        self.chunks += o.chunks;
+        // The jar's corpus aggregation counts no chunk for a complete single-chunk match (the
+        // case its segment score gives no fragmentation penalty).
+        if !o.is_complete_single_chunk() {
+            self.chunks += o.chunks;
+        }
+    }
+
+    fn is_complete_single_chunk(&self) -> bool {
+        self.test_matched == self.test_len && self.ref_matched == self.ref_len && self.chunks == 1.0
     }
 
     /// `MeteorScorer.computeMetrics`, in its order of operations.
@@ -85,26 +100,24 @@ impl Stats {
             DELTA * (self.test_len - self.test_function) + (1.0 - DELTA) * self.test_function;
         let ref_weighted_len =
             DELTA * (self.ref_len - self.ref_function) + (1.0 - DELTA) * self.ref_function;
-        let (mut test_weighted, mut ref_weighted) = (0.0, 0.0);
-        for m in 0..2 {
-            test_weighted += self.test_content[m] * MODULE_WEIGHTS[m] * DELTA;
-        }
-        for m in 0..2 {
-            ref_weighted += self.ref_content[m] * MODULE_WEIGHTS[m] * DELTA;
-        }
-        for m in 0..2 {
-            test_weighted += self.test_functional[m] * MODULE_WEIGHTS[m] * (1.0 - DELTA);
-        }
-        for m in 0..2 {
-            ref_weighted += self.ref_functional[m] * MODULE_WEIGHTS[m] * (1.0 - DELTA);
-        }
+        // Content matches of every module first, then function-word matches (the jar's order
+        // of summation).
+        let weighted = |content: &[f64; 2], function: &[f64; 2]| {
+            let mut sum = 0.0;
+            for (c, w) in content.iter().zip(MODULE_WEIGHTS) {
+                sum += c * w * DELTA;
+            }
+            for (f, w) in function.iter().zip(MODULE_WEIGHTS) {
+                sum += f * w * (1.0 - DELTA);
+            }
+            sum
+        };
+        let test_weighted = weighted(&self.test_content, &self.test_functional);
+        let ref_weighted = weighted(&self.ref_content, &self.ref_functional);
         let precision = test_weighted / test_weighted_len;
         let recall = ref_weighted / ref_weighted_len;
         let fmean = 1.0 / ((1.0 - ALPHA) / precision + ALPHA / recall);
-        let frag = if self.test_matched == self.test_len
-            && self.ref_matched == self.ref_len
-            && self.chunks == 1.0
-        {
+        let frag = if self.is_complete_single_chunk() {
             0.0
         } else {
             self.chunks / ((self.test_matched + self.ref_matched) / 2.0)
@@ -115,138 +128,158 @@ impl Stats {
     }
 }
 
-/// A candidate match between hypothesis word `test` and reference word `reference`.
+/// A candidate match: hypothesis word `test`, reference word `reference`, by `module`.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     test: usize,
+    reference: usize,
     module: usize,
 }
 
-/// The best alignment found so far.
+/// A partial alignment of the beam search (`PartialAlignment` of the jar).
 #[derive(Clone)]
-struct Best {
-    matched: usize,
+struct Partial {
+    /// The chosen match per reference position.
+    matches: Vec<Option<Candidate>>,
+    test_used: Vec<bool>,
+    /// The jar's `matches1` and `matches2`: each adds `(int)(old + weight)` per matched word, so
+    /// only exact matches (weight 1) count; a stem match (0.6) truncates away.
+    weighted_test: i64,
+    weighted_ref: i64,
     chunks: usize,
     distance: usize,
-    pairs: Vec<(usize, usize, usize)>,
+    /// One past the hypothesis position of the last match of the open chunk, if any.
+    last_match_end: Option<usize>,
 }
 
-struct Search<'a> {
-    /// Candidates per reference position.
-    candidates: &'a [Vec<Candidate>],
-    /// Number of reference positions at or after `j` that have a candidate.
-    remaining: Vec<usize>,
-    used: Vec<bool>,
-    pairs: Vec<(usize, usize, usize)>,
-    best: Option<Best>,
-    nodes: usize,
-}
-
-/// Node budget of the exhaustive search; past it the best alignment found so far is kept.
-const MAX_SEARCH_NODES: usize = 200_000;
-
-impl Search<'_> {
-    fn better(&self, matched: usize, chunks: usize, distance: usize) -> bool {
-        match &self.best {
-            None => true,
-            Some(b) => {
-                (
-                    matched,
-                    std::cmp::Reverse(chunks),
-                    std::cmp::Reverse(distance),
-                ) > (
-                    b.matched,
-                    std::cmp::Reverse(b.chunks),
-                    std::cmp::Reverse(b.distance),
-                )
-            }
+impl Partial {
+    /// Records match `c` (everything but the distance, see [`resolve`]).
+    fn take(&mut self, c: Candidate) {
+        let w = MODULE_WEIGHTS[c.module];
+        self.weighted_test = (self.weighted_test as f64 + w) as i64;
+        self.weighted_ref = (self.weighted_ref as f64 + w) as i64;
+        if self.last_match_end.is_some_and(|end| end != c.test) {
+            self.chunks += 1;
         }
+        self.last_match_end = Some(c.test + 1);
+        self.matches[c.reference] = Some(c);
     }
 
-    fn visit(&mut self, j: usize, chunks: usize, distance: usize) {
-        self.nodes += 1;
-        let matched = self.pairs.len();
-        if let Some(b) = &self.best {
-            let bound = matched + self.remaining[j];
-            if bound < b.matched
-                || (bound == b.matched && chunks > b.chunks)
-                || self.nodes > MAX_SEARCH_NODES
-            {
-                return;
-            }
+    /// Ordering of the jar's `PARTIAL_COMPARE_TOTAL`: more weighted matches, then fewer chunks,
+    /// then less distance.
+    fn order(a: &Partial, b: &Partial) -> std::cmp::Ordering {
+        (b.weighted_test + b.weighted_ref)
+            .cmp(&(a.weighted_test + a.weighted_ref))
+            .then(a.chunks.cmp(&b.chunks))
+            .then(a.distance.cmp(&b.distance))
+    }
+}
+
+/// Width of the jar's beam search.
+const BEAM_SIZE: usize = 40;
+
+/// The jar's `Aligner.resolve`: a beam search over reference positions in which each partial
+/// alignment either takes one of the candidate matches at the position or skips it; matches that
+/// are the only candidate of both their words ("sure" matches) are fixed beforehand.
+///
+/// Reproduced quirk: when a partial alignment is extended by a candidate, the jar adds the
+/// candidate's distance `|reference - test|` to the *parent* instead of the new alignment, so an
+/// extension inherits the distances of the siblings created before it, and the skipping parent
+/// carries the sum of all of them. This decides ties between equally good alignments.
+fn resolve(candidates: &[Vec<Candidate>], test_len: usize) -> Vec<Option<Candidate>> {
+    let ref_len = candidates.len();
+    let mut test_coverage = vec![0usize; test_len];
+    for c in candidates.iter().flatten() {
+        test_coverage[c.test] += 1;
+    }
+    let mut initial = Partial {
+        matches: vec![None; ref_len],
+        test_used: vec![false; test_len],
+        weighted_test: 0,
+        weighted_ref: 0,
+        chunks: 0,
+        distance: 0,
+        last_match_end: None,
+    };
+    let mut sure = vec![None; ref_len];
+    for (j, cs) in candidates.iter().enumerate() {
+        if let [c] = cs.as_slice()
+            && test_coverage[c.test] == 1
+        {
+            sure[j] = Some(*c);
+            initial.test_used[c.test] = true;
         }
-        if j == self.candidates.len() {
-            if self.better(matched, chunks, distance) {
-                self.best = Some(Best {
-                    matched,
-                    chunks,
-                    distance,
-                    pairs: self.pairs.clone(),
-                });
-            }
-            return;
-        }
-        for k in 0..self.candidates[j].len() {
-            let c = self.candidates[j][k];
-            if self.used[c.test] {
+    }
+    let mut beam = vec![initial];
+    for j in 0..=ref_len {
+        let mut previous = std::mem::take(&mut beam);
+        // Stable, as Java's Collections.sort: ties keep their insertion order.
+        previous.sort_by(Partial::order);
+        for mut p in previous.into_iter().take(BEAM_SIZE) {
+            if j == ref_len {
+                if p.last_match_end.is_some() {
+                    p.chunks += 1;
+                }
+                beam.push(p);
                 continue;
             }
-            let continues = self
-                .pairs
-                .last()
-                .is_some_and(|&(t, r, _)| t + 1 == c.test && r + 1 == j);
-            self.used[c.test] = true;
-            self.pairs.push((c.test, j, c.module));
-            self.visit(
-                j + 1,
-                chunks + usize::from(!continues),
-                distance + c.test.abs_diff(j),
-            );
-            self.pairs.pop();
-            self.used[c.test] = false;
+            if let Some(c) = sure[j] {
+                p.take(c);
+                p.distance += c.reference.abs_diff(c.test);
+                beam.push(p);
+                continue;
+            }
+            for c in &candidates[j] {
+                if p.test_used[c.test] {
+                    continue;
+                }
+                let mut extended = p.clone();
+                extended.test_used[c.test] = true;
+                extended.take(*c);
+                p.distance += c.reference.abs_diff(c.test);
+                beam.push(extended);
+            }
+            if p.last_match_end.take().is_some() {
+                p.chunks += 1;
+            }
+            beam.push(p);
         }
-        self.visit(j + 1, chunks, distance);
     }
+    beam.sort_by(Partial::order);
+    beam.swap_remove(0).matches
 }
 
 /// Aligns `test` to `reference` and returns the statistics.
 fn align(test: &[&str], test_stems: &[String], reference: &[&str], ref_stems: &[String]) -> Stats {
+    // The jar runs only the exact module when both sentences are identical.
+    let identical = test == reference;
+    // Candidates per reference position, exact ones first, each in hypothesis order (the jar's
+    // matchers loop over the reference, then over the hypothesis).
     let candidates: Vec<Vec<Candidate>> = (0..reference.len())
         .map(|j| {
             let mut c: Vec<Candidate> = (0..test.len())
                 .filter(|&i| test[i] == reference[j])
                 .map(|i| Candidate {
                     test: i,
+                    reference: j,
                     module: EXACT,
                 })
                 .collect();
-            c.extend(
-                (0..test.len())
-                    .filter(|&i| test[i] != reference[j] && test_stems[i] == ref_stems[j])
-                    .map(|i| Candidate {
-                        test: i,
-                        module: STEM,
-                    }),
-            );
+            if !identical {
+                c.extend(
+                    (0..test.len())
+                        .filter(|&i| test[i] != reference[j] && test_stems[i] == ref_stems[j])
+                        .map(|i| Candidate {
+                            test: i,
+                            reference: j,
+                            module: STEM,
+                        }),
+                );
+            }
             c
         })
         .collect();
-    let mut remaining = vec![0; reference.len() + 1];
-    for j in (0..reference.len()).rev() {
-        remaining[j] = remaining[j + 1] + usize::from(!candidates[j].is_empty());
-    }
-    let mut search = Search {
-        candidates: &candidates,
-        remaining,
-        used: vec![false; test.len()],
-        pairs: Vec::new(),
-        best: None,
-        nodes: 0,
-    };
-    search.visit(0, 0, 0);
-    let best = search
-        .best
-        .expect("the empty alignment is always reachable");
+    let alignment = resolve(&candidates, test.len());
 
     let is_function = |w: &str| FUNCTION_WORDS.contains(&w);
     let mut stats = Stats {
@@ -254,22 +287,39 @@ fn align(test: &[&str], test_stems: &[String], reference: &[&str], ref_stems: &[
         ref_len: reference.len() as f64,
         test_function: test.iter().filter(|w| is_function(w)).count() as f64,
         ref_function: reference.iter().filter(|w| is_function(w)).count() as f64,
-        chunks: best.chunks as f64,
-        test_matched: best.matched as f64,
-        ref_matched: best.matched as f64,
         ..Stats::default()
     };
-    for &(t, r, module) in &best.pairs {
-        if is_function(test[t]) {
-            stats.test_functional[module] += 1.0;
-        } else {
-            stats.test_content[module] += 1.0;
+    // getCountAndChunks: chunks end at skipped reference words and at jumps in the hypothesis.
+    let mut last_end: Option<usize> = None;
+    for m in &alignment {
+        match m {
+            None => {
+                if last_end.take().is_some() {
+                    stats.chunks += 1.0;
+                }
+            }
+            Some(c) => {
+                stats.test_matched += 1.0;
+                stats.ref_matched += 1.0;
+                if last_end.is_some_and(|e| e != c.test) {
+                    stats.chunks += 1.0;
+                }
+                last_end = Some(c.test + 1);
+                if is_function(test[c.test]) {
+                    stats.test_functional[c.module] += 1.0;
+                } else {
+                    stats.test_content[c.module] += 1.0;
+                }
+                if is_function(reference[c.reference]) {
+                    stats.ref_functional[c.module] += 1.0;
+                } else {
+                    stats.ref_content[c.module] += 1.0;
+                }
+            }
         }
-        if is_function(reference[r]) {
-            stats.ref_functional[module] += 1.0;
-        } else {
-            stats.ref_content[module] += 1.0;
-        }
+    }
+    if last_end.is_some() {
+        stats.chunks += 1.0;
     }
     stats
 }
@@ -305,11 +355,13 @@ pub fn meteor(hyps: &[&str], refs: &[Vec<&str>]) -> MetricValues {
     let mut total = Stats::default();
     let mut per_image = Vec::with_capacity(hyps.len());
     for (hyp, rs) in hyps.iter().zip(refs) {
-        let test: Vec<&str> = hyp.split_whitespace().collect();
+        let test_line = normalize(hyp);
+        let test: Vec<&str> = test_line.split(' ').filter(|w| !w.is_empty()).collect();
         let test_stems = stems.stems(&test);
         let mut best: Option<(f64, Stats)> = None;
         for r in rs {
-            let reference: Vec<&str> = r.split_whitespace().collect();
+            let ref_line = normalize(r);
+            let reference: Vec<&str> = ref_line.split(' ').filter(|w| !w.is_empty()).collect();
             let ref_stems = stems.stems(&reference);
             let stats = align(&test, &test_stems, &reference, &ref_stems);
             let score = stats.score();
@@ -344,3 +396,255 @@ mod tests {
         assert!(stem > 0.0 && stem < exact);
     }
 }
+
+/// Characters of METEOR's `alpha` class (ASCII letters, Latin-1 and Latin Extended-A letters,
+/// Cyrillic, phonetic extensions).
+fn is_meteor_alpha(c: char) -> bool {
+    c.is_ascii_alphabetic()
+        || matches!(c, 'Š' | 'Ž' | 'š' | 'ž' | 'Ÿ')
+        || ('À'..='Ö').contains(&c)
+        || ('Ø'..='ö').contains(&c)
+        || ('ø'..='ž').contains(&c)
+        || ('\u{0400}'..='\u{04FF}').contains(&c)
+        || ('\u{0500}'..='\u{0527}').contains(&c)
+        || ('\u{A640}'..='\u{A66E}').contains(&c)
+        || ('\u{A67E}'..='\u{A697}').contains(&c)
+        || ('\u{1D00}'..='\u{1D7F}').contains(&c)
+}
+
+fn is_meteor_alnum(c: char) -> bool {
+    c.is_ascii_digit() || is_meteor_alpha(c)
+}
+
+/// Java's `\s`.
+fn is_java_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r')
+}
+
+/// `Pattern.compile("(a)X(b)").matcher(s).replaceAll(...)` for a one-character `X` between two
+/// one-character classes: scans left to right, and a match consumes its right neighbour, which
+/// therefore cannot start the next match (Java's semantics for non-overlapping matches).
+fn replace_between(
+    chars: &[char],
+    middle: char,
+    left: impl Fn(char) -> bool,
+    right: impl Fn(char) -> bool,
+    replacement: &str,
+) -> Vec<char> {
+    let mut out = Vec::with_capacity(chars.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        if i + 2 < chars.len() && left(chars[i]) && chars[i + 1] == middle && right(chars[i + 2]) {
+            out.push(chars[i]);
+            out.extend(replacement.chars());
+            out.push(chars[i + 2]);
+            i += 3;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// METEOR 1.5's `-norm` for English (`Normalizer.normalizeLine`), followed by lower-casing;
+/// returns tokens separated by single spaces.
+pub fn normalize(line: &str) -> String {
+    // Separate every symbol other than . ' ` , - and quotes.
+    let mut chars: Vec<char> = Vec::with_capacity(line.len() + 8);
+    chars.push(' ');
+    for c in line.chars() {
+        if is_meteor_alnum(c)
+            || is_java_space(c)
+            || matches!(c, '.' | '\'' | '`' | ',' | '-' | '\u{2018}' | '\u{2019}')
+        {
+            chars.push(c);
+        } else {
+            chars.extend([' ', c, ' ']);
+        }
+    }
+    chars.push(' ');
+    // Runs of two or more periods become a token of their own.
+    let mut dotted = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '.' && chars.get(i + 1) == Some(&'.') {
+            dotted.push(' ');
+            while i < chars.len() && chars[i] == '.' {
+                dotted.push('.');
+                i += 1;
+            }
+        } else {
+            dotted.push(chars[i]);
+            i += 1;
+        }
+    }
+    let digit = |c: char| c.is_ascii_digit();
+    let mut chars = replace_between(&dotted, ',', |c| !digit(c), |c| !digit(c), " , ");
+    chars = replace_between(&chars, ',', digit, |c| !digit(c), " , ");
+    chars = replace_between(&chars, ',', |c| !digit(c), digit, " , ");
+    let mut text: String = chars.into_iter().collect();
+    text = text.replace(['`', '\u{2018}', '\u{2019}'], "'");
+    text = text
+        .replace(['\u{201C}', '\u{201D}'], " \"")
+        .replace("''", " \"");
+    text = text.replace('\u{2013}', "-").replace("--", "-");
+    let chars: Vec<char> = text.chars().collect();
+    let chars = replace_between(
+        &chars,
+        '-',
+        |c| is_meteor_alnum(c) || c == '.',
+        is_meteor_alnum,
+        " ",
+    );
+    let alpha = is_meteor_alpha;
+    let chars = replace_between(&chars, '\'', |c| !alpha(c), |c| !alpha(c), " ' ");
+    let chars = replace_between(&chars, '\'', |c| !alpha(c) && !digit(c), alpha, " ' ");
+    let chars = replace_between(&chars, '\'', alpha, |c| !alpha(c), " ' ");
+    let chars = replace_between(&chars, '\'', alpha, alpha, " '");
+    let chars = replace_between(&chars, '\'', digit, |c| c == 's', " '");
+    let text: String = chars.into_iter().collect();
+
+    // Periods ending a token: kept before a lower-case word or for known prefixes, removed
+    // inside acronyms, split off otherwise.
+    let tokens: Vec<&str> = text
+        .split(is_java_space)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, token) in tokens.iter().enumerate() {
+        let next = tokens.get(i + 1);
+        if token.chars().count() > 1 && token.ends_with('.') {
+            let prefix = &token[..token.len() - 1];
+            let kind = NONBREAKING_PREFIXES
+                .iter()
+                .find(|(p, _)| *p == prefix)
+                .map(|(_, k)| *k);
+            if prefix.contains('.') && prefix.chars().any(is_meteor_alpha) {
+                out.push_str(&token.replace('.', ""));
+            } else if kind == Some(Prefix::Always)
+                // Java's \p{Lower} is ASCII.
+                || next.is_some_and(|n| n.starts_with(|c: char| c.is_ascii_lowercase()))
+                || (kind == Some(Prefix::BeforeNumber)
+                    && next.is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())))
+            {
+                out.push_str(token);
+            } else {
+                out.push_str(prefix);
+                out.push_str(" .");
+            }
+        } else {
+            out.push_str(token);
+        }
+        out.push(' ');
+    }
+    out.split(' ')
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Prefix {
+    Always,
+    BeforeNumber,
+}
+
+/// METEOR's English non-breaking prefixes (`nonbreaking/english.prefixes`, from Moses): a token
+/// `prefix.` keeps its period.
+const NONBREAKING_PREFIXES: &[(&str, Prefix)] = &[
+    ("A", Prefix::Always),
+    ("B", Prefix::Always),
+    ("C", Prefix::Always),
+    ("D", Prefix::Always),
+    ("E", Prefix::Always),
+    ("F", Prefix::Always),
+    ("G", Prefix::Always),
+    ("H", Prefix::Always),
+    ("I", Prefix::Always),
+    ("J", Prefix::Always),
+    ("K", Prefix::Always),
+    ("L", Prefix::Always),
+    ("M", Prefix::Always),
+    ("N", Prefix::Always),
+    ("O", Prefix::Always),
+    ("P", Prefix::Always),
+    ("Q", Prefix::Always),
+    ("R", Prefix::Always),
+    ("S", Prefix::Always),
+    ("T", Prefix::Always),
+    ("U", Prefix::Always),
+    ("V", Prefix::Always),
+    ("W", Prefix::Always),
+    ("X", Prefix::Always),
+    ("Y", Prefix::Always),
+    ("Z", Prefix::Always),
+    ("Adj", Prefix::Always),
+    ("Adm", Prefix::Always),
+    ("Adv", Prefix::Always),
+    ("Asst", Prefix::Always),
+    ("Bart", Prefix::Always),
+    ("Bldg", Prefix::Always),
+    ("Brig", Prefix::Always),
+    ("Bros", Prefix::Always),
+    ("Capt", Prefix::Always),
+    ("Cmdr", Prefix::Always),
+    ("Col", Prefix::Always),
+    ("Comdr", Prefix::Always),
+    ("Con", Prefix::Always),
+    ("Corp", Prefix::Always),
+    ("Cpl", Prefix::Always),
+    ("DR", Prefix::Always),
+    ("Dr", Prefix::Always),
+    ("Drs", Prefix::Always),
+    ("Ens", Prefix::Always),
+    ("Gen", Prefix::Always),
+    ("Gov", Prefix::Always),
+    ("Hon", Prefix::Always),
+    ("Hr", Prefix::Always),
+    ("Hosp", Prefix::Always),
+    ("Insp", Prefix::Always),
+    ("Lt", Prefix::Always),
+    ("MM", Prefix::Always),
+    ("MR", Prefix::Always),
+    ("MRS", Prefix::Always),
+    ("MS", Prefix::Always),
+    ("Maj", Prefix::Always),
+    ("Messrs", Prefix::Always),
+    ("Mlle", Prefix::Always),
+    ("Mme", Prefix::Always),
+    ("Mr", Prefix::Always),
+    ("Mrs", Prefix::Always),
+    ("Ms", Prefix::Always),
+    ("Msgr", Prefix::Always),
+    ("Op", Prefix::Always),
+    ("Ord", Prefix::Always),
+    ("Pfc", Prefix::Always),
+    ("Ph", Prefix::Always),
+    ("Prof", Prefix::Always),
+    ("Pvt", Prefix::Always),
+    ("Rep", Prefix::Always),
+    ("Reps", Prefix::Always),
+    ("Res", Prefix::Always),
+    ("Rev", Prefix::Always),
+    ("Rt", Prefix::Always),
+    ("Sen", Prefix::Always),
+    ("Sens", Prefix::Always),
+    ("Sfc", Prefix::Always),
+    ("Sgt", Prefix::Always),
+    ("Sr", Prefix::Always),
+    ("St", Prefix::Always),
+    ("Supt", Prefix::Always),
+    ("Surg", Prefix::Always),
+    ("v", Prefix::Always),
+    ("vs", Prefix::Always),
+    ("i.e", Prefix::Always),
+    ("rev", Prefix::Always),
+    ("e.g", Prefix::Always),
+    ("No", Prefix::BeforeNumber),
+    ("Nos", Prefix::Always),
+    ("Art", Prefix::BeforeNumber),
+    ("Nr", Prefix::Always),
+    ("pp", Prefix::BeforeNumber),
+];
