@@ -1,0 +1,458 @@
+//! The processor of a checkpoint: tokenizer + chat template + the family's image pipeline, and
+//! batched encoding with placeholder expansion and padding.
+
+use std::path::{Path, PathBuf};
+
+use image::DynamicImage;
+
+use crate::chat::{ChatTemplate, Message};
+use crate::error::{ProcessorError, Result, read_json};
+use crate::image::{ClipImageConfig, load_image};
+use crate::llava::LlavaImages;
+use crate::tokenizer::{Padding, TextTokenizer};
+use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
+
+/// One preprocessed image and the text that replaces its placeholder in the prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessedImage {
+    /// Values in the layout the vision tower takes (for LLaVA: `[3, H, W]`).
+    pub pixel_values: Vec<f32>,
+    pub shape: Vec<usize>,
+    /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
+    pub placeholder: String,
+}
+
+/// The image side of a model family's processor. A family (LLaVA, Qwen2-VL, Idefics, Molmo) is
+/// one implementation of this trait in its own file.
+pub trait ImagePipeline: std::fmt::Debug + Send + Sync {
+    /// Short family name (`llava`).
+    fn family(&self) -> &'static str;
+    /// The placeholder the chat template writes for each image (`<image>`).
+    fn image_token(&self) -> &str;
+    /// Preprocesses one image.
+    fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage>;
+}
+
+/// The text of a sample: raw text (tokenized with the tokenizer's special tokens, e.g. BOS), or
+/// messages rendered with the checkpoint's chat template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prompt {
+    Text(String),
+    Messages {
+        messages: Vec<Message>,
+        add_generation_prompt: bool,
+    },
+}
+
+/// An image given by path or already decoded.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageInput<'a> {
+    Path(&'a Path),
+    Decoded(&'a DynamicImage),
+}
+
+/// One input: a prompt and the images for its placeholders, in order.
+#[derive(Debug, Clone)]
+pub struct Sample<'a> {
+    pub prompt: Prompt,
+    pub images: Vec<ImageInput<'a>>,
+}
+
+/// What a position of the batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRole {
+    /// Padding (attention mask 0).
+    Pad,
+    /// A text or special token of the prompt.
+    Prompt,
+    /// An image placeholder token, replaced by a vision feature in the model.
+    Image,
+}
+
+/// Pixel values of all images of a batch, stacked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelBatch {
+    pub data: Vec<f32>,
+    /// `[images, ...per-image shape]` (LLaVA: `[N, 3, H, W]`).
+    pub shape: Vec<usize>,
+    /// For each image, the batch row (sample) it belongs to.
+    pub sample_of_image: Vec<usize>,
+}
+
+/// A padded batch, row-major `[batch_size, seq_len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub input_ids: Vec<u32>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<u32>,
+    pub token_roles: Vec<TokenRole>,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    /// Number of real tokens of each row.
+    pub lengths: Vec<usize>,
+    /// Side the padding went on.
+    pub padding: Padding,
+    /// The prompt text of each row before placeholder expansion (the rendered template).
+    pub prompts: Vec<String>,
+    pub pixel_values: Option<PixelBatch>,
+}
+
+impl Batch {
+    /// Ids of row `i`, padding included.
+    pub fn row(&self, i: usize) -> &[u32] {
+        &self.input_ids[i * self.seq_len..(i + 1) * self.seq_len]
+    }
+
+    /// Ids of row `i` without padding.
+    pub fn tokens(&self, i: usize) -> &[u32] {
+        let row = self.row(i);
+        match self.padding {
+            Padding::Left => &row[self.seq_len - self.lengths[i]..],
+            Padding::Right => &row[..self.lengths[i]],
+        }
+    }
+
+    /// Index in row `i` of its first real token (non-zero with left padding).
+    pub fn first_token_index(&self, i: usize) -> usize {
+        match self.padding {
+            Padding::Left => self.seq_len - self.lengths[i],
+            Padding::Right => 0,
+        }
+    }
+}
+
+/// Processor of one checkpoint.
+#[derive(Debug)]
+pub struct Processor {
+    tokenizer: TextTokenizer,
+    chat_template: Option<ChatTemplate>,
+    images: Option<Box<dyn ImagePipeline>>,
+    image_token_id: Option<u32>,
+    dir: PathBuf,
+}
+
+/// Processor classes this crate implements (`processor_class` in the processor files).
+const SUPPORTED_PROCESSORS: &[&str] = &["LlavaProcessor"];
+
+impl Processor {
+    /// Loads everything from an HF checkpoint folder: `tokenizer.json` (+ `tokenizer_config.json`),
+    /// the chat template, and the image processor (`processor_config.json` of transformers 5 with
+    /// the settings nested under `image_processor`, or the Hub's `preprocessor_config.json`). A
+    /// folder without image-processor files gives a text-only processor.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(ProcessorError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        let tokenizer = TextTokenizer::from_dir(dir)?;
+        let chat_template = ChatTemplate::find_in_dir(dir)?;
+
+        let processor_path = dir.join("processor_config.json");
+        let preprocessor_path = dir.join("preprocessor_config.json");
+        let processor_config = if processor_path.is_file() {
+            Some(read_json(&processor_path)?)
+        } else {
+            None
+        };
+        let nested = processor_config
+            .as_ref()
+            .and_then(|c| c.get("image_processor"))
+            .cloned();
+        let (image_settings, settings_path) = match nested {
+            Some(v) => (Some(v), processor_path.clone()),
+            None if preprocessor_path.is_file() => (
+                Some(read_json(&preprocessor_path)?),
+                preprocessor_path.clone(),
+            ),
+            None => (None, processor_path.clone()),
+        };
+        let model_config_path = dir.join("config.json");
+        let model_config = if model_config_path.is_file() {
+            Some(read_json(&model_config_path)?)
+        } else {
+            None
+        };
+
+        let images: Option<Box<dyn ImagePipeline>> = match image_settings {
+            None => None,
+            Some(settings) => {
+                let class = processor_config
+                    .as_ref()
+                    .and_then(|c| c.get("processor_class"))
+                    .or_else(|| settings.get("processor_class"))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned);
+                let model_type = model_config
+                    .as_ref()
+                    .and_then(|c| c.get("model_type"))
+                    .and_then(|v| v.as_str());
+                let is_llava = match class.as_deref() {
+                    Some(c) => c == "LlavaProcessor",
+                    None => model_type == Some("llava"),
+                };
+                if !is_llava {
+                    return Err(ProcessorError::BadFile {
+                        path: settings_path,
+                        detail: format!(
+                            "processor class {} (model_type {}) is not supported; supported: {}",
+                            class.as_deref().unwrap_or("(none)"),
+                            model_type.unwrap_or("(none)"),
+                            SUPPORTED_PROCESSORS.join(", ")
+                        ),
+                    });
+                }
+                let empty = serde_json::Value::Object(Default::default());
+                let top = processor_config.as_ref().unwrap_or(&empty);
+                // LlavaProcessor takes the tokenizer's `image_token` when it has one.
+                let image_token = tokenizer
+                    .special_token("image_token")
+                    .map(|t| t.text.clone())
+                    .or_else(|| {
+                        top.get("image_token")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| "<image>".to_owned());
+                let clip = ClipImageConfig::from_json(&settings, &settings_path)?;
+                Some(Box::new(LlavaImages::from_configs(
+                    clip,
+                    top,
+                    &processor_path,
+                    model_config.as_ref(),
+                    image_token,
+                )?))
+            }
+        };
+        let image_token_id = match &images {
+            Some(p) => Some(tokenizer.token_to_id(p.image_token()).ok_or_else(|| {
+                ProcessorError::BadFile {
+                    path: dir.join("tokenizer.json"),
+                    detail: format!("image token {:?} is not in the vocabulary", p.image_token()),
+                }
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            tokenizer,
+            chat_template,
+            images,
+            image_token_id,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// The chat template, if the checkpoint has one (its `source()` says which file won).
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// The image pipeline, `None` for a text-only checkpoint.
+    pub fn images(&self) -> Option<&dyn ImagePipeline> {
+        self.images.as_deref()
+    }
+
+    /// Id of the image placeholder token.
+    pub fn image_token_id(&self) -> Option<u32> {
+        self.image_token_id
+    }
+
+    /// Renders messages with the checkpoint's chat template, like
+    /// `processor.apply_chat_template(messages, add_generation_prompt=..., tokenize=False)`.
+    pub fn render_chat(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let template =
+            self.chat_template
+                .as_ref()
+                .ok_or_else(|| ProcessorError::NoChatTemplate {
+                    dir: self.dir.clone(),
+                    looked_for: "chat_template.json, chat_template.jinja, tokenizer_config.json"
+                        .into(),
+                })?;
+        template.render(
+            messages,
+            add_generation_prompt,
+            self.tokenizer.special_tokens_map(),
+        )
+    }
+
+    /// Preprocesses one image with the family's pipeline.
+    pub fn preprocess_image(&self, image: &DynamicImage) -> Result<ProcessedImage> {
+        self.image_pipeline()?.preprocess(image)
+    }
+
+    fn image_pipeline(&self) -> Result<&dyn ImagePipeline> {
+        self.images.as_deref().ok_or_else(|| {
+            ProcessorError::Input(format!(
+                "{}: the checkpoint has no image processor (no processor_config.json or preprocessor_config.json) but images were given",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// Encodes samples into a padded batch: renders messages, preprocesses images, expands each
+    /// image placeholder, tokenizes, pads with the tokenizer's pad id on `padding`'s side.
+    pub fn encode_batch(&self, samples: &[Sample<'_>], padding: Padding) -> Result<Batch> {
+        if samples.is_empty() {
+            return Err(ProcessorError::Input("encode_batch: no samples".into()));
+        }
+        let mut rows: Vec<Vec<u32>> = Vec::with_capacity(samples.len());
+        let mut prompts = Vec::with_capacity(samples.len());
+        let mut pixel_data = Vec::new();
+        let mut image_shape: Option<Vec<usize>> = None;
+        let mut sample_of_image = Vec::new();
+        for (index, sample) in samples.iter().enumerate() {
+            let (text, add_special) = match &sample.prompt {
+                Prompt::Text(t) => (t.clone(), true),
+                Prompt::Messages {
+                    messages,
+                    add_generation_prompt,
+                } => {
+                    let text = self.render_chat(messages, *add_generation_prompt)?;
+                    // transformers' processor skips the tokenizer's special tokens when the
+                    // rendered template already starts with the BOS.
+                    let has_bos = self
+                        .tokenizer
+                        .bos()
+                        .is_some_and(|b| text.starts_with(b.text.as_str()));
+                    (text, !has_bos)
+                }
+            };
+            let expanded = self.expand_placeholders(index, &text, &sample.images, |img| {
+                match &image_shape {
+                    Some(s) if *s != img.shape => {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: image shape {:?} differs from {:?} of earlier images",
+                            img.shape, s
+                        )));
+                    }
+                    Some(_) => {}
+                    None => image_shape = Some(img.shape.clone()),
+                }
+                pixel_data.extend_from_slice(&img.pixel_values);
+                sample_of_image.push(index);
+                Ok(())
+            })?;
+            rows.push(self.tokenizer.encode(&expanded, add_special)?);
+            prompts.push(text);
+        }
+        let seq_len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let batch_size = rows.len();
+        let pad_id = self.tokenizer.pad_id();
+        let mut input_ids = Vec::with_capacity(batch_size * seq_len);
+        let mut attention_mask = Vec::with_capacity(batch_size * seq_len);
+        let mut token_roles = Vec::with_capacity(batch_size * seq_len);
+        let mut lengths = Vec::with_capacity(batch_size);
+        for row in &rows {
+            let pad = seq_len - row.len();
+            let push_pad = |ids: &mut Vec<u32>, mask: &mut Vec<u32>, roles: &mut Vec<TokenRole>| {
+                ids.extend(std::iter::repeat_n(pad_id, pad));
+                mask.extend(std::iter::repeat_n(0, pad));
+                roles.extend(std::iter::repeat_n(TokenRole::Pad, pad));
+            };
+            if padding == Padding::Left {
+                push_pad(&mut input_ids, &mut attention_mask, &mut token_roles);
+            }
+            input_ids.extend_from_slice(row);
+            attention_mask.extend(std::iter::repeat_n(1, row.len()));
+            token_roles.extend(row.iter().map(|&id| {
+                if Some(id) == self.image_token_id {
+                    TokenRole::Image
+                } else {
+                    TokenRole::Prompt
+                }
+            }));
+            if padding == Padding::Right {
+                push_pad(&mut input_ids, &mut attention_mask, &mut token_roles);
+            }
+            lengths.push(row.len());
+        }
+        let pixel_values = image_shape.map(|shape| {
+            let mut full = vec![sample_of_image.len()];
+            full.extend(shape);
+            PixelBatch {
+                data: pixel_data,
+                shape: full,
+                sample_of_image,
+            }
+        });
+        Ok(Batch {
+            input_ids,
+            attention_mask,
+            token_roles,
+            batch_size,
+            seq_len,
+            lengths,
+            padding,
+            prompts,
+            pixel_values,
+        })
+    }
+
+    /// Replaces each image placeholder of `text` by the expansion of the matching image; the
+    /// number of placeholders must equal the number of images.
+    fn expand_placeholders(
+        &self,
+        index: usize,
+        text: &str,
+        images: &[ImageInput<'_>],
+        mut on_image: impl FnMut(&ProcessedImage) -> Result<()>,
+    ) -> Result<String> {
+        let Some(pipeline) = self.images.as_deref() else {
+            if !images.is_empty() {
+                self.image_pipeline()?;
+            }
+            return Ok(text.to_owned());
+        };
+        let token = pipeline.image_token();
+        let pieces: Vec<&str> = text.split(token).collect();
+        let placeholders = pieces.len() - 1;
+        if placeholders != images.len() {
+            return Err(ProcessorError::Input(format!(
+                "sample {index}: the prompt has {placeholders} {token} placeholder(s) but {} image(s) were given",
+                images.len()
+            )));
+        }
+        let mut out = String::with_capacity(text.len());
+        out.push_str(pieces[0]);
+        for (image, piece) in images.iter().zip(&pieces[1..]) {
+            let decoded;
+            let image = match image {
+                ImageInput::Decoded(img) => *img,
+                ImageInput::Path(path) => {
+                    decoded = load_image(path)?;
+                    &decoded
+                }
+            };
+            let processed = pipeline.preprocess(image)?;
+            out.push_str(&processed.placeholder);
+            on_image(&processed)?;
+            out.push_str(piece);
+        }
+        Ok(out)
+    }
+
+    /// Every whole-word occurrence of `word` in `ids` (see [`find_word_spans`]).
+    pub fn find_word(&self, ids: &[u32], word: &str, case: MatchCase) -> Vec<WordSpan> {
+        find_word_spans(&self.tokenizer, ids, word, case)
+    }
+
+    /// Positions where `word` starts as a whole word (case-insensitive).
+    pub fn find_word_positions(&self, ids: &[u32], word: &str) -> Vec<usize> {
+        self.find_word(ids, word, MatchCase::Insensitive)
+            .iter()
+            .map(|s| s.first)
+            .collect()
+    }
+
+    /// Whether generated `ids` end with one of `stops`.
+    pub fn stop_matches(&self, stops: &StopStrings, ids: &[u32]) -> bool {
+        stops.matches(&self.tokenizer, ids)
+    }
+}

@@ -1,0 +1,91 @@
+//! Rendered chat templates equal transformers' `apply_chat_template(..., tokenize=False)`.
+
+mod common;
+
+use xlvlm_processor::{ChatTemplate, ChatTemplateSource, Processor};
+
+#[test]
+fn templates_render_exactly_like_transformers() {
+    let all = common::load_json("chat_cases.json");
+    let specials: Vec<(String, String)> = all["specials"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let cases = all["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20, "{} cases", cases.len());
+    for case in cases {
+        let name = case["template"].as_str().unwrap();
+        let text = all["templates"][name].as_str().unwrap().to_owned();
+        let template = ChatTemplate::new(text, ChatTemplateSource::ChatTemplateJinja).unwrap();
+        let messages = common::messages(&case["messages"]);
+        let agp = case["add_generation_prompt"].as_bool().unwrap();
+        let what = format!("{name} / {} / agp={agp}", case["conversation"]);
+        let rendered = template.render(
+            &messages,
+            agp,
+            specials.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        match (case["expected"].as_str(), case["error"].as_str()) {
+            (Some(expected), _) => assert_eq!(rendered.unwrap(), expected, "{what}"),
+            (None, Some(error)) => {
+                let err = rendered.unwrap_err().to_string();
+                assert!(err.contains(error), "{what}: {err}");
+            }
+            _ => panic!("{what}: case has neither expected text nor error"),
+        }
+    }
+}
+
+#[test]
+fn checkpoint_templates_render_like_the_processor() {
+    let all = common::load_json("chat_cases.json");
+    for case in all["checkpoint_cases"].as_array().unwrap() {
+        let checkpoint = case["checkpoint"].as_str().unwrap();
+        let processor = Processor::from_dir(common::fixture(checkpoint)).unwrap();
+        let agp = case["add_generation_prompt"].as_bool().unwrap();
+        let rendered = processor
+            .render_chat(&common::messages(&case["messages"]), agp)
+            .unwrap();
+        assert_eq!(
+            rendered,
+            case["expected"].as_str().unwrap(),
+            "{checkpoint} / {} / agp={agp}",
+            case["conversation"]
+        );
+    }
+}
+
+#[test]
+fn template_file_preference_is_reported() {
+    let source = |dir: &str| {
+        Processor::from_dir(common::fixture(dir))
+            .unwrap()
+            .chat_template()
+            .map(ChatTemplate::source)
+    };
+    assert_eq!(
+        source("llava_spm"),
+        Some(ChatTemplateSource::ChatTemplateJinja)
+    );
+    assert_eq!(
+        source("llava_hub"),
+        Some(ChatTemplateSource::ChatTemplateJson)
+    );
+    assert_eq!(
+        source("bytelevel"),
+        Some(ChatTemplateSource::TokenizerConfig)
+    );
+}
+
+#[test]
+fn template_syntax_errors_name_the_file() {
+    let err = ChatTemplate::new(
+        "{% for m in messages %}".into(),
+        ChatTemplateSource::ChatTemplateJson,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("chat_template.json"), "{err}");
+}
