@@ -451,8 +451,8 @@ impl Processor {
             .collect()
     }
 
-    /// Whether generated `ids` end with one of `stops`.
-    pub fn stop_matches(&self, stops: &StopStrings, ids: &[u32]) -> bool {
-        stops.matches(&self.tokenizer, ids)
+    /// Stop strings over this checkpoint's tokens (`matches(&generated_ids)`).
+    pub fn stop_strings<S: AsRef<str>>(&self, strings: &[S]) -> StopStrings<'_> {
+        StopStrings::new(&self.tokenizer, strings)
     }
 }

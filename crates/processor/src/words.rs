@@ -145,34 +145,39 @@ pub fn find_word_spans(
 /// Stop strings for generation: generation stops once a stop string ends inside the newest
 /// token (a token that runs past the stop string, like `Paris.` for `Paris`, also stops it).
 #[derive(Debug, Clone)]
-pub struct StopStrings {
+pub struct StopStrings<'t> {
+    tokenizer: &'t TextTokenizer,
     strings: Vec<String>,
     longest: usize,
 }
 
-impl StopStrings {
-    /// Stop strings to watch for; empty strings are ignored.
-    pub fn new<S: AsRef<str>>(strings: &[S]) -> Self {
+impl<'t> StopStrings<'t> {
+    /// Stop strings to watch for in text produced by `tokenizer`; empty strings are ignored.
+    pub fn new<S: AsRef<str>>(tokenizer: &'t TextTokenizer, strings: &[S]) -> Self {
         let strings: Vec<String> = strings
             .iter()
             .map(|s| s.as_ref().to_owned())
             .filter(|s| !s.is_empty())
             .collect();
         let longest = strings.iter().map(|s| s.len()).max().unwrap_or(0);
-        Self { strings, longest }
+        Self {
+            tokenizer,
+            strings,
+            longest,
+        }
     }
 
     /// Whether the generated `ids` (so far) end with a stop string.
-    pub fn matches(&self, tokenizer: &TextTokenizer, ids: &[u32]) -> bool {
+    pub fn matches(&self, ids: &[u32]) -> bool {
         let Some((&last, before)) = ids.split_last() else {
             return false;
         };
         if self.strings.is_empty() {
             return false;
         }
-        let TokenSurface::Text(last_bytes) = tokenizer.surface(last) else {
+        let TokenSurface::Text(last_bytes) = self.tokenizer.surface(last) else {
             // A special token's text is its content (e.g. `<|im_end|>` as a stop string).
-            let content = tokenizer.id_to_token(last).unwrap_or_default();
+            let content = self.tokenizer.id_to_token(last).unwrap_or_default();
             return self.strings.iter().any(|s| content.contains(s.as_str()));
         };
         // Collect just enough earlier bytes for the longest stop string to end in `last`.
@@ -181,7 +186,7 @@ impl StopStrings {
             if window.len() >= self.longest {
                 break;
             }
-            match tokenizer.surface(id) {
+            match self.tokenizer.surface(id) {
                 TokenSurface::Text(b) => {
                     let mut joined = b;
                     joined.extend_from_slice(&window);

@@ -75,23 +75,29 @@ fn no_is_not_found_inside_snow_not_or_now() {
 fn stop_strings_end_in_the_newest_token() {
     for dir in ["llava_spm", "bytelevel"] {
         let tok = TextTokenizer::from_dir(common::fixture(dir)).unwrap();
-        let stops = StopStrings::new(&["snow.", "ASSISTANT:"]);
+        let stops = StopStrings::new(&tok, &["snow.", "ASSISTANT:"]);
         let ids = tok.encode("there is snow.", false).unwrap();
+        assert!(stops.matches(&ids), "{dir}: full stop string at the end");
         assert!(
-            stops.matches(&tok, &ids),
-            "{dir}: full stop string at the end"
-        );
-        assert!(
-            !stops.matches(&tok, &ids[..ids.len() - 1]),
+            !stops.matches(&ids[..ids.len() - 1]),
             "{dir}: not yet complete"
         );
         let ids = tok.encode("snow. And then more", false).unwrap();
         assert!(
-            !stops.matches(&tok, &ids),
+            !stops.matches(&ids),
             "{dir}: stop string long before the end"
         );
         let ids = tok.encode("USER: hi ASSISTANT:", false).unwrap();
-        assert!(stops.matches(&tok, &ids), "{dir}: spans several tokens");
-        assert!(!StopStrings::new::<&str>(&[]).matches(&tok, &ids));
+        assert!(stops.matches(&ids), "{dir}: spans several tokens");
+        assert!(!StopStrings::new::<&str>(&tok, &[]).matches(&ids));
     }
+}
+
+#[test]
+fn a_special_token_can_be_a_stop_string() {
+    let tok = TextTokenizer::from_dir(common::fixture("bytelevel")).unwrap();
+    let stops = StopStrings::new(&tok, &["<|im_end|>"]);
+    let ids = tok.encode("yes<|im_end|>", false).unwrap();
+    assert!(stops.matches(&ids));
+    assert!(!stops.matches(&ids[..ids.len() - 1]));
 }
