@@ -1,5 +1,6 @@
 //! Times shapes-world generation: `cargo run --release -p xlvlm-data --example bench_world --
-//! [SIZE] [OUT_DIR] [THREADS]` (defaults: 3000 images, a fresh temporary folder, all cores).
+//! [SIZE] [OUT_DIR] [THREADS] [IMAGE_SIZE]` (defaults: 3000 images, a fresh temporary folder, all
+//! cores, 64 pixels).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,8 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from,
     );
     let threads = args.next().map(|arg| arg.parse()).transpose()?;
+    let image_size = args.next().map_or(Ok(64), |arg| arg.parse())?;
     let options = WorldOptions {
         threads,
+        image_size,
         ..WorldOptions::default()
     };
 

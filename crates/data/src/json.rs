@@ -21,16 +21,32 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Parses `bytes` (the content of `path`, or one line of it) into `T`.
 pub(crate) fn parse_json<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    // Tracking the JSON path costs about as much as parsing, so it is done only to explain a
+    // failure: valid files (the common case) parse once, at full speed.
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(error) => Err(explain_json_error::<T>(path, bytes, error)),
+    }
+}
+
+/// Parses `bytes` again, tracking the JSON path, to say where and why it does not fit `T`.
+fn explain_json_error<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    first_error: serde_json::Error,
+) -> DataError {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let json_path = error.path().to_string();
-        serde_error(path, json_path, error.into_inner())
-    })?;
-    // Trailing garbage after the document is an error too, not silently ignored.
-    deserializer
-        .end()
-        .map_err(|error| serde_error(path, ".".to_string(), error))?;
-    Ok(value)
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(error) => {
+            let json_path = error.path().to_string();
+            serde_error(path, json_path, error.into_inner())
+        }
+        // The value fitted: what failed is trailing content after the document.
+        Ok(_) => match deserializer.end() {
+            Err(error) => serde_error(path, ".".to_string(), error),
+            Ok(()) => serde_error(path, ".".to_string(), first_error),
+        },
+    }
 }
 
 fn serde_error(path: &Path, json_path: String, error: serde_json::Error) -> DataError {

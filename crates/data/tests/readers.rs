@@ -300,6 +300,12 @@ fn answer_type_to_answer_reads_and_maps_words() {
     fs::write(&file, r#"{"answer_type": {"yes/no": ["yes"]}}"#).unwrap();
     let error = AnswerTypeToAnswer::read(&file).unwrap_err().to_string();
     assert!(error.contains("missing field `question_type`"), "{error}");
+
+    // A valid document followed by more text is refused, not silently truncated.
+    fs::write(&file, "{\"answer_type\": {}, \"question_type\": {}}\n}").unwrap();
+    let error = AnswerTypeToAnswer::read(&file).unwrap_err().to_string();
+    assert!(error.contains("types.json:2:1"), "{error}");
+    assert!(error.contains("trailing characters"), "{error}");
 }
 
 #[test]
