@@ -168,15 +168,15 @@ def caption_corpus(rng, n_images, n_refs):
     return gts, res
 
 
-def meteor_exact_stem():
-    """pycocoevalcap's Meteor with only the exact and stem modules (what xlvlm ports)."""
+def meteor_modules(modules, weights):
+    """pycocoevalcap's Meteor restricted to some modules (what xlvlm ports)."""
     import subprocess, threading
     from pycocoevalcap.meteor import meteor as meteor_mod
 
     class MeteorExactStem(meteor_mod.Meteor):
         def __init__(self):
             self.meteor_cmd = ['java', '-jar', '-Xmx2G', meteor_mod.METEOR_JAR, '-', '-', '-stdio',
-                               '-l', 'en', '-norm', '-m', 'exact stem', '-w', '1.0 0.6']
+                               '-l', 'en', '-norm', '-m', modules, '-w', weights]
             self.meteor_p = subprocess.Popen(self.meteor_cmd, cwd=os.path.dirname(os.path.abspath(meteor_mod.__file__)),
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.lock = threading.Lock()
@@ -199,14 +199,15 @@ def score_all(gts_raw, res_raw, with_meteor=True):
     scorers = [("Bleu", Bleu(4)), ("ROUGE_L", Rouge()), ("CIDEr", Cider())]
     if with_meteor:
         scorers.append(("METEOR", None))
-        scorers.append(("METEOR_exact_stem", "exact_stem"))
+        scorers.append(("METEOR_exact_stem", ("exact stem", "1.0 0.6")))
+        scorers.append(("METEOR_exact_stem_synonym", ("exact stem synonym", "1.0 0.6 0.8")))
     with contextlib.redirect_stdout(io.StringIO()):
         for name, scorer in scorers:
             t = time.time()
             if scorer is None:
                 scorer = Meteor()
-            elif scorer == "exact_stem":
-                scorer = meteor_exact_stem()
+            elif isinstance(scorer, tuple):
+                scorer = meteor_modules(*scorer)
             score, scores = scorer.compute_score(gts, res)
             seconds[name] = time.time() - t
             if name == "Bleu":
@@ -238,6 +239,47 @@ PTB_CASES = [
 ]
 
 
+# Base-form rules of METEOR's WordNet lookup (SynonymDictionary.morph).
+DETACHMENTS = [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
+               ("men", "man"), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""),
+               ("ing", "e"), ("ing", ""), ("er", ""), ("est", ""), ("er", "e"), ("est", "e")]
+
+
+def wordnet_subset(captions, out_dir):
+    """The part of METEOR's WordNet synonym data that lookups on the words of `captions` read:
+    synsets of the words, of their irregular base forms and of their detached forms."""
+    import re
+    from pycocoevalcap.meteor import meteor as meteor_mod
+    jar = os.path.join(os.path.dirname(os.path.abspath(meteor_mod.__file__)), meteor_mod.METEOR_JAR)
+    with zipfile.ZipFile(jar) as z:
+        synsets = z.read("synonym/english.synsets").decode("utf-8").split("\n")
+        exceptions = z.read("synonym/english.exceptions").decode("utf-8").split("\n")
+        notice = z.read("synonym/COPYING.WORDNET").decode("utf-8")
+    vocab = set()
+    for c in captions:
+        for tok in c.split():
+            vocab.add(tok)
+            vocab.add(tok.replace(".", ""))
+            vocab.update(p for p in re.split(r"[^0-9a-z]+", tok) if p)
+    keep_exc = []
+    wanted = set(vocab)
+    for base, forms in zip(exceptions[0::2], exceptions[1::2]):
+        hit = [f for f in forms.split() if f in vocab]
+        if hit:
+            keep_exc += [base, " ".join(hit)]
+            wanted.add(base)
+    for w in vocab:
+        wanted.update(w[: len(w) - len(s)] + r for s, r in DETACHMENTS if w.endswith(s))
+    keep_syn = []
+    for word, ids in zip(synsets[0::2], synsets[1::2]):
+        if word in wanted:
+            keep_syn += [word, ids]
+    os.makedirs(out_dir, exist_ok=True)
+    open(os.path.join(out_dir, "english.synsets"), "w").write("\n".join(keep_syn) + "\n")
+    open(os.path.join(out_dir, "english.exceptions"), "w").write("\n".join(keep_exc) + "\n")
+    open(os.path.join(out_dir, "COPYING.WORDNET"), "w").write(notice)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wheel", help="salesforce_lavis-1.0.2 wheel (for the VQA goldens)")
@@ -266,6 +308,8 @@ def main():
     out["raw_gts"], out["raw_res"] = gts, res
     out["source"] = "pycocoevalcap 1.2 (PTBTokenizer, Bleu(4), Meteor 1.5 jar in full and with -m 'exact stem', Rouge, Cider)"
     json.dump(out, open(os.path.join(a.out, "captions.json"), "w"), indent=1)
+    all_tok = list(out["tok_res"].values()) + [c for v in out["tok_gts"].values() for c in v]
+    wordnet_subset(all_tok, os.path.join(a.out, "wordnet_subset"))
 
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     tok = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(PTB_CASES)})

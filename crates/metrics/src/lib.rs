@@ -3,8 +3,9 @@
 //! * [`vqa_accuracy`]: the official VQAv2 accuracy (exactly as `vqaEval.py`) or the simplified
 //!   formula of xl-vlms;
 //! * [`caption_scores`]: COCO captioning metrics as pycocoevalcap computes them, after the same
-//!   PTB tokenisation ([`ptb_tokenize`]): BLEU-1..4, METEOR (exact and stem modules only, see
-//!   [`meteor`]), ROUGE-L and CIDEr-D;
+//!   PTB tokenisation ([`ptb_tokenize`]): BLEU-1..4, METEOR (exact, stem and, with METEOR's
+//!   WordNet data at run time, synonym modules; no paraphrases, see [`meteor`]), ROUGE-L and
+//!   CIDEr-D;
 //! * [`target_rates`] and friends: steering counters (predictions containing a word of interest,
 //!   changed predictions against a baseline, answer counts, word-class rates) with whole-word
 //!   matching;
@@ -20,7 +21,7 @@ pub mod vqa;
 mod vqa_tables;
 pub mod words;
 
-pub use caption::{CaptionReport, caption_scores, meteor};
+pub use caption::{CaptionReport, CaptionScores, caption_scores, caption_scores_with, meteor};
 pub use error::{MetricsError, Result};
 pub use ptb::ptb_tokenize;
 pub use steering::target_rates;

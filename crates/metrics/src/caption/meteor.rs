@@ -1,29 +1,31 @@
 //! METEOR, after METEOR 1.5 as pycocoevalcap runs it (`-l en -norm`, task `rank`):
-//! α = 0.85, β = 0.20, γ = 0.60, δ = 0.75, module weights exact 1.0 and stem 0.6.
+//! α = 0.85, β = 0.20, γ = 0.60, δ = 0.75, module weights exact 1.0, stem 0.6, synonym 0.8.
 //!
 //! What is the same as the jar:
+//! * the `-norm` text normalisation (METEOR's port of the Moses tokenizer: symbols split off,
+//!   hyphens between letters or digits become spaces, `'s` -> `' s`, `n't` -> `n 't`, acronym
+//!   dots removed, sentence-final periods split off) and lower-casing, see [`normalize`];
 //! * the matchers: exact matches, then Snowball-English stem matches between words that are not
-//!   identical;
+//!   identical, then (when METEOR's WordNet data is supplied at run time, see [`Synonyms`])
+//!   words sharing a WordNet synset after the jar's base-form rules;
 //! * the aligner: "sure" matches (the only candidate of both their words) fixed first, then the
 //!   jar's beam search (width 40) over reference positions ranking partial alignments by matched
-//!   words counted as the jar does (integer counts to which a stem match adds `(int) 0.6 = 0`, so
-//!   an ambiguous stem match is only taken when it costs no chunk), then fewer chunks, then less
-//!   distance (with the jar's slip of adding a candidate's distance to its parent alignment,
-//!   which decides ties);
+//!   words counted as the jar does (integer counts to which a stem or synonym match adds
+//!   `(int) 0.6 = 0`, so an ambiguous one is only taken when it costs no chunk), then fewer
+//!   chunks, then less distance (with the jar's slip of adding a candidate's distance to its
+//!   parent alignment, which decides ties);
 //! * the score: δ-weighted precision and recall over content and function words (METEOR's
 //!   English function-word list), `Fmean = P R / (α P + (1 - α) R)`, fragmentation penalty
 //!   `γ (chunks / mean matched words)^β` (0 for a complete single-chunk match), best reference
-//!   per image, corpus score from the summed statistics of the best references.
+//!   per image, corpus score from the summed statistics of the best references (a complete
+//!   single-chunk match adds no chunk there, as in the jar).
 //!
-//! * the `-norm` text normalisation (METEOR's port of the Moses tokenizer: symbols split off,
-//!   hyphens between letters or digits become spaces, `'s` -> `' s`, `n't` -> `n 't`, acronym
-//!   dots removed, sentence-final periods split off) and lower-casing, see [`normalize`].
-//!
-//! With these, scores equal the jar run with `-m "exact stem" -w "1.0 0.6"` (checked on the
-//! goldens). What differs from pycocoevalcap's full METEOR: the jar also matches WordNet synonyms
-//! (weight 0.8) and paraphrases from its 61 MB paraphrase table (weight 0.6), which are not
-//! shipped here, so an image scores lower whenever a synonym or paraphrase would have matched;
-//! the measured gap is recorded in `BENCHMARKS.md`.
+//! [`meteor`] equals the jar run with `-m "exact stem" -w "1.0 0.6"` and
+//! [`meteor_with_synonyms`] the jar run with `-m "exact stem synonym" -w "1.0 0.6 0.8"` (both
+//! checked on the goldens). What differs from pycocoevalcap's full METEOR: the jar also matches
+//! paraphrases from its 61 MB paraphrase table (weight 0.6), which is not ported, so an image
+//! scores lower whenever a paraphrase would have matched; the measured gap is recorded in
+//! `BENCHMARKS.md`.
 
 use std::collections::HashMap;
 
@@ -35,10 +37,12 @@ const ALPHA: f64 = 0.85;
 const BETA: f64 = 0.20;
 const GAMMA: f64 = 0.60;
 const DELTA: f64 = 0.75;
-/// Weights of the modules, in matching order: exact, stem.
-const MODULE_WEIGHTS: [f64; 2] = [1.0, 0.6];
+/// Weights of the modules, in matching order: exact, stem, synonym.
+const MODULE_WEIGHTS: [f64; MODULES] = [1.0, 0.6, 0.8];
+const MODULES: usize = 3;
 const EXACT: usize = 0;
 const STEM: usize = 1;
+const SYNONYM: usize = 2;
 
 /// METEOR 1.5's English function words (`function/english.words`).
 const FUNCTION_WORDS: &[&str] = &[
@@ -60,10 +64,10 @@ struct Stats {
     test_function: f64,
     ref_function: f64,
     /// Matched words per module, content and function, in the hypothesis and the reference.
-    test_content: [f64; 2],
-    test_functional: [f64; 2],
-    ref_content: [f64; 2],
-    ref_functional: [f64; 2],
+    test_content: [f64; MODULES],
+    test_functional: [f64; MODULES],
+    ref_content: [f64; MODULES],
+    ref_functional: [f64; MODULES],
     test_matched: f64,
     ref_matched: f64,
     chunks: f64,
@@ -75,7 +79,7 @@ impl Stats {
         self.ref_len += o.ref_len;
         self.test_function += o.test_function;
         self.ref_function += o.ref_function;
-        for m in 0..2 {
+        for m in 0..MODULES {
             self.test_content[m] += o.test_content[m];
             self.test_functional[m] += o.test_functional[m];
             self.ref_content[m] += o.ref_content[m];
@@ -102,7 +106,7 @@ impl Stats {
             DELTA * (self.ref_len - self.ref_function) + (1.0 - DELTA) * self.ref_function;
         // Content matches of every module first, then function-word matches (the jar's order
         // of summation).
-        let weighted = |content: &[f64; 2], function: &[f64; 2]| {
+        let weighted = |content: &[f64; MODULES], function: &[f64; MODULES]| {
             let mut sum = 0.0;
             for (c, w) in content.iter().zip(MODULE_WEIGHTS) {
                 sum += c * w * DELTA;
@@ -249,44 +253,66 @@ fn resolve(candidates: &[Vec<Candidate>], test_len: usize) -> Vec<Option<Candida
     beam.swap_remove(0).matches
 }
 
+/// A normalised word with what the matchers compare.
+struct Token<'a> {
+    word: &'a str,
+    stem: String,
+    /// WordNet synsets of the word and of its base forms (sorted), when synonyms are on.
+    synsets: Vec<u32>,
+}
+
+fn share_synset(a: &[u32], b: &[u32]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
 /// Aligns `test` to `reference` and returns the statistics.
-fn align(test: &[&str], test_stems: &[String], reference: &[&str], ref_stems: &[String]) -> Stats {
+fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
     // The jar runs only the exact module when both sentences are identical.
-    let identical = test == reference;
-    // Candidates per reference position, exact ones first, each in hypothesis order (the jar's
-    // matchers loop over the reference, then over the hypothesis).
+    let identical =
+        test.len() == reference.len() && test.iter().zip(reference).all(|(t, r)| t.word == r.word);
+    // Candidates per reference position: each module's matches in turn, each in hypothesis
+    // order (the jar's matchers loop over the reference, then over the hypothesis).
     let candidates: Vec<Vec<Candidate>> = (0..reference.len())
         .map(|j| {
-            let mut c: Vec<Candidate> = (0..test.len())
-                .filter(|&i| test[i] == reference[j])
-                .map(|i| Candidate {
-                    test: i,
-                    reference: j,
-                    module: EXACT,
-                })
-                .collect();
+            let r = &reference[j];
+            let matching = |module: usize, keep: &dyn Fn(&Token) -> bool| -> Vec<Candidate> {
+                (0..test.len())
+                    .filter(|&i| keep(&test[i]))
+                    .map(|i| Candidate {
+                        test: i,
+                        reference: j,
+                        module,
+                    })
+                    .collect()
+            };
+            let mut c = matching(EXACT, &|t| t.word == r.word);
             if !identical {
-                c.extend(
-                    (0..test.len())
-                        .filter(|&i| test[i] != reference[j] && test_stems[i] == ref_stems[j])
-                        .map(|i| Candidate {
-                            test: i,
-                            reference: j,
-                            module: STEM,
-                        }),
-                );
+                c.extend(matching(STEM, &|t| t.word != r.word && t.stem == r.stem));
+                if with_synonyms {
+                    c.extend(matching(SYNONYM, &|t| {
+                        t.word != r.word && share_synset(&t.synsets, &r.synsets)
+                    }));
+                }
             }
             c
         })
         .collect();
     let alignment = resolve(&candidates, test.len());
 
-    let is_function = |w: &str| FUNCTION_WORDS.contains(&w);
+    let is_function = |t: &Token| FUNCTION_WORDS.contains(&t.word);
     let mut stats = Stats {
         test_len: test.len() as f64,
         ref_len: reference.len() as f64,
-        test_function: test.iter().filter(|w| is_function(w)).count() as f64,
-        ref_function: reference.iter().filter(|w| is_function(w)).count() as f64,
+        test_function: test.iter().filter(|t| is_function(t)).count() as f64,
+        ref_function: reference.iter().filter(|t| is_function(t)).count() as f64,
         ..Stats::default()
     };
     // getCountAndChunks: chunks end at skipped reference words and at jumps in the hypothesis.
@@ -305,12 +331,12 @@ fn align(test: &[&str], test_stems: &[String], reference: &[&str], ref_stems: &[
                     stats.chunks += 1.0;
                 }
                 last_end = Some(c.test + 1);
-                if is_function(test[c.test]) {
+                if is_function(&test[c.test]) {
                     stats.test_functional[c.module] += 1.0;
                 } else {
                     stats.test_content[c.module] += 1.0;
                 }
-                if is_function(reference[c.reference]) {
+                if is_function(&reference[c.reference]) {
                     stats.ref_functional[c.module] += 1.0;
                 } else {
                     stats.ref_content[c.module] += 1.0;
@@ -324,46 +350,73 @@ fn align(test: &[&str], test_stems: &[String], reference: &[&str], ref_stems: &[
     stats
 }
 
-/// Stems words with a per-corpus cache (the Snowball stemmer dominates the cost otherwise).
-struct StemCache {
+/// Stems words with a per-corpus cache (the Snowball stemmer dominates the cost otherwise) and
+/// looks up their synsets.
+struct TokenMaker<'s> {
     stemmer: Stemmer,
-    cache: HashMap<String, String>,
+    stems: HashMap<String, String>,
+    synonyms: Option<&'s Synonyms>,
+    synsets: HashMap<String, Vec<u32>>,
 }
 
-impl StemCache {
-    fn stems(&mut self, words: &[&str]) -> Vec<String> {
-        words
-            .iter()
-            .map(|w| {
-                if let Some(s) = self.cache.get(*w) {
-                    return s.clone();
+impl TokenMaker<'_> {
+    fn tokens<'a>(&mut self, line: &'a str) -> Vec<Token<'a>> {
+        line.split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|word| {
+                let stem = match self.stems.get(word) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = self.stemmer.stem(word).into_owned();
+                        self.stems.insert(word.to_owned(), s.clone());
+                        s
+                    }
+                };
+                let synsets = match self.synonyms {
+                    None => Vec::new(),
+                    Some(dictionary) => self
+                        .synsets
+                        .entry(word.to_owned())
+                        .or_insert_with(|| dictionary.synsets_with_bases(word))
+                        .clone(),
+                };
+                Token {
+                    word,
+                    stem,
+                    synsets,
                 }
-                let s = self.stemmer.stem(w).into_owned();
-                self.cache.insert((*w).to_owned(), s.clone());
-                s
             })
             .collect()
     }
 }
 
-/// METEOR of tokenised hypotheses against their references.
+/// METEOR (exact and stem modules) of tokenised hypotheses against their references.
 pub fn meteor(hyps: &[&str], refs: &[Vec<&str>]) -> MetricValues {
-    let mut stems = StemCache {
+    meteor_with_synonyms(hyps, refs, None)
+}
+
+/// METEOR with the exact, stem and, when `synonyms` is given, WordNet synonym modules.
+pub fn meteor_with_synonyms(
+    hyps: &[&str],
+    refs: &[Vec<&str>],
+    synonyms: Option<&Synonyms>,
+) -> MetricValues {
+    let mut maker = TokenMaker {
         stemmer: Stemmer::create(Algorithm::English),
-        cache: HashMap::new(),
+        stems: HashMap::new(),
+        synonyms,
+        synsets: HashMap::new(),
     };
     let mut total = Stats::default();
     let mut per_image = Vec::with_capacity(hyps.len());
     for (hyp, rs) in hyps.iter().zip(refs) {
         let test_line = normalize(hyp);
-        let test: Vec<&str> = test_line.split(' ').filter(|w| !w.is_empty()).collect();
-        let test_stems = stems.stems(&test);
+        let test = maker.tokens(&test_line);
         let mut best: Option<(f64, Stats)> = None;
         for r in rs {
             let ref_line = normalize(r);
-            let reference: Vec<&str> = ref_line.split(' ').filter(|w| !w.is_empty()).collect();
-            let ref_stems = stems.stems(&reference);
-            let stats = align(&test, &test_stems, &reference, &ref_stems);
+            let reference = maker.tokens(&ref_line);
+            let stats = align(&test, &reference, synonyms.is_some());
             let score = stats.score();
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, stats));
@@ -376,6 +429,132 @@ pub fn meteor(hyps: &[&str], refs: &[Vec<&str>]) -> MetricValues {
     MetricValues {
         corpus: total.score(),
         per_image,
+    }
+}
+
+/// METEOR 1.5's English WordNet synonym data (`synonym/english.synsets` and
+/// `synonym/english.exceptions` inside `meteor-1.5.jar`, WordNet 3.0 under the WordNet license),
+/// loaded at run time: it is not shipped with xlvlm.
+#[derive(Debug, Default)]
+pub struct Synonyms {
+    synsets: HashMap<String, Vec<u32>>,
+    /// Irregular forms to their base forms (`geese` -> `goose`).
+    bases: HashMap<String, Vec<String>>,
+}
+
+/// WordNet's detachment rules as the jar's `SynonymDictionary.morph` applies them (nouns, verbs,
+/// adjectives in one list): a suffix and its replacement.
+const DETACHMENTS: [(&str, &str); 20] = [
+    ("s", ""),
+    ("ses", "s"),
+    ("xes", "x"),
+    ("zes", "z"),
+    ("ches", "ch"),
+    ("shes", "sh"),
+    ("men", "man"),
+    ("ies", "y"),
+    ("s", ""),
+    ("ies", "y"),
+    ("es", "e"),
+    ("es", ""),
+    ("ed", "e"),
+    ("ed", ""),
+    ("ing", "e"),
+    ("ing", ""),
+    ("er", ""),
+    ("est", ""),
+    ("er", "e"),
+    ("est", "e"),
+];
+
+impl Synonyms {
+    /// Reads `english.synsets` and `english.exceptions` from `dir` (for example the `synonym/`
+    /// folder of `unzip meteor-1.5.jar 'synonym/*'`).
+    pub fn load(dir: &std::path::Path) -> crate::Result<Synonyms> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path).map_err(|e| crate::MetricsError::InvalidInput {
+                what: "METEOR synonyms",
+                detail: format!("cannot read {}: {e}", path.display()),
+            })
+        };
+        Synonyms::parse(&read("english.synsets")?, &read("english.exceptions")?)
+    }
+
+    /// Parses the two files: `synsets` holds a word line then a line of synset numbers, and
+    /// `exceptions` a base-form line then a line of its irregular forms.
+    pub fn parse(synsets: &str, exceptions: &str) -> crate::Result<Synonyms> {
+        let mut dictionary = Synonyms::default();
+        let mut lines = synsets.lines();
+        let mut line_no = 0;
+        while let Some(word) = lines.next() {
+            line_no += 2;
+            let ids = lines.next().unwrap_or("");
+            let mut set = ids
+                .split_whitespace()
+                .map(|id| {
+                    id.parse::<u32>().map_err(|_| crate::MetricsError::InvalidInput {
+                        what: "METEOR synonyms",
+                        detail: format!(
+                            "english.synsets line {line_no}: expected synset numbers, got {id:?}"
+                        ),
+                    })
+                })
+                .collect::<crate::Result<Vec<u32>>>()?;
+            set.sort_unstable();
+            set.dedup();
+            // Later entries replace earlier ones, as Hashtable.put does.
+            dictionary.synsets.insert(word.to_owned(), set);
+        }
+        let mut lines = exceptions.lines();
+        while let Some(base) = lines.next() {
+            for form in lines.next().unwrap_or("").split_whitespace() {
+                dictionary
+                    .bases
+                    .entry(form.to_owned())
+                    .or_default()
+                    .push(base.to_owned());
+            }
+        }
+        Ok(dictionary)
+    }
+
+    fn synsets_of(&self, word: &str) -> &[u32] {
+        self.synsets.get(word).map_or(&[], Vec::as_slice)
+    }
+
+    /// `getSynSets(word) ∪ getStemSynSets(word)` of the jar, sorted.
+    fn synsets_with_bases(&self, word: &str) -> Vec<u32> {
+        let mut all = self.synsets_of(word).to_vec();
+        match self.bases.get(word) {
+            Some(bases) => {
+                for b in bases {
+                    all.extend_from_slice(self.synsets_of(b));
+                }
+            }
+            None => all.extend_from_slice(self.synsets_of(&self.morph(word))),
+        }
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The jar's `morph`: the first detachment giving a word with synsets. (Its `-ful` handling
+    /// is reproduced as written: the suffix is appended back to any base found.)
+    fn morph(&self, word: &str) -> String {
+        let tail = if word.ends_with("ful") { "ful" } else { "" };
+        if word.ends_with("ss") || word.encode_utf16().count() <= 2 {
+            return word.to_owned();
+        }
+        for (suffix, replacement) in DETACHMENTS {
+            if let Some(stem) = word.strip_suffix(suffix) {
+                let candidate = format!("{stem}{replacement}");
+                if self.synsets.contains_key(&candidate) {
+                    return candidate + tail;
+                }
+            }
+        }
+        String::new()
     }
 }
 

@@ -4,7 +4,8 @@
 //! PTBTokenizer step of pycocoevalcap) and then scores the tokenised corpus with
 //! [`caption_scores_tokenized`]: BLEU-1..4 ([`bleu`]), METEOR ([`meteor`]), ROUGE-L ([`rouge`])
 //! and CIDEr-D ([`cider`]). BLEU, ROUGE-L and CIDEr-D follow the Python scorers operation by
-//! operation; METEOR is a partial port (see its module documentation).
+//! operation; METEOR ports the jar's exact, stem and (with data supplied at run time) synonym
+//! modules but not its paraphrase module (see its module documentation).
 
 pub mod bleu;
 pub mod cider;
@@ -24,7 +25,7 @@ use crate::ptb::ptb_tokenize;
 pub struct CaptionScores {
     /// BLEU-1..4.
     pub bleu: [f64; 4],
-    /// METEOR (exact and stem modules; see [`meteor`]).
+    /// METEOR (exact, stem and optionally synonym modules; see [`meteor`]).
     pub meteor: f64,
     pub rouge_l: f64,
     /// CIDEr-D (pycocoevalcap's `CIDEr`).
@@ -45,6 +46,15 @@ pub fn caption_scores(
     hypotheses: &BTreeMap<String, String>,
     references: &BTreeMap<String, Vec<String>>,
 ) -> Result<CaptionReport> {
+    caption_scores_with(hypotheses, references, None)
+}
+
+/// [`caption_scores`], with METEOR's synonym module when `synonyms` is given.
+pub fn caption_scores_with(
+    hypotheses: &BTreeMap<String, String>,
+    references: &BTreeMap<String, Vec<String>>,
+    synonyms: Option<&meteor::Synonyms>,
+) -> Result<CaptionReport> {
     let tokenize = |s: &str| ptb_tokenize(s).join(" ");
     let hyps: BTreeMap<String, String> = hypotheses
         .iter()
@@ -54,7 +64,7 @@ pub fn caption_scores(
         .iter()
         .map(|(id, rs)| (id.clone(), rs.iter().map(|r| tokenize(r)).collect()))
         .collect();
-    caption_scores_tokenized(&hyps, &refs)
+    caption_scores_tokenized_with(&hyps, &refs, synonyms)
 }
 
 /// Scores already tokenised captions (tokens separated by spaces).
@@ -62,11 +72,20 @@ pub fn caption_scores_tokenized(
     hypotheses: &BTreeMap<String, String>,
     references: &BTreeMap<String, Vec<String>>,
 ) -> Result<CaptionReport> {
+    caption_scores_tokenized_with(hypotheses, references, None)
+}
+
+/// [`caption_scores_tokenized`], with METEOR's synonym module when `synonyms` is given.
+pub fn caption_scores_tokenized_with(
+    hypotheses: &BTreeMap<String, String>,
+    references: &BTreeMap<String, Vec<String>>,
+    synonyms: Option<&meteor::Synonyms>,
+) -> Result<CaptionReport> {
     let corpus = Corpus::new(hypotheses, references)?;
     let bleu = bleu::bleu(&corpus.hyps, &corpus.refs);
     let rouge = rouge::rouge_l(&corpus.hyps, &corpus.refs);
     let cider = cider::cider_d(&corpus.hyps, &corpus.refs);
-    let meteor = meteor::meteor(&corpus.hyps, &corpus.refs);
+    let meteor = meteor::meteor_with_synonyms(&corpus.hyps, &corpus.refs, synonyms);
     let per_image = corpus
         .ids
         .iter()
