@@ -9,6 +9,7 @@ mod error;
 mod json;
 mod jsonl;
 mod karpathy;
+mod numpy_choice;
 mod sample;
 mod vqav2;
 pub mod world;

@@ -1,13 +1,9 @@
 //! The one sample type every reader produces, and the selections applied to a list of samples.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-
 use crate::error::{DataError, Result};
+use crate::numpy_choice::numpy_choice_without_replacement;
 
 /// What a sample asks the model to do; decides which prompt template the extract stage uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,43 +92,44 @@ impl SampleFilter {
     }
 }
 
-/// How many samples to keep and which. Applied in this order: filter, random subset of
-/// `dataset_size` (seeded, order preserved), then the first `limit`.
+/// How many samples to keep and which. Applied in this order, as the Python seed does: a random
+/// subset of `dataset_size`, then the filter, then the first `limit`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
-    pub filter: SampleFilter,
-    /// Keep a random subset of this many samples (the seed's `--dataset_size`); `None` keeps all.
+    /// Keep a random subset of this many samples (the seed's `--dataset_size`); `None` keeps
+    /// all. The subset is exactly `np.random.default_rng(seed).choice(samples, dataset_size,
+    /// replace=False)`: the same samples in the same (random) order as the seed's, so paper
+    /// numbers computed on a subset can be reproduced.
     pub dataset_size: Option<usize>,
     /// Seed of the random subset.
     pub seed: u64,
-    /// Keep at most this many samples, after the subset.
+    pub filter: SampleFilter,
+    /// Keep at most this many samples, after the subset and the filter.
     pub limit: Option<usize>,
 }
 
 impl Selection {
-    /// Applies the selection. The subset is drawn with ChaCha8 from `seed` and keeps the
-    /// dataset order, so the same seed and size always give the same samples in the same order.
     pub fn apply(&self, samples: Vec<Sample>) -> Vec<Sample> {
-        let mut kept: Vec<Sample> = if self.filter.is_empty() {
-            samples
-        } else {
-            samples
-                .into_iter()
-                .filter(|sample| self.filter.keeps(sample))
-                .collect()
-        };
-        if let Some(size) = self.dataset_size
-            && size < kept.len()
-        {
-            let mut indices: Vec<usize> = (0..kept.len()).collect();
-            indices.shuffle(&mut ChaCha8Rng::seed_from_u64(self.seed));
-            let chosen: BTreeSet<usize> = indices.into_iter().take(size).collect();
-            kept = kept
-                .into_iter()
-                .enumerate()
-                .filter(|(index, _)| chosen.contains(index))
-                .map(|(_, sample)| sample)
-                .collect();
+        let mut kept = samples;
+        if let Some(size) = self.dataset_size {
+            if size > kept.len() {
+                // NumPy refuses this; keeping every sample is what a user asking for "up to
+                // N samples" wants.
+                log::warn!(
+                    "dataset_size {size} is larger than the {} samples read; keeping all of them",
+                    kept.len()
+                );
+            } else {
+                let order = numpy_choice_without_replacement(self.seed, kept.len(), size);
+                let mut slots: Vec<Option<Sample>> = kept.into_iter().map(Some).collect();
+                kept = order
+                    .into_iter()
+                    .filter_map(|index| slots[index].take())
+                    .collect();
+            }
+        }
+        if !self.filter.is_empty() {
+            kept.retain(|sample| self.filter.keeps(sample));
         }
         if let Some(limit) = self.limit {
             kept.truncate(limit);

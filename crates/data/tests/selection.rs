@@ -1,6 +1,9 @@
-//! Random subsets and limits.
+//! Random subsets (checked against NumPy), filters and limits.
 
-use xlvlm_data::{Sample, SampleMeta, Selection, Task};
+use std::path::Path;
+
+use serde::Deserialize;
+use xlvlm_data::{Sample, SampleMeta, Selection, Task, read_json};
 
 fn samples(count: usize) -> Vec<Sample> {
     (0..count)
@@ -26,32 +29,61 @@ fn ids(samples: &[Sample]) -> Vec<usize> {
         .collect()
 }
 
+#[derive(Deserialize)]
+struct Goldens {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    seed: u64,
+    population: usize,
+    size: usize,
+    indices: Vec<usize>,
+}
+
+/// `tests/fixtures/numpy_choice.json` holds what NumPy's
+/// `default_rng(seed).choice(population, size, replace=False)` returns (made by
+/// `tools/refgen/data_numpy_choice.py`), covering both of NumPy's algorithms.
 #[test]
-fn dataset_size_draws_a_seeded_subset_in_dataset_order() {
-    let select = |seed| {
-        ids(&Selection {
-            dataset_size: Some(10),
-            seed,
+fn dataset_size_picks_what_numpy_picks() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/numpy_choice.json");
+    let goldens: Goldens = read_json(&path).unwrap();
+    assert_eq!(goldens.cases.len(), 12);
+    for case in goldens.cases {
+        let selection = Selection {
+            dataset_size: Some(case.size),
+            seed: case.seed,
             ..Selection::default()
-        }
-        .apply(samples(100)))
-    };
-    let first = select(0);
-    assert_eq!(first.len(), 10);
-    assert!(first.windows(2).all(|pair| pair[0] < pair[1]), "{first:?}");
-    assert_eq!(first, select(0));
-    assert_ne!(first, select(1));
-    // Not simply the first ten.
-    assert_ne!(first, (0..10).collect::<Vec<_>>());
+        };
+        assert_eq!(
+            ids(&selection.apply(samples(case.population))),
+            case.indices,
+            "seed {} population {} size {}",
+            case.seed,
+            case.population,
+            case.size
+        );
+    }
 }
 
 #[test]
-fn filter_then_subset_then_limit() {
+fn subset_then_filter_then_limit() {
     let mut selection = Selection {
-        dataset_size: Some(200),
+        dataset_size: Some(10),
         limit: Some(3),
         ..Selection::default()
     };
+    // NumPy's subset for seed 0: [77, 81, 58, 47, 25, 3, 1, 29, 17, 7]; the odd ids answer "no".
     selection.filter.answers = vec!["no".to_string()];
-    assert_eq!(ids(&selection.apply(samples(100))), [1, 3, 5]);
+    assert_eq!(ids(&selection.apply(samples(100))), [77, 81, 47]);
+}
+
+#[test]
+fn dataset_size_above_the_sample_count_keeps_all_in_order() {
+    let selection = Selection {
+        dataset_size: Some(50),
+        ..Selection::default()
+    };
+    assert_eq!(ids(&selection.apply(samples(5))), [0, 1, 2, 3, 4]);
 }
