@@ -5,6 +5,7 @@
 //! shapes world ([`world::generate_world`]) writes a small image dataset in those same formats,
 //! so every workflow can run offline on data whose content is known.
 
+mod dataset;
 mod error;
 mod json;
 mod jsonl;
@@ -14,6 +15,7 @@ mod sample;
 mod vqav2;
 pub mod world;
 
+pub use dataset::{DatasetSource, LoadedSamples};
 pub use error::{DataError, Result};
 pub use json::{read_json, write_json};
 pub use jsonl::{JsonlOptions, read_jsonl};

@@ -4,8 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use xlvlm_data::{
-    AnswerTypeToAnswer, DataError, JsonlOptions, KarpathyOptions, MissingImages, SampleFilter,
-    Selection, Task, VqaOptions, check_images, read_jsonl, read_karpathy, read_vqav2,
+    AnswerTypeToAnswer, DataError, DatasetSource, JsonlOptions, KarpathyOptions, MissingImages,
+    SampleFilter, Selection, Task, VqaOptions, check_images, read_jsonl, read_karpathy, read_vqav2,
 };
 
 fn fixtures() -> PathBuf {
@@ -405,4 +405,32 @@ fn missing_annotation_file_names_the_file() {
         error.starts_with("cannot read /nonexistent/questions.json"),
         "{error}"
     );
+}
+
+#[test]
+fn dataset_source_reads_checks_and_lists_its_files() {
+    let root = scratch("dataset_source");
+    fs::create_dir_all(root.join("val2014")).unwrap();
+    fs::write(
+        root.join("val2014/COCO_val2014_000000000073.jpg"),
+        b"present",
+    )
+    .unwrap();
+    let mut options = vqa_options();
+    options.image_root = root;
+    let source = DatasetSource::Vqav2(options.clone());
+    assert_eq!(
+        source.annotation_files(),
+        [
+            options.questions_file.as_path(),
+            options.annotations_file.as_deref().unwrap()
+        ]
+    );
+    let loaded = source.load(MissingImages::Skip).unwrap();
+    assert_eq!(loaded.skipped_missing_images, 2);
+    assert_eq!(loaded.samples.len(), 1);
+    assert!(source.load(MissingImages::Error).is_err());
+
+    let captions = DatasetSource::Karpathy(karpathy_options(&["test", "restval"]));
+    assert_eq!(captions.read().unwrap().len(), 2);
 }
