@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use xlvlm_data::world::{Colour, Position, caption_has_style};
+use xlvlm_data::world::{Colour, Position, caption_agreement, caption_has_style};
 use xlvlm_data::{
     AnswerTypeToAnswer, KarpathyFile, MissingImages, Sample, WorldOptions, WorldSummary,
     check_images, generate_world, read_json, read_karpathy, read_vqav2,
@@ -392,4 +392,37 @@ fn bad_requests_are_refused_before_writing() {
     fs::write(dir.join("old.txt"), b"left over").unwrap();
     let error = generate_world(&dir, 0, 10, &WorldOptions::default()).unwrap_err();
     assert!(error.to_string().contains("not empty"), "{error}");
+}
+
+#[test]
+fn caption_agreement_scores_colour_and_shape_words() {
+    let (dir, summary) = generate("agreement", 9, &WorldOptions::default());
+    let scenes = summary.read_scenes(&dir).unwrap();
+    assert_eq!(scenes.len(), SIZE);
+    let captions = KarpathyFile::read(&dir.join(&summary.captions_file)).unwrap();
+    for (image, world_scene) in captions.images.iter().zip(&scenes) {
+        assert_eq!(image.filename, world_scene.filename);
+        let scene = &world_scene.scene;
+        for sentence in &image.sentences {
+            let agreement = caption_agreement(&sentence.raw, scene);
+            assert!(agreement.colour_words >= 1);
+            assert_eq!(agreement.correct_colour_words, agreement.colour_words);
+            assert_eq!(agreement.correct_shape_words, agreement.shape_words);
+            assert_eq!(agreement.mentioned_scene_colours, agreement.scene_colours);
+            assert_eq!(agreement.mentioned_scene_shapes, agreement.scene_shapes);
+        }
+        // A caption naming a colour that is not drawn, and a plural shape word.
+        let absent = Colour::ALL
+            .iter()
+            .find(|colour| !scene.has_colour(**colour))
+            .unwrap();
+        let wrong = format!("two {} circles", absent.name());
+        let agreement = caption_agreement(&wrong, scene);
+        assert_eq!(
+            (agreement.colour_words, agreement.correct_colour_words),
+            (1, 0)
+        );
+        assert_eq!(agreement.shape_words, 1);
+        assert_eq!(agreement.mentioned_scene_colours, 0);
+    }
 }

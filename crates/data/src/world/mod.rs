@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use scene::{Background, Colour, PlacedShape, Position, Scene, ShapeKind, SizeClass};
-pub use text::{WorldQuestion, caption_has_style};
+pub use text::{CaptionAgreement, WorldQuestion, caption_agreement, caption_has_style};
 
 use crate::error::{DataError, Result};
 use crate::json::{read_json, write_json};
@@ -132,6 +132,11 @@ impl WorldSummary {
         read_json(&world_dir.join("world.json"))
     }
 
+    /// The scenes of all images, in image id order.
+    pub fn read_scenes(&self, world_dir: &Path) -> Result<Vec<WorldScene>> {
+        read_json(&world_dir.join(&self.scenes_file))
+    }
+
     /// Reader options for the captions of `splits` (`style`: the style-variant file).
     pub fn karpathy_options(
         &self,
@@ -166,14 +171,14 @@ impl WorldSummary {
     }
 }
 
-/// One entry of `scenes.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct SceneRecord<'a> {
-    image_id: u64,
-    split: &'a str,
-    filename: &'a str,
+/// One entry of `scenes.json`: what image `filename` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorldScene {
+    pub image_id: u64,
+    pub split: String,
+    pub filename: String,
     #[serde(flatten)]
-    scene: &'a Scene,
+    pub scene: Scene,
 }
 
 /// Everything generated for one image.
@@ -532,13 +537,13 @@ fn write_annotations(
     }
     write_json(&out_dir.join(&answer_type_to_answer_file), &table)?;
 
-    let scenes: Vec<SceneRecord> = generated
+    let scenes: Vec<WorldScene> = generated
         .iter()
-        .map(|image| SceneRecord {
+        .map(|image| WorldScene {
             image_id: image.image_id,
-            split: image.split,
-            filename: &image.filename,
-            scene: &image.scene,
+            split: image.split.to_string(),
+            filename: image.filename.clone(),
+            scene: image.scene.clone(),
         })
         .collect();
     write_json(&out_dir.join(&scenes_file), &scenes)?;

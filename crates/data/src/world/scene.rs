@@ -4,7 +4,7 @@ use image::{Rgb, RgbImage};
 use rand::RngExt;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Fills in `ALL`, `name()` and serialisation by name for a vocabulary enum.
 macro_rules! vocabulary {
@@ -19,6 +19,24 @@ macro_rules! vocabulary {
             /// The word used in captions, questions and answers.
             pub fn name(self) -> &'static str {
                 match self { $($name::$variant => $word),+ }
+            }
+
+            pub fn from_name(word: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|item| item.name() == word)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let word = String::deserialize(deserializer)?;
+                Self::from_name(&word).ok_or_else(|| {
+                    let known: Vec<&str> = Self::ALL.iter().map(|item| item.name()).collect();
+                    serde::de::Error::custom(format!(
+                        "unknown {} `{word}`; expected one of {}",
+                        stringify!($name),
+                        known.join(", ")
+                    ))
+                })
             }
         }
 
@@ -145,7 +163,7 @@ impl SizeClass {
 const JITTER_FRACTION: f32 = 0.02;
 
 /// One drawn shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlacedShape {
     pub shape: ShapeKind,
     pub colour: Colour,
@@ -158,7 +176,7 @@ pub struct PlacedShape {
 }
 
 /// Everything drawn in one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scene {
     pub background: Background,
     pub background_rgb: [u8; 3],

@@ -151,6 +151,65 @@ pub fn caption_has_style(caption: &str) -> bool {
         .any(|position| caption.starts_with(position.phrase()))
 }
 
+/// How far a caption agrees with the scene it describes, by colour and shape words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptionAgreement {
+    /// Colour words in the caption, and how many of them name a colour in the scene.
+    pub colour_words: usize,
+    pub correct_colour_words: usize,
+    /// Shape words ("circle", "circles", ...), and how many name a shape in the scene.
+    pub shape_words: usize,
+    pub correct_shape_words: usize,
+    /// Distinct colours (shapes) of the scene, and how many the caption mentions.
+    pub scene_colours: usize,
+    pub mentioned_scene_colours: usize,
+    pub scene_shapes: usize,
+    pub mentioned_scene_shapes: usize,
+}
+
+/// Compares a (generated) caption with the scene: which colour and shape words are right, and
+/// which of the scene's colours and shapes are mentioned.
+pub fn caption_agreement(caption: &str, scene: &Scene) -> CaptionAgreement {
+    let tokens = crate::karpathy::caption_tokens(caption);
+    let mut agreement = CaptionAgreement::default();
+    let mut mentioned_colours = Vec::new();
+    let mut mentioned_shapes = Vec::new();
+    for token in &tokens {
+        if let Some(colour) = Colour::from_name(token) {
+            agreement.colour_words += 1;
+            if scene.has_colour(colour) {
+                agreement.correct_colour_words += 1;
+                mentioned_colours.push(colour);
+            }
+        }
+        let singular = token.strip_suffix('s').unwrap_or(token);
+        if let Some(kind) = ShapeKind::from_name(token).or_else(|| ShapeKind::from_name(singular)) {
+            agreement.shape_words += 1;
+            if scene.count_of(kind) > 0 {
+                agreement.correct_shape_words += 1;
+                mentioned_shapes.push(kind);
+            }
+        }
+    }
+    let mut scene_colours: Vec<Colour> = scene.shapes.iter().map(|shape| shape.colour).collect();
+    scene_colours.sort();
+    scene_colours.dedup();
+    let mut scene_shapes: Vec<ShapeKind> = scene.shapes.iter().map(|shape| shape.shape).collect();
+    scene_shapes.sort();
+    scene_shapes.dedup();
+    agreement.scene_colours = scene_colours.len();
+    agreement.mentioned_scene_colours = scene_colours
+        .iter()
+        .filter(|colour| mentioned_colours.contains(colour))
+        .count();
+    agreement.scene_shapes = scene_shapes.len();
+    agreement.mentioned_scene_shapes = scene_shapes
+        .iter()
+        .filter(|kind| mentioned_shapes.contains(kind))
+        .count();
+    agreement
+}
+
 /// One question about a scene with its true answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorldQuestion {
