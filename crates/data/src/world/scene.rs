@@ -186,7 +186,7 @@ pub struct Scene {
 
 impl Scene {
     /// A random scene with 1 to 3 shapes in distinct regions of a `side`-pixel image.
-    pub fn random(rng: &mut ChaCha8Rng, side: u32) -> Scene {
+    pub(crate) fn random(rng: &mut ChaCha8Rng, side: u32) -> Scene {
         let side = side as f32;
         let count = rng.random_range(1..=3usize);
         let mut positions = Position::ALL.to_vec();
