@@ -280,6 +280,38 @@ def wordnet_subset(captions, out_dir):
     open(os.path.join(out_dir, "COPYING.WORDNET"), "w").write(notice)
 
 
+def caption_vocabulary(captions):
+    """Words METEOR's normaliser can make of the tokens of `captions` (generously)."""
+    import re
+    vocab = set()
+    for c in captions:
+        for tok in c.split():
+            vocab.update({tok, tok.replace(".", ""), tok.replace("-", "")})
+            vocab.update(re.findall(r"[0-9a-z]+|[^0-9a-z]", tok))
+            vocab.update("'" + p for p in re.findall(r"'([0-9a-z]+)", tok))
+    return vocab
+
+
+def paraphrase_subset(captions, out_dir):
+    """The entries of METEOR's paraphrase table whose words all occur in `captions` (the others
+    can never match them), in file order."""
+    import gzip
+    from pycocoevalcap.meteor import meteor as meteor_mod
+    path = os.path.join(os.path.dirname(os.path.abspath(meteor_mod.__file__)), "data", "paraphrase-en.gz")
+    vocab = caption_vocabulary(captions)
+    kept = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        while True:
+            prob = f.readline()
+            if not prob:
+                break
+            first, second = f.readline(), f.readline()
+            if all(w in vocab for w in (first + " " + second).split()):
+                kept += [prob, first, second]
+    os.makedirs(out_dir, exist_ok=True)
+    open(os.path.join(out_dir, "paraphrase-en-subset.txt"), "w", encoding="utf-8").write("".join(kept))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wheel", help="salesforce_lavis-1.0.2 wheel (for the VQA goldens)")
@@ -310,6 +342,7 @@ def main():
     json.dump(out, open(os.path.join(a.out, "captions.json"), "w"), indent=1)
     all_tok = list(out["tok_res"].values()) + [c for v in out["tok_gts"].values() for c in v]
     wordnet_subset(all_tok, os.path.join(a.out, "wordnet_subset"))
+    paraphrase_subset(all_tok, os.path.join(a.out, "paraphrase_subset"))
 
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     tok = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(PTB_CASES)})

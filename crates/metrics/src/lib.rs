@@ -3,9 +3,9 @@
 //! * [`vqa_accuracy`]: the official VQAv2 accuracy (exactly as `vqaEval.py`) or the simplified
 //!   formula of xl-vlms;
 //! * [`caption_scores`]: COCO captioning metrics as pycocoevalcap computes them, after the same
-//!   PTB tokenisation ([`ptb_tokenize`]): BLEU-1..4, METEOR (exact, stem and, with METEOR's
-//!   WordNet data at run time, synonym modules; no paraphrases, see [`meteor`]), ROUGE-L and
-//!   CIDEr-D;
+//!   PTB tokenisation ([`ptb_tokenize`]): BLEU-1..4, METEOR (exact and stem modules, plus the
+//!   synonym and paraphrase modules when METEOR's data files are supplied at run time, see
+//!   [`meteor`]), ROUGE-L and CIDEr-D;
 //! * [`target_rates`] and friends: steering counters (predictions containing a word of interest,
 //!   changed predictions against a baseline, answer counts, word-class rates) with whole-word
 //!   matching;

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use xlvlm_metrics::caption::caption_scores_tokenized;
-use xlvlm_metrics::caption::meteor::{Synonyms, meteor, meteor_with_synonyms};
-use xlvlm_metrics::{caption_scores, ptb_tokenize};
+use xlvlm_metrics::caption::meteor::{MeteorResources, Paraphrases, Synonyms, meteor, meteor_with};
+use xlvlm_metrics::caption::{caption_scores_tokenized, caption_scores_tokenized_with};
+use xlvlm_metrics::{caption_scores, caption_scores_with, ptb_tokenize};
 
 fn golden() -> Value {
     serde_json::from_str(include_str!("fixtures/captions.json")).expect("valid golden JSON")
@@ -167,7 +167,10 @@ fn meteor_with_synonyms_matches_the_jar_with_exact_stem_and_synonym_modules() {
     // The part of METEOR's WordNet data the goldens' words look up (written by the refgen script).
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wordnet_subset");
-    let synonyms = Synonyms::load(&dir).unwrap();
+    let resources = MeteorResources {
+        synonyms: Some(Synonyms::load(&dir).unwrap()),
+        paraphrases: None,
+    };
     let hyps = string_map(&g["tok_res"]);
     let refs = list_map(&g["tok_gts"]);
     let ids: Vec<&String> = hyps.keys().collect();
@@ -176,7 +179,7 @@ fn meteor_with_synonyms_matches_the_jar_with_exact_stem_and_synonym_modules() {
         .iter()
         .map(|k| refs[*k].iter().map(String::as_str).collect())
         .collect();
-    let v = meteor_with_synonyms(&h, &r, Some(&synonyms));
+    let v = meteor_with(&h, &r, &resources);
     let expected = g["scores"]["METEOR_exact_stem_synonym"].as_f64().unwrap();
     assert!(
         (v.corpus - expected).abs() < 1e-9,
@@ -198,12 +201,57 @@ fn meteor_with_synonyms_matches_the_jar_with_exact_stem_and_synonym_modules() {
     assert!(v.corpus > plain.corpus);
 }
 
+/// With synonyms and paraphrases the port is complete: pycocoevalcap's METEOR exactly. The
+/// fixtures hold the parts of METEOR's WordNet data and paraphrase table that the goldens' words
+/// can reach (written by the refgen script from the full files).
 #[test]
-fn missing_synonym_files_are_a_clear_error() {
+fn meteor_with_all_modules_matches_pycocoevalcap() {
+    let g = golden();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let resources = MeteorResources {
+        synonyms: Some(Synonyms::load(&fixtures.join("wordnet_subset")).unwrap()),
+        paraphrases: Some(
+            Paraphrases::load(&fixtures.join("paraphrase_subset/paraphrase-en-subset.txt"))
+                .unwrap(),
+        ),
+    };
+    let report = caption_scores_tokenized_with(
+        &string_map(&g["tok_res"]),
+        &list_map(&g["tok_gts"]),
+        &resources,
+    )
+    .unwrap();
+    let expected = g["scores"]["METEOR"].as_f64().unwrap();
+    assert!(
+        (report.corpus.meteor - expected).abs() < 1e-9,
+        "{} vs {expected}",
+        report.corpus.meteor
+    );
+    for (id, v) in g["per_image"]["METEOR"].as_object().unwrap() {
+        let got = report.per_image[id].meteor;
+        assert!(
+            (got - v.as_f64().unwrap()).abs() < 1e-9,
+            "image {id}: {got} vs {v}"
+        );
+    }
+    // From raw captions too (PTB emulation + all METEOR modules).
+    let raw = caption_scores_with(
+        &string_map(&g["raw_res"]),
+        &list_map(&g["raw_gts"]),
+        &resources,
+    )
+    .unwrap();
+    assert!((raw.corpus.meteor - expected).abs() < 1e-9);
+}
+
+#[test]
+fn missing_meteor_data_files_are_a_clear_error() {
     let err = Synonyms::load(std::path::Path::new("/nonexistent/meteor")).unwrap_err();
     assert!(err.to_string().contains("english.synsets"), "{err}");
     let err = Synonyms::parse("dog\n02084071 x\n", "").unwrap_err();
     assert!(err.to_string().contains("line 2"), "{err}");
+    let err = Paraphrases::load(std::path::Path::new("/nonexistent/paraphrase-en.gz")).unwrap_err();
+    assert!(err.to_string().contains("paraphrase-en.gz"), "{err}");
 }
 
 /// The full jar also matches paraphrases, which are not ported (and synonyms, only on request):

@@ -1,17 +1,17 @@
-//! METEOR, after METEOR 1.5 as pycocoevalcap runs it (`-l en -norm`, task `rank`):
-//! α = 0.85, β = 0.20, γ = 0.60, δ = 0.75, module weights exact 1.0, stem 0.6, synonym 0.8.
-//!
-//! What is the same as the jar:
+//! METEOR, as METEOR 1.5 computes it when pycocoevalcap runs it (`-l en -norm`, task `rank`):
+//! α = 0.85, β = 0.20, γ = 0.60, δ = 0.75, module weights exact 1.0, stem 0.6, synonym 0.8,
+//! paraphrase 0.6. A port of the jar's behaviour, quirks included:
 //! * the `-norm` text normalisation (METEOR's port of the Moses tokenizer: symbols split off,
 //!   hyphens between letters or digits become spaces, `'s` -> `' s`, `n't` -> `n 't`, acronym
 //!   dots removed, sentence-final periods split off) and lower-casing, see [`normalize`];
-//! * the matchers: exact matches, then Snowball-English stem matches between words that are not
-//!   identical, then (when METEOR's WordNet data is supplied at run time, see [`Synonyms`])
-//!   words sharing a WordNet synset after the jar's base-form rules;
-//! * the aligner: "sure" matches (the only candidate of both their words) fixed first, then the
+//! * the matchers, in order: exact matches; Snowball-English stem matches between different
+//!   words; words sharing a WordNet synset after the jar's base-form rules ([`Synonyms`]);
+//!   phrases of the paraphrase table found in one sentence whose paraphrase occurs in the other
+//!   ([`Paraphrases`]);
+//! * the aligner: "sure" matches (whose words have no other candidate) fixed first, then the
 //!   jar's beam search (width 40) over reference positions ranking partial alignments by matched
-//!   words counted as the jar does (integer counts to which a stem or synonym match adds
-//!   `(int) 0.6 = 0`, so an ambiguous one is only taken when it costs no chunk), then fewer
+//!   words counted as the jar does (integer counts to which a one-word stem or synonym match
+//!   adds `(int) 0.6 = 0`, so such a match is only taken when it costs no chunk), then fewer
 //!   chunks, then less distance (with the jar's slip of adding a candidate's distance to its
 //!   parent alignment, which decides ties);
 //! * the score: δ-weighted precision and recall over content and function words (METEOR's
@@ -20,12 +20,12 @@
 //!   per image, corpus score from the summed statistics of the best references (a complete
 //!   single-chunk match adds no chunk there, as in the jar).
 //!
-//! [`meteor`] equals the jar run with `-m "exact stem" -w "1.0 0.6"` and
-//! [`meteor_with_synonyms`] the jar run with `-m "exact stem synonym" -w "1.0 0.6 0.8"` (both
-//! checked on the goldens). What differs from pycocoevalcap's full METEOR: the jar also matches
-//! paraphrases from its 61 MB paraphrase table (weight 0.6), which is not ported, so an image
-//! scores lower whenever a paraphrase would have matched; the measured gap is recorded in
-//! `BENCHMARKS.md`.
+//! The synonym and paraphrase data are large (WordNet 3.7 MB, paraphrase table 61 MB
+//! compressed) and are not shipped: [`MeteorResources`] loads them at run time from a METEOR
+//! installation such as the one inside pycocoevalcap. Without them, [`meteor`] equals the jar run
+//! with `-m "exact stem" -w "1.0 0.6"`, which is about 0.009 below pycocoevalcap's METEOR on
+//! captions (see `BENCHMARKS.md`); with both, [`meteor_with`] equals pycocoevalcap's METEOR (both
+//! checked to 1e-9 on the goldens).
 
 use std::collections::HashMap;
 
@@ -37,12 +37,13 @@ const ALPHA: f64 = 0.85;
 const BETA: f64 = 0.20;
 const GAMMA: f64 = 0.60;
 const DELTA: f64 = 0.75;
-/// Weights of the modules, in matching order: exact, stem, synonym.
-const MODULE_WEIGHTS: [f64; MODULES] = [1.0, 0.6, 0.8];
-const MODULES: usize = 3;
+/// Weights of the modules, in matching order: exact, stem, synonym, paraphrase.
+const MODULE_WEIGHTS: [f64; MODULES] = [1.0, 0.6, 0.8, 0.6];
+const MODULES: usize = 4;
 const EXACT: usize = 0;
 const STEM: usize = 1;
 const SYNONYM: usize = 2;
+const PARAPHRASE: usize = 3;
 
 /// METEOR 1.5's English function words (`function/english.words`).
 const FUNCTION_WORDS: &[&str] = &[
@@ -132,40 +133,59 @@ impl Stats {
     }
 }
 
-/// A candidate match: hypothesis word `test`, reference word `reference`, by `module`.
+/// A candidate match: `test_len` hypothesis words from `test` against `ref_len` reference words
+/// from `reference` (one word each except for paraphrases), by `module`.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     test: usize,
+    test_len: usize,
     reference: usize,
+    ref_len: usize,
     module: usize,
 }
 
 /// A partial alignment of the beam search (`PartialAlignment` of the jar).
 #[derive(Clone)]
 struct Partial {
-    /// The chosen match per reference position.
+    /// The chosen match per reference position where it starts.
     matches: Vec<Option<Candidate>>,
     test_used: Vec<bool>,
-    /// The jar's `matches1` and `matches2`: each adds `(int)(old + weight)` per matched word, so
-    /// only exact matches (weight 1) count; a stem match (0.6) truncates away.
+    ref_used: Vec<bool>,
+    /// The jar's `matches1` and `matches2`: each adds `(int)(old + words * weight)` per match,
+    /// so a one-word stem or synonym match truncates away and only exact words count fully.
     weighted_test: i64,
     weighted_ref: i64,
     chunks: usize,
     distance: usize,
     /// One past the hypothesis position of the last match of the open chunk, if any.
     last_match_end: Option<usize>,
+    /// The next reference position this alignment has not consumed.
+    next: usize,
 }
 
 impl Partial {
+    fn is_used(&self, c: &Candidate) -> bool {
+        self.ref_used[c.reference..c.reference + c.ref_len]
+            .iter()
+            .chain(&self.test_used[c.test..c.test + c.test_len])
+            .any(|&u| u)
+    }
+
+    fn set_used(&mut self, c: &Candidate) {
+        self.ref_used[c.reference..c.reference + c.ref_len].fill(true);
+        self.test_used[c.test..c.test + c.test_len].fill(true);
+    }
+
     /// Records match `c` (everything but the distance, see [`resolve`]).
     fn take(&mut self, c: Candidate) {
         let w = MODULE_WEIGHTS[c.module];
-        self.weighted_test = (self.weighted_test as f64 + w) as i64;
-        self.weighted_ref = (self.weighted_ref as f64 + w) as i64;
+        self.weighted_test = (self.weighted_test as f64 + c.test_len as f64 * w) as i64;
+        self.weighted_ref = (self.weighted_ref as f64 + c.ref_len as f64 * w) as i64;
         if self.last_match_end.is_some_and(|end| end != c.test) {
             self.chunks += 1;
         }
-        self.last_match_end = Some(c.test + 1);
+        self.last_match_end = Some(c.test + c.test_len);
+        self.next = c.reference + c.ref_len;
         self.matches[c.reference] = Some(c);
     }
 
@@ -183,8 +203,8 @@ impl Partial {
 const BEAM_SIZE: usize = 40;
 
 /// The jar's `Aligner.resolve`: a beam search over reference positions in which each partial
-/// alignment either takes one of the candidate matches at the position or skips it; matches that
-/// are the only candidate of both their words ("sure" matches) are fixed beforehand.
+/// alignment either takes one of the candidate matches starting at the position or skips it;
+/// matches whose words have no other candidate ("sure" matches) are fixed beforehand.
 ///
 /// Reproduced quirk: when a partial alignment is extended by a candidate, the jar adds the
 /// candidate's distance `|reference - test|` to the *parent* instead of the new alignment, so an
@@ -193,28 +213,40 @@ const BEAM_SIZE: usize = 40;
 fn resolve(candidates: &[Vec<Candidate>], test_len: usize) -> Vec<Option<Candidate>> {
     let ref_len = candidates.len();
     let mut test_coverage = vec![0usize; test_len];
+    let mut ref_coverage = vec![0usize; ref_len];
     for c in candidates.iter().flatten() {
-        test_coverage[c.test] += 1;
+        test_coverage[c.test..c.test + c.test_len]
+            .iter_mut()
+            .for_each(|n| *n += 1);
+        ref_coverage[c.reference..c.reference + c.ref_len]
+            .iter_mut()
+            .for_each(|n| *n += 1);
     }
     let mut initial = Partial {
         matches: vec![None; ref_len],
         test_used: vec![false; test_len],
+        ref_used: vec![false; ref_len],
         weighted_test: 0,
         weighted_ref: 0,
         chunks: 0,
         distance: 0,
         last_match_end: None,
+        next: 0,
     };
-    let mut sure = vec![None; ref_len];
-    for (j, cs) in candidates.iter().enumerate() {
+    for cs in candidates {
         if let [c] = cs.as_slice()
-            && test_coverage[c.test] == 1
+            && ref_coverage[c.reference..c.reference + c.ref_len]
+                .iter()
+                .chain(&test_coverage[c.test..c.test + c.test_len])
+                .all(|&n| n == 1)
         {
-            sure[j] = Some(*c);
-            initial.test_used[c.test] = true;
+            initial.matches[c.reference] = Some(*c);
+            initial.set_used(c);
         }
     }
     let mut beam = vec![initial];
+    // One step per reference position, plus a last one that closes the open chunks.
+    #[allow(clippy::needless_range_loop)]
     for j in 0..=ref_len {
         let mut previous = std::mem::take(&mut beam);
         // Stable, as Java's Collections.sort: ties keep their insertion order.
@@ -227,18 +259,24 @@ fn resolve(candidates: &[Vec<Candidate>], test_len: usize) -> Vec<Option<Candida
                 beam.push(p);
                 continue;
             }
-            if let Some(c) = sure[j] {
-                p.take(c);
-                p.distance += c.reference.abs_diff(c.test);
-                beam.push(p);
+            if p.ref_used[j] {
+                if j < p.next {
+                    // Inside a multi-word match already taken.
+                    beam.push(p);
+                } else if let Some(c) = p.matches[p.next] {
+                    // A sure match.
+                    p.take(c);
+                    p.distance += c.reference.abs_diff(c.test);
+                    beam.push(p);
+                }
                 continue;
             }
             for c in &candidates[j] {
-                if p.test_used[c.test] {
+                if p.is_used(c) {
                     continue;
                 }
                 let mut extended = p.clone();
-                extended.test_used[c.test] = true;
+                extended.set_used(c);
                 extended.take(*c);
                 p.distance += c.reference.abs_diff(c.test);
                 beam.push(extended);
@@ -246,6 +284,7 @@ fn resolve(candidates: &[Vec<Candidate>], test_len: usize) -> Vec<Option<Candida
             if p.last_match_end.take().is_some() {
                 p.chunks += 1;
             }
+            p.next += 1;
             beam.push(p);
         }
     }
@@ -259,6 +298,8 @@ struct Token<'a> {
     stem: String,
     /// WordNet synsets of the word and of its base forms (sorted), when synonyms are on.
     synsets: Vec<u32>,
+    /// The word's id in the paraphrase table's vocabulary, when paraphrases are on.
+    phrase_id: Option<u32>,
 }
 
 fn share_synset(a: &[u32], b: &[u32]) -> bool {
@@ -274,13 +315,13 @@ fn share_synset(a: &[u32], b: &[u32]) -> bool {
 }
 
 /// Aligns `test` to `reference` and returns the statistics.
-fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
+fn align(test: &[Token], reference: &[Token], resources: &MeteorResources) -> Stats {
     // The jar runs only the exact module when both sentences are identical.
     let identical =
         test.len() == reference.len() && test.iter().zip(reference).all(|(t, r)| t.word == r.word);
     // Candidates per reference position: each module's matches in turn, each in hypothesis
     // order (the jar's matchers loop over the reference, then over the hypothesis).
-    let candidates: Vec<Vec<Candidate>> = (0..reference.len())
+    let mut candidates: Vec<Vec<Candidate>> = (0..reference.len())
         .map(|j| {
             let r = &reference[j];
             let matching = |module: usize, keep: &dyn Fn(&Token) -> bool| -> Vec<Candidate> {
@@ -288,7 +329,9 @@ fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
                     .filter(|&i| keep(&test[i]))
                     .map(|i| Candidate {
                         test: i,
+                        test_len: 1,
                         reference: j,
+                        ref_len: 1,
                         module,
                     })
                     .collect()
@@ -296,7 +339,7 @@ fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
             let mut c = matching(EXACT, &|t| t.word == r.word);
             if !identical {
                 c.extend(matching(STEM, &|t| t.word != r.word && t.stem == r.stem));
-                if with_synonyms {
+                if resources.synonyms.is_some() {
                     c.extend(matching(SYNONYM, &|t| {
                         t.word != r.word && share_synset(&t.synsets, &r.synsets)
                     }));
@@ -305,6 +348,38 @@ fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
             c
         })
         .collect();
+    if let (Some(table), false) = (&resources.paraphrases, identical) {
+        let test_ids: Vec<Option<u32>> = test.iter().map(|t| t.phrase_id).collect();
+        let ref_ids: Vec<Option<u32>> = reference.iter().map(|t| t.phrase_id).collect();
+        // Reference phrases whose paraphrase occurs in the hypothesis...
+        for (j, at_j) in candidates.iter_mut().enumerate() {
+            for (len, para) in table.paths(&ref_ids, j) {
+                for i in occurrences(&test_ids, para) {
+                    at_j.push(Candidate {
+                        test: i,
+                        test_len: para.len(),
+                        reference: j,
+                        ref_len: len,
+                        module: PARAPHRASE,
+                    });
+                }
+            }
+        }
+        // ...then hypothesis phrases whose paraphrase occurs in the reference.
+        for i in 0..test.len() {
+            for (len, para) in table.paths(&test_ids, i) {
+                for j in occurrences(&ref_ids, para) {
+                    candidates[j].push(Candidate {
+                        test: i,
+                        test_len: len,
+                        reference: j,
+                        ref_len: para.len(),
+                        module: PARAPHRASE,
+                    });
+                }
+            }
+        }
+    }
     let alignment = resolve(&candidates, test.len());
 
     let is_function = |t: &Token| FUNCTION_WORDS.contains(&t.word);
@@ -317,32 +392,36 @@ fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
     };
     // getCountAndChunks: chunks end at skipped reference words and at jumps in the hypothesis.
     let mut last_end: Option<usize> = None;
-    for m in &alignment {
-        match m {
-            None => {
-                if last_end.take().is_some() {
-                    stats.chunks += 1.0;
-                }
+    let mut j = 0;
+    while j < alignment.len() {
+        let Some(c) = alignment[j] else {
+            if last_end.take().is_some() {
+                stats.chunks += 1.0;
             }
-            Some(c) => {
-                stats.test_matched += 1.0;
-                stats.ref_matched += 1.0;
-                if last_end.is_some_and(|e| e != c.test) {
-                    stats.chunks += 1.0;
-                }
-                last_end = Some(c.test + 1);
-                if is_function(&test[c.test]) {
-                    stats.test_functional[c.module] += 1.0;
-                } else {
-                    stats.test_content[c.module] += 1.0;
-                }
-                if is_function(&reference[c.reference]) {
-                    stats.ref_functional[c.module] += 1.0;
-                } else {
-                    stats.ref_content[c.module] += 1.0;
-                }
+            j += 1;
+            continue;
+        };
+        stats.test_matched += c.test_len as f64;
+        stats.ref_matched += c.ref_len as f64;
+        if last_end.is_some_and(|e| e != c.test) {
+            stats.chunks += 1.0;
+        }
+        last_end = Some(c.test + c.test_len);
+        for t in &test[c.test..c.test + c.test_len] {
+            if is_function(t) {
+                stats.test_functional[c.module] += 1.0;
+            } else {
+                stats.test_content[c.module] += 1.0;
             }
         }
+        for r in &reference[c.reference..c.reference + c.ref_len] {
+            if is_function(r) {
+                stats.ref_functional[c.module] += 1.0;
+            } else {
+                stats.ref_content[c.module] += 1.0;
+            }
+        }
+        j = c.reference + c.ref_len;
     }
     if last_end.is_some() {
         stats.chunks += 1.0;
@@ -350,12 +429,26 @@ fn align(test: &[Token], reference: &[Token], with_synonyms: bool) -> Stats {
     stats
 }
 
+/// Start positions of `phrase` in `words`.
+fn occurrences<'a>(
+    words: &'a [Option<u32>],
+    phrase: &'a [u32],
+) -> impl Iterator<Item = usize> + 'a {
+    (0..words.len()).filter(move |&i| {
+        i + phrase.len() <= words.len()
+            && words[i..i + phrase.len()]
+                .iter()
+                .zip(phrase)
+                .all(|(w, p)| *w == Some(*p))
+    })
+}
+
 /// Stems words with a per-corpus cache (the Snowball stemmer dominates the cost otherwise) and
-/// looks up their synsets.
+/// looks up their synsets and paraphrase-vocabulary ids.
 struct TokenMaker<'s> {
     stemmer: Stemmer,
     stems: HashMap<String, String>,
-    synonyms: Option<&'s Synonyms>,
+    resources: &'s MeteorResources,
     synsets: HashMap<String, Vec<u32>>,
 }
 
@@ -372,7 +465,7 @@ impl TokenMaker<'_> {
                         s
                     }
                 };
-                let synsets = match self.synonyms {
+                let synsets = match &self.resources.synonyms {
                     None => Vec::new(),
                     Some(dictionary) => self
                         .synsets
@@ -380,31 +473,42 @@ impl TokenMaker<'_> {
                         .or_insert_with(|| dictionary.synsets_with_bases(word))
                         .clone(),
                 };
+                let phrase_id = self
+                    .resources
+                    .paraphrases
+                    .as_ref()
+                    .and_then(|table| table.vocabulary.get(word).copied());
                 Token {
                     word,
                     stem,
                     synsets,
+                    phrase_id,
                 }
             })
             .collect()
     }
 }
 
-/// METEOR (exact and stem modules) of tokenised hypotheses against their references.
-pub fn meteor(hyps: &[&str], refs: &[Vec<&str>]) -> MetricValues {
-    meteor_with_synonyms(hyps, refs, None)
+/// Optional METEOR data, loaded at run time from a METEOR 1.5 installation (for example the
+/// one inside pycocoevalcap): with both, scores equal pycocoevalcap's METEOR.
+#[derive(Debug, Default)]
+pub struct MeteorResources {
+    pub synonyms: Option<Synonyms>,
+    pub paraphrases: Option<Paraphrases>,
 }
 
-/// METEOR with the exact, stem and, when `synonyms` is given, WordNet synonym modules.
-pub fn meteor_with_synonyms(
-    hyps: &[&str],
-    refs: &[Vec<&str>],
-    synonyms: Option<&Synonyms>,
-) -> MetricValues {
+/// METEOR (exact and stem modules) of tokenised hypotheses against their references.
+pub fn meteor(hyps: &[&str], refs: &[Vec<&str>]) -> MetricValues {
+    meteor_with(hyps, refs, &MeteorResources::default())
+}
+
+/// METEOR with the exact and stem modules plus the synonym and paraphrase modules whose data
+/// `resources` holds.
+pub fn meteor_with(hyps: &[&str], refs: &[Vec<&str>], resources: &MeteorResources) -> MetricValues {
     let mut maker = TokenMaker {
         stemmer: Stemmer::create(Algorithm::English),
         stems: HashMap::new(),
-        synonyms,
+        resources,
         synsets: HashMap::new(),
     };
     let mut total = Stats::default();
@@ -416,7 +520,7 @@ pub fn meteor_with_synonyms(
         for r in rs {
             let ref_line = normalize(r);
             let reference = maker.tokens(&ref_line);
-            let stats = align(&test, &reference, synonyms.is_some());
+            let stats = align(&test, &reference, resources);
             let score = stats.score();
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 best = Some((score, stats));
@@ -429,6 +533,107 @@ pub fn meteor_with_synonyms(
     MetricValues {
         corpus: total.score(),
         per_image,
+    }
+}
+
+/// METEOR 1.5's English paraphrase table (`data/paraphrase-en.gz` next to `meteor-1.5.jar`),
+/// loaded at run time: it is not shipped with xlvlm. Entries are three lines: a probability
+/// (unused), a phrase, and its paraphrase; phrases are looked up in the first direction only,
+/// as the jar's `ParaphraseTransducer` does, and the matcher tries both sentences.
+#[derive(Debug, Default)]
+pub struct Paraphrases {
+    vocabulary: HashMap<String, u32>,
+    /// Trie over first phrases: (node, word) -> child node; node 0 is the root.
+    transitions: HashMap<(u32, u32), u32>,
+    /// Paraphrase indices emitted at a node, in file order.
+    emits: HashMap<u32, Vec<u32>>,
+    nodes: u32,
+    /// Second phrases, concatenated, with their start offsets.
+    words: Vec<u32>,
+    offsets: Vec<usize>,
+}
+
+impl Paraphrases {
+    /// Reads a paraphrase table, gzip-compressed when the file name ends in `.gz`.
+    pub fn load(path: &std::path::Path) -> crate::Result<Paraphrases> {
+        let error = |e: std::io::Error| crate::MetricsError::InvalidInput {
+            what: "METEOR paraphrases",
+            detail: format!("cannot read {}: {e}", path.display()),
+        };
+        let file = std::fs::File::open(path).map_err(error)?;
+        let mut text = String::new();
+        let mut reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        } else {
+            Box::new(std::io::BufReader::new(file))
+        };
+        reader.read_to_string(&mut text).map_err(error)?;
+        Ok(Paraphrases::parse(&text))
+    }
+
+    /// Parses the table's text.
+    pub fn parse(text: &str) -> Paraphrases {
+        let mut table = Paraphrases {
+            nodes: 1,
+            offsets: vec![0],
+            ..Paraphrases::default()
+        };
+        let mut lines = text.lines();
+        let mut next_index = 0u32;
+        while lines.next().is_some() {
+            let first: Vec<u32> = lines
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|w| table.word_id(w))
+                .collect();
+            let second: Vec<u32> = lines
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|w| table.word_id(w))
+                .collect();
+            let mut node = 0u32;
+            for &w in &first {
+                node = match table.transitions.get(&(node, w)) {
+                    Some(&child) => child,
+                    None => {
+                        let child = table.nodes;
+                        table.nodes += 1;
+                        table.transitions.insert((node, w), child);
+                        child
+                    }
+                };
+            }
+            table.emits.entry(node).or_default().push(next_index);
+            next_index += 1;
+            table.words.extend_from_slice(&second);
+            table.offsets.push(table.words.len());
+        }
+        table
+    }
+
+    fn word_id(&mut self, word: &str) -> u32 {
+        let next = self.vocabulary.len() as u32;
+        *self.vocabulary.entry(word.to_owned()).or_insert(next)
+    }
+
+    /// Phrases of the table starting at `start` in `words`: (phrase length, its paraphrase), by
+    /// increasing length then in file order (`State.getPaths`).
+    fn paths<'a>(&'a self, words: &[Option<u32>], start: usize) -> Vec<(usize, &'a [u32])> {
+        let mut found = Vec::new();
+        let mut node = 0u32;
+        for (k, w) in words[start..].iter().enumerate() {
+            let Some(next) = w.and_then(|w| self.transitions.get(&(node, w)).copied()) else {
+                break;
+            };
+            node = next;
+            for &index in self.emits.get(&node).map_or(&[][..], Vec::as_slice) {
+                let i = index as usize;
+                found.push((k + 1, &self.words[self.offsets[i]..self.offsets[i + 1]]));
+            }
+        }
+        found
     }
 }
 

@@ -4,8 +4,8 @@
 //! PTBTokenizer step of pycocoevalcap) and then scores the tokenised corpus with
 //! [`caption_scores_tokenized`]: BLEU-1..4 ([`bleu`]), METEOR ([`meteor`]), ROUGE-L ([`rouge`])
 //! and CIDEr-D ([`cider`]). BLEU, ROUGE-L and CIDEr-D follow the Python scorers operation by
-//! operation; METEOR ports the jar's exact, stem and (with data supplied at run time) synonym
-//! modules but not its paraphrase module (see its module documentation).
+//! operation; METEOR ports the jar, its synonym and paraphrase modules working from data files
+//! supplied at run time (see its module documentation).
 
 pub mod bleu;
 pub mod cider;
@@ -25,7 +25,8 @@ use crate::ptb::ptb_tokenize;
 pub struct CaptionScores {
     /// BLEU-1..4.
     pub bleu: [f64; 4],
-    /// METEOR (exact, stem and optionally synonym modules; see [`meteor`]).
+    /// METEOR (exact and stem modules, plus synonyms and paraphrases when their data is
+    /// supplied; see [`meteor`]).
     pub meteor: f64,
     pub rouge_l: f64,
     /// CIDEr-D (pycocoevalcap's `CIDEr`).
@@ -46,14 +47,15 @@ pub fn caption_scores(
     hypotheses: &BTreeMap<String, String>,
     references: &BTreeMap<String, Vec<String>>,
 ) -> Result<CaptionReport> {
-    caption_scores_with(hypotheses, references, None)
+    caption_scores_with(hypotheses, references, &meteor::MeteorResources::default())
 }
 
-/// [`caption_scores`], with METEOR's synonym module when `synonyms` is given.
+/// [`caption_scores`], with METEOR's synonym and paraphrase modules for the data
+/// `meteor_resources` holds.
 pub fn caption_scores_with(
     hypotheses: &BTreeMap<String, String>,
     references: &BTreeMap<String, Vec<String>>,
-    synonyms: Option<&meteor::Synonyms>,
+    meteor_resources: &meteor::MeteorResources,
 ) -> Result<CaptionReport> {
     let tokenize = |s: &str| ptb_tokenize(s).join(" ");
     let hyps: BTreeMap<String, String> = hypotheses
@@ -64,7 +66,7 @@ pub fn caption_scores_with(
         .iter()
         .map(|(id, rs)| (id.clone(), rs.iter().map(|r| tokenize(r)).collect()))
         .collect();
-    caption_scores_tokenized_with(&hyps, &refs, synonyms)
+    caption_scores_tokenized_with(&hyps, &refs, meteor_resources)
 }
 
 /// Scores already tokenised captions (tokens separated by spaces).
@@ -72,20 +74,21 @@ pub fn caption_scores_tokenized(
     hypotheses: &BTreeMap<String, String>,
     references: &BTreeMap<String, Vec<String>>,
 ) -> Result<CaptionReport> {
-    caption_scores_tokenized_with(hypotheses, references, None)
+    caption_scores_tokenized_with(hypotheses, references, &meteor::MeteorResources::default())
 }
 
-/// [`caption_scores_tokenized`], with METEOR's synonym module when `synonyms` is given.
+/// [`caption_scores_tokenized`], with METEOR's synonym and paraphrase modules for the data
+/// `meteor_resources` holds.
 pub fn caption_scores_tokenized_with(
     hypotheses: &BTreeMap<String, String>,
     references: &BTreeMap<String, Vec<String>>,
-    synonyms: Option<&meteor::Synonyms>,
+    meteor_resources: &meteor::MeteorResources,
 ) -> Result<CaptionReport> {
     let corpus = Corpus::new(hypotheses, references)?;
     let bleu = bleu::bleu(&corpus.hyps, &corpus.refs);
     let rouge = rouge::rouge_l(&corpus.hyps, &corpus.refs);
     let cider = cider::cider_d(&corpus.hyps, &corpus.refs);
-    let meteor = meteor::meteor_with_synonyms(&corpus.hyps, &corpus.refs, synonyms);
+    let meteor = meteor::meteor_with(&corpus.hyps, &corpus.refs, meteor_resources);
     let per_image = corpus
         .ids
         .iter()
