@@ -4,15 +4,20 @@
 * captioning: pycocoevalcap 1.2 (PTBTokenizer = stanford-corenlp-3.4.1 jar, BLEU, METEOR 1.5 jar,
   ROUGE-L, CIDEr-D); Java 17 needed;
 * VQA accuracy: the official evaluator vqaEval.py, loaded as one file from the salesforce-lavis
-  1.0.2 wheel (lavis/common/vqa_tools/vqa_eval.py), so none of LAVIS' dependencies are needed.
+  1.0.2 wheel (lavis/common/vqa_tools/vqa_eval.py), so none of LAVIS' dependencies are needed;
+* xl-vlms' simplified VQA accuracy: its answer normaliser is lmms-eval's EvalAIAnswerProcessor
+  (lmms_eval/tasks/_task_utils/vqa_eval_metric.py in the lmms-eval 0.7.3 wheel, loaded as one
+  file; xl-vlms copies it), with xl-vlms' formula around it (see xl_vlms_goldens).
 
     python3 -m venv /work/venvs/metrics
     /work/venvs/metrics/bin/pip install pycocoevalcap==1.2
-    /work/venvs/metrics/bin/pip download --no-deps -d pkgs salesforce-lavis==1.0.2
+    /work/venvs/metrics/bin/pip download --no-deps -d pkgs salesforce-lavis==1.0.2 lmms-eval==0.7.3
     /work/venvs/metrics/bin/python tools/refgen/metrics_goldens.py \
-        --wheel pkgs/salesforce_lavis-1.0.2-py3-none-any.whl --out crates/metrics/tests/fixtures
+        --wheel pkgs/salesforce_lavis-1.0.2-py3-none-any.whl \
+        --lmms-wheel pkgs/lmms_eval-0.7.3-py3-none-any.whl --out crates/metrics/tests/fixtures
 
-Writes vqa_official.json, captions.json and ptb_tokens.json. With --bench N it instead writes a
+Writes vqa_official.json, vqa_xl_vlms.json, captions.json, ptb_tokens.json and the METEOR data
+subsets. With --bench N it instead writes a
 benchmark corpus (N images x 5 references, raw captions) and times pycocoevalcap on it.
 """
 import argparse, contextlib, importlib.util, io, json, os, random, sys, tempfile, time, zipfile
@@ -71,6 +76,39 @@ class _Store:
 
     def getQuesIds(self):
         return list(self.qa)
+
+
+def load_from_wheel(wheel, member, name):
+    with zipfile.ZipFile(wheel) as z:
+        src = z.read(member)
+    tmp = os.path.join(tempfile.mkdtemp(prefix="refgen-"), name + ".py")
+    open(tmp, "wb").write(src)
+    spec = importlib.util.spec_from_file_location(name, tmp)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def xl_vlms_goldens(lmms_wheel, official):
+    """xl-vlms' VQA accuracy (metrics/vqa_accuracy.py: vqav2_process_results and
+    compute_vqav2_accuracy) on the official goldens' questions: EvalAIAnswerProcessor on the
+    prediction, then punctuation and digits/articles once more; only process_digit_article on
+    the answers; min(1, matches / 3) * 100; overall = mean of the per-answer-type means."""
+    proc = load_from_wheel(lmms_wheel, "lmms_eval/tasks/_task_utils/vqa_eval_metric.py",
+                           "vqa_eval_metric").EvalAIAnswerProcessor()
+    questions, by_type = [], {}
+    for q in official["questions"]:
+        res = proc(q["prediction"])
+        gts = [proc.process_digit_article(a) for a in q["answers"]]
+        res = proc.process_digit_article(proc.process_punctuation(res))
+        acc = min(1, float(len([g for g in gts if g == res])) / 3) * 100.0
+        questions.append({"question_id": q["question_id"], "normalized_prediction": res, "accuracy": acc})
+        by_type.setdefault(q["answer_type"], []).append(acc)
+    import statistics
+    per_type = {k: statistics.mean(v) for k, v in by_type.items()}
+    return {"source": "EvalAIAnswerProcessor from lmms-eval 0.7.3 with xl-vlms' formula",
+            "questions": questions, "per_answer_type": per_type,
+            "overall": statistics.mean(list(per_type.values()))}
 
 
 def vqa_goldens(wheel, rng):
@@ -315,6 +353,7 @@ def paraphrase_subset(captions, out_dir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wheel", help="salesforce_lavis-1.0.2 wheel (for the VQA goldens)")
+    ap.add_argument("--lmms-wheel", help="lmms_eval-0.7.3 wheel (for the xl-vlms VQA goldens)")
     ap.add_argument("--out", default="crates/metrics/tests/fixtures")
     ap.add_argument("--bench", type=int, default=0, help="write a benchmark corpus of N images instead")
     ap.add_argument("--bench-out", default="/tmp/xlvlm-metrics-bench.json")
@@ -330,7 +369,11 @@ def main():
         return
     os.makedirs(a.out, exist_ok=True)
     if a.wheel:
-        json.dump(vqa_goldens(a.wheel, rng), open(os.path.join(a.out, "vqa_official.json"), "w"), indent=1)
+        official = vqa_goldens(a.wheel, rng)
+        json.dump(official, open(os.path.join(a.out, "vqa_official.json"), "w"), indent=1)
+        if a.lmms_wheel:
+            json.dump(xl_vlms_goldens(a.lmms_wheel, official),
+                      open(os.path.join(a.out, "vqa_xl_vlms.json"), "w"), indent=1)
 
     gts, res = dict(FIXTURE_GTS), dict(FIXTURE_RES)
     more_gts, more_res = caption_corpus(rng, 300, 5)

@@ -64,6 +64,38 @@ fn official_accuracy_matches_the_evaluator_exactly() {
     }
 }
 
+/// xl-vlms' simplified formula around lmms-eval's EvalAIAnswerProcessor (the normaliser xl-vlms
+/// copies), on the same questions.
+#[test]
+fn xl_vlms_accuracy_matches_its_reference() {
+    let (preds, annotations) = inputs(&golden());
+    let g: Value =
+        serde_json::from_str(include_str!("fixtures/vqa_xl_vlms.json")).expect("valid golden JSON");
+    let report = vqa_accuracy(&preds, &annotations, VqaAccuracy::XlVlms).unwrap();
+    for (q, got) in g["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&report.questions)
+    {
+        assert_eq!(got.question_id, q["question_id"].as_u64().unwrap());
+        assert_eq!(
+            got.normalized_prediction,
+            q["normalized_prediction"].as_str().unwrap(),
+            "question {}",
+            got.question_id
+        );
+        assert!((got.accuracy - q["accuracy"].as_f64().unwrap()).abs() < 1e-9);
+    }
+    for (k, v) in g["per_answer_type"].as_object().unwrap() {
+        assert!(
+            (report.per_answer_type[k] - v.as_f64().unwrap()).abs() < 1e-9,
+            "{k}"
+        );
+    }
+    assert!((report.overall - g["overall"].as_f64().unwrap()).abs() < 1e-9);
+}
+
 #[test]
 fn quirk_cases_score_as_documented() {
     let g = golden();
