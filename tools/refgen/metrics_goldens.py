@@ -277,6 +277,34 @@ PTB_CASES = [
 ]
 
 
+# Stress cases for the PTB emulation: caption-like tokens, many with punctuation, glued without
+# a space 15% of the time (forms real captions rarely have, where the emulation is allowed a few
+# known differences).
+PTB_STRESS_POOL = [
+    "A", "man", "The", "dog's", "dogs'", "it's", "isn't", "can't", "cannot", "won't", "I'm", "they're",
+    "we've", "you'll", "he'd", "t-shirt", "10-year-old", "x-ray", "well-lit", "black-and-white", "U.S.",
+    "U.S.A.", "e.g.", "i.e.", "etc.", "Mr.", "Dr.", "St.", "Jan.", "vs.", "p.m.", "a.m.", "No.", "3.5",
+    "10:30", "2,000", "1/2", "50%", "$5", "$10.50", "#1", "&", "(", ")", "[", "]", "\"", "'", ",", ".",
+    "!", "?", ";", ":", "-", "--", "...", "\u2026", "\u2014", "\u2013", "/", "TV", "OK", "o'clock",
+    "rock'n'roll", "'90s", "y'all", "gonna", "wanna", "gotta", "caf\u00e9", "na\u00efve", "x", "a", "in",
+    "on", "the", "with", "and", "photo", "image", "shows", "2.5x", "3rd", "1st", "4x4", "3D", "100", "-5",
+    "+5", "5-10", "1990s", "e-mail", "co-op", "re-enter", "N.Y.", "L.A.", "Inc.", "Co.", "Corp.", "Ltd.",
+    "Ave.", "Rd.", "ft.", "lbs.", "oz.", "no.", "fig.", "vol.", "pp.", "a/b", "and/or", "w/", "@", "*",
+    "+", "=", "<", ">", "~", "^", "|", "_", "ok.", "etc..", "Yes!", "no?", "what?!", "(sic)", "[1]",
+    "{x}", "\"hello\"", "'quoted'", "``", "''", "smile:)", ":)", ":(", "dog.The", "end.", "U.K.", "A.",
+    "B.", "I.", "Z."]
+
+
+def ptb_stress_cases(rng, n):
+    cases = []
+    for _ in range(n):
+        s = ""
+        for t in (rng.choice(PTB_STRESS_POOL) for _ in range(rng.randint(1, 10))):
+            s += ("" if not s or rng.random() < 0.15 else " ") + t
+        cases.append(s)
+    return cases
+
+
 # Base-form rules of METEOR's WordNet lookup (SynonymDictionary.morph).
 DETACHMENTS = [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"),
                ("men", "man"), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""),
@@ -391,6 +419,10 @@ def main():
     tok = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(PTB_CASES)})
     json.dump([{"raw": c, "tokens": tok[str(i)][0]} for i, c in enumerate(PTB_CASES)],
               open(os.path.join(a.out, "ptb_tokens.json"), "w"), indent=1)
+    stress = ptb_stress_cases(random.Random(7), 600)
+    tok = PTBTokenizer().tokenize({str(i): [{"caption": c}] for i, c in enumerate(stress)})
+    json.dump([{"raw": c, "tokens": tok[str(i)][0]} for i, c in enumerate(stress)],
+              open(os.path.join(a.out, "ptb_stress.json"), "w"), indent=0)
     print("scores", json.dumps(out["scores"], indent=1))
 
 

@@ -11,9 +11,10 @@
 //! brackets (`-lrb-`: since the output is lower-cased, pycocoevalcap's upper-case `-LRB-` entries
 //! never match and bracket tokens stay) and currency/percent symbols.
 //!
-//! Known differences from the jar (rare in captions): URLs, e-mail addresses, SGML tags,
-//! emoticons, HTML entities, the lexer's full abbreviation lists and its sentence-final acronym
-//! rule, and currency normalisation beyond `$`, `¢` and `€`.
+//! Known differences from the jar (rare in captions): URLs, e-mail addresses, SGML tags, HTML
+//! entities, the lexer's full abbreviation lists and its sentence-final acronym rule, some
+//! forms glued without spaces (`can'tI'm`, `the10:30`, `no?vol`), and currency normalisation
+//! beyond `$`, `¢` and `€`.
 
 /// Tokens of `caption` after PTB tokenisation, lower-casing and punctuation removal.
 pub fn ptb_tokenize(caption: &str) -> Vec<String> {
@@ -123,6 +124,11 @@ fn next_token(line: &[char], pos: usize) -> (usize, String) {
     }
     if is_apostrophe(c) {
         return apostrophe_token(line, pos);
+    }
+    let smiley = smiley_len(line, pos);
+    if smiley > 0 {
+        let token = text(smiley).replace('(', "-LRB-").replace(')', "-RRB-");
+        return (smiley, token);
     }
     match c {
         '.' => {
@@ -272,6 +278,15 @@ fn word_like(line: &[char], pos: usize) -> (usize, String) {
     let slashed = slashed_len(line, pos);
     consider(slashed, text(slashed));
 
+    // Words joined by periods stay one token (`dog.the`, `e.g.no`), unless the longer reading
+    // is an acronym with its final period (`u.s.a.`).
+    let dotted = dotted_len(line, pos);
+    if dotted > best.0 {
+        let acronym = acronym_len(line, pos).filter(|&a| a > dotted);
+        let len = acronym.unwrap_or(dotted);
+        return (len, text(len));
+    }
+
     // A period after the word: kept for acronyms and known abbreviations.
     let (len, token) = best;
     if len > 0 && at(line, pos + len) == Some('.') {
@@ -300,6 +315,52 @@ fn word_like(line: &[char], pos: usize) -> (usize, String) {
         return (1, text(1));
     }
     (len, token)
+}
+
+/// Alphanumeric segments joined by single periods, the first and every later one starting with
+/// a letter (`dog.the`, `a1.b2`, `e.g.no`), without a final period; 0 when there is no inner
+/// period.
+fn dotted_len(line: &[char], pos: usize) -> usize {
+    if !is_letter(line[pos]) {
+        return 0;
+    }
+    // A segment may be hyphenated (`corp.black-and-white`).
+    let segment_end = |start: usize| {
+        let mut e = start + run(line, start, is_alnum);
+        while at(line, e) == Some('-') && at(line, e + 1).is_some_and(is_alnum) {
+            e += 1 + run(line, e + 1, is_alnum);
+        }
+        e
+    };
+    let mut end = segment_end(pos);
+    let mut joined = false;
+    while at(line, end) == Some('.') && at(line, end + 1).is_some_and(is_letter) {
+        end = segment_end(end + 1);
+        joined = true;
+    }
+    if joined { end - pos } else { 0 }
+}
+
+/// Emoticons the lexer keeps as one token (`:)` -> `:-RRB-`, `;-)`, `:D`, `:'(`): a length, or
+/// 0. Not when a letter follows (`x:(y` is three tokens).
+fn smiley_len(line: &[char], pos: usize) -> usize {
+    if !matches!(line[pos], ':' | ';' | '=') {
+        return 0;
+    }
+    let mut i = pos + 1;
+    if matches!(at(line, i), Some('-' | '\'')) {
+        i += 1;
+    }
+    if !matches!(
+        at(line, i),
+        Some(')' | '(' | 'D' | 'P' | 'p' | 'O' | '|' | '\\' | ']' | '[')
+    ) {
+        return 0;
+    }
+    if at(line, i + 1).is_some_and(is_letter) {
+        return 0;
+    }
+    i + 1 - pos
 }
 
 /// `letter(.letter)+.`: acronyms such as `u.s.`, `p.m.`, `e.g.` (length including the final
