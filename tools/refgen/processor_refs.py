@@ -327,14 +327,18 @@ def main():
             if tname == "multiline" and cname not in ("plain_text", "bad_order"):
                 continue
             for agp in (False, True):
-                try:
-                    out, _ = render_jinja_template([conv], chat_template=template, add_generation_prompt=agp,
-                                                   **specials)
-                    expected, error = out[0], None
-                except Exception as e:  # noqa: BLE001  (the error message is the reference)
-                    expected, error = None, str(e)
-                chat_cases.append({"template": tname, "conversation": cname, "add_generation_prompt": agp,
-                                   "messages": conv, "expected": expected, "error": error})
+                # extra template variables (apply_chat_template's **kwargs) override special tokens
+                for extra in ({}, {"add_vision_id": True, "bos_token": "<BOS>"}):
+                    if extra and tname not in ("qwen2_vl", "multiline"):
+                        continue
+                    try:
+                        out, _ = render_jinja_template([conv], chat_template=template, add_generation_prompt=agp,
+                                                       **{**specials, **extra})
+                        expected, error = out[0], None
+                    except Exception as e:  # noqa: BLE001  (the error message is the reference)
+                        expected, error = None, str(e)
+                    chat_cases.append({"template": tname, "conversation": cname, "add_generation_prompt": agp,
+                                       "vars": extra, "messages": conv, "expected": expected, "error": error})
     # the checkpoints' own templates through the processor / tokenizer API
     proc = AutoProcessor.from_pretrained(d_llava)
     proc_hub = AutoProcessor.from_pretrained(d_hub)

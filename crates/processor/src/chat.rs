@@ -185,24 +185,44 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         special_tokens: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<String> {
-        let mut ctx: Vec<(String, Value)> = special_tokens
+        self.render_with_vars(
+            messages,
+            add_generation_prompt,
+            special_tokens,
+            &Default::default(),
+        )
+    }
+
+    /// [`render`](Self::render) with extra template variables (the `**kwargs` of
+    /// `apply_chat_template`, e.g. Qwen2-VL's `add_vision_id`); like there, they override the
+    /// special tokens of the same name.
+    pub fn render_with_vars<'a>(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        special_tokens: impl IntoIterator<Item = (&'a str, &'a str)>,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
+        let mut ctx: std::collections::BTreeMap<String, Value> = special_tokens
             .into_iter()
             .map(|(k, v)| (k.to_owned(), Value::from(v)))
             .collect();
-        ctx.push(("messages".into(), Value::from(Serde(messages))));
-        ctx.push((
+        for (k, v) in vars {
+            ctx.insert(k.clone(), Value::from(Serde(v)));
+        }
+        ctx.insert("messages".into(), Value::from(Serde(messages)));
+        ctx.insert(
             "add_generation_prompt".into(),
             Value::from(add_generation_prompt),
-        ));
-        ctx.push(("tools".into(), Value::from(())));
-        ctx.push(("documents".into(), Value::from(())));
-        let ctx = Value::from_pairs(ctx);
+        );
+        ctx.entry("tools".into()).or_insert(Value::from(()));
+        ctx.entry("documents".into()).or_insert(Value::from(()));
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| template_err(self.source, e))?;
         template
-            .render(ctx)
+            .render(Value::from(ctx))
             .map_err(|e| template_err(self.source, e))
     }
 }

@@ -267,6 +267,16 @@ impl Processor {
     /// Renders messages with the checkpoint's chat template, like
     /// `processor.apply_chat_template(messages, add_generation_prompt=..., tokenize=False)`.
     pub fn render_chat(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        self.render_chat_with_vars(messages, add_generation_prompt, &Default::default())
+    }
+
+    /// [`render_chat`](Self::render_chat) with extra template variables (`add_vision_id`, ...).
+    pub fn render_chat_with_vars(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String> {
         let template =
             self.chat_template
                 .as_ref()
@@ -275,10 +285,11 @@ impl Processor {
                     looked_for: "chat_template.json, chat_template.jinja, tokenizer_config.json"
                         .into(),
                 })?;
-        template.render(
+        template.render_with_vars(
             messages,
             add_generation_prompt,
             self.tokenizer.special_tokens_map(),
+            vars,
         )
     }
 

@@ -14,7 +14,13 @@ fn templates_render_exactly_like_transformers() {
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
         .collect();
     let cases = all["cases"].as_array().unwrap();
-    assert!(cases.len() >= 20, "{} cases", cases.len());
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    assert!(cases.iter().any(|c| {
+        c["vars"]["add_vision_id"] == true
+            && c["expected"]
+                .as_str()
+                .is_some_and(|e| e.contains("Picture 1: "))
+    }));
     for case in cases {
         let name = case["template"].as_str().unwrap();
         let text = all["templates"][name].as_str().unwrap().to_owned();
@@ -22,10 +28,13 @@ fn templates_render_exactly_like_transformers() {
         let messages = common::messages(&case["messages"]);
         let agp = case["add_generation_prompt"].as_bool().unwrap();
         let what = format!("{name} / {} / agp={agp}", case["conversation"]);
-        let rendered = template.render(
+        let vars = case["vars"].as_object().expect("vars").clone();
+        let what = format!("{what} / vars {vars:?}");
+        let rendered = template.render_with_vars(
             &messages,
             agp,
             specials.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &vars,
         );
         match (case["expected"].as_str(), case["error"].as_str()) {
             (Some(expected), _) => assert_eq!(rendered.unwrap(), expected, "{what}"),
