@@ -225,8 +225,9 @@ fn assign(x: &Matrix, x_norms: &[f64], centres: &Matrix) -> Vec<usize> {
 }
 
 /// Mean of each cluster's members in f64 (clusters in parallel, members in index order, so
-/// the sums do not depend on thread scheduling). Empty clusters get the farthest points.
-fn update_centres(x: &Matrix, labels: &mut [usize], old: &Matrix) -> Matrix {
+/// the sums do not depend on thread scheduling). Empty clusters get the farthest points; as in
+/// scikit-learn this moves them between centres only, the labels stay those of the E-step.
+fn update_centres(x: &Matrix, labels: &[usize], old: &Matrix) -> Matrix {
     let (k, d) = (old.rows, x.cols);
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
     for (i, &l) in labels.iter().enumerate() {
@@ -246,7 +247,6 @@ fn update_centres(x: &Matrix, labels: &mut [usize], old: &Matrix) -> Matrix {
             let old_cluster = labels[far];
             members[old_cluster].retain(|&m| m != far);
             members[cluster].push(far);
-            labels[far] = cluster;
         }
     }
     let sums: Vec<Vec<f64>> = members
@@ -293,7 +293,7 @@ fn lloyd(
     for it in 0..max_iter {
         iterations = it + 1;
         labels = assign(x, x_norms, &centres);
-        let new_centres = update_centres(x, &mut labels, &centres);
+        let new_centres = update_centres(x, &labels, &centres);
         let shift: f64 = (0..centres.rows)
             .map(|j| sq_dist(centres.row(j), new_centres.row(j)))
             .sum();

@@ -106,6 +106,31 @@ fn kmeans_matches_sklearn_from_the_same_init() {
 }
 
 #[test]
+fn kmeans_reseeds_an_empty_cluster_as_sklearn() {
+    let x = golden_matrix("kmeans_x");
+    let params = KMeansParams {
+        init: KMeansInit::Centres(golden_matrix("kmeans_empty_init")),
+        n_init: 1,
+        max_iter: 300,
+        tol: 1e-4,
+    };
+    let m = kmeans::fit(&x, 4, &params, 0).unwrap();
+    let inertia = golden_scalar("kmeans_empty_inertia");
+    assert!(
+        rel_diff(m.inertia, inertia) < 1e-6,
+        "{} vs {inertia}",
+        m.inertia
+    );
+    let labels: Vec<usize> = golden("kmeans_empty_labels")
+        .1
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    assert_eq!(m.labels, labels);
+    assert_eq!(m.iterations, golden_scalar("kmeans_empty_n_iter") as usize);
+}
+
+#[test]
 fn snmf_matches_sklearn_dictionary_learning_from_the_same_init() {
     let x = golden_matrix("dl_x");
     let params = SnmfParams {
