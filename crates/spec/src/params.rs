@@ -1,0 +1,410 @@
+//! Typed parameters of every stage kind, model and dataset section. Each struct is what a user
+//! may write in a `[stage.NAME]` table; unknown keys are errors.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// Stage kinds, in pipeline order. Kinds that this version cannot run yet are still known, so
+/// that a file using them gets "not implemented yet" rather than "unknown kind".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Import,
+    Extract,
+    Aggregate,
+    Decompose,
+    Ground,
+    Shift,
+    Steer,
+    Evaluate,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 8] = [
+        StageKind::Import,
+        StageKind::Extract,
+        StageKind::Aggregate,
+        StageKind::Decompose,
+        StageKind::Ground,
+        StageKind::Shift,
+        StageKind::Steer,
+        StageKind::Evaluate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Import => "import",
+            StageKind::Extract => "extract",
+            StageKind::Aggregate => "aggregate",
+            StageKind::Decompose => "decompose",
+            StageKind::Ground => "ground",
+            StageKind::Shift => "shift",
+            StageKind::Steer => "steer",
+            StageKind::Evaluate => "evaluate",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<StageKind> {
+        StageKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this version can run the kind.
+    pub fn is_implemented(self) -> bool {
+        matches!(
+            self,
+            StageKind::Import | StageKind::Aggregate | StageKind::Decompose | StageKind::Shift
+        )
+    }
+
+    /// Bumped whenever a kind's output for the same inputs changes, so old artifacts go stale.
+    pub fn version(self) -> u32 {
+        1
+    }
+}
+
+impl fmt::Display for StageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name of another stage whose output this stage reads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StageRef(pub String);
+
+/// One stage name or a list of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StageRefs(pub Vec<StageRef>);
+
+impl<'de> Deserialize<'de> for StageRefs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RefsVisitor;
+        impl<'de> Visitor<'de> for RefsVisitor {
+            type Value = StageRefs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a stage name or a list of stage names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StageRefs, E> {
+                Ok(StageRefs(vec![StageRef(v.to_string())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StageRefs, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    out.push(StageRef(name));
+                }
+                if out.is_empty() {
+                    return Err(de::Error::invalid_length(0, &"at least one stage name"));
+                }
+                Ok(StageRefs(out))
+            }
+        }
+        deserializer.deserialize_any(RefsVisitor)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    Parquet,
+    Npy,
+    Safetensors,
+}
+
+/// `import`: bring your own features (Parquet with a vector column, `.npy`, `.safetensors`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// The file, relative to the experiment file. Not part of the cache key: its content is.
+    pub path: PathBuf,
+    /// Detected from the file extension when absent.
+    #[serde(default)]
+    pub format: Option<ImportFormat>,
+    /// Parquet: the vector column (default: the only list column).
+    #[serde(default)]
+    pub vector_column: Option<String>,
+    /// Parquet: the column holding sample ids (default `sample_id` if present, else row numbers).
+    #[serde(default)]
+    pub id_column: Option<String>,
+    /// Safetensors: the N×D tensor (default: the only 2-D tensor).
+    #[serde(default)]
+    pub tensor: Option<String>,
+    /// `.npy` / `.safetensors`: a text file with one sample id per line (default: row numbers).
+    #[serde(default)]
+    pub ids: Option<PathBuf>,
+    /// Rows per output shard; a killed import resumes at the first unfinished shard.
+    #[serde(default = "default_shard_rows")]
+    pub shard_rows: usize,
+}
+
+fn default_shard_rows() -> usize {
+    4096
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// Average over all rows of a sample (the seed's default when no position is given).
+    Mean,
+    First,
+    Last,
+    /// The row whose `position` column equals `position` (the seed's `decomposition_extract_pos`).
+    Position,
+}
+
+/// `aggregate`: an N×D matrix from feature artifacts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateParams {
+    /// One feature stage, or several to join on `sample_id` (the seed's matched features): a
+    /// sample is kept only if present, and passing `filter`, in every input.
+    pub features: StageRefs,
+    /// The vector column to read from each input.
+    #[serde(default = "default_vector_column")]
+    pub column: String,
+    /// A boolean column; rows where it is false are dropped (e.g. `toi_found`).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Keep only rows whose `hook` column equals this (features captured at several hooks).
+    #[serde(default)]
+    pub hook: Option<String>,
+    /// How to reduce several rows (positions) of one sample to one vector.
+    #[serde(default = "default_pool")]
+    pub pool: Pool,
+    /// With `pool = "position"`: which position.
+    #[serde(default)]
+    pub position: Option<i64>,
+}
+
+fn default_vector_column() -> String {
+    "vector".to_string()
+}
+
+fn default_pool() -> Pool {
+    Pool::Mean
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecomposeMethod {
+    Pca,
+    Kmeans,
+    /// The seed's `snmf`: sparse dictionary learning with non-negative codes.
+    Snmf,
+    /// Semi-NMF with multiplicative updates (Ding, Li & Jordan).
+    SemiNmf,
+    /// The K rows of largest norm.
+    Simple,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PcaSolver {
+    Auto,
+    Full,
+    Randomized,
+}
+
+/// `decompose`: concepts K×D and activations N×K from a matrix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecomposeParams {
+    pub input: StageRef,
+    #[serde(default = "default_vector_column")]
+    pub column: String,
+    pub method: DecomposeMethod,
+    pub num_concepts: usize,
+    /// Defaults to `[experiment] seed`.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Defaults per method: PCA 0 (unused), k-means 300, snmf 1000, semi-NMF 500.
+    #[serde(default)]
+    pub max_iter: Option<usize>,
+    #[serde(default)]
+    pub tol: Option<f64>,
+    /// snmf: the L1 weight on the codes.
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    #[serde(default)]
+    pub pca_solver: Option<PcaSolver>,
+    /// k-means: number of initialisations.
+    #[serde(default)]
+    pub n_init: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftMethod {
+    /// mean(target) − mean(source).
+    ShiftOfMeans,
+    /// mean over samples present in both of (target_i − source_i), matched on `sample_id`.
+    MeanOfShifts,
+    /// Per-concept shifts between an original and a fine-tuned model.
+    ConceptShifts,
+    /// Directions between the concepts of the source.
+    IntraClusters,
+    /// First principal direction of the matched differences.
+    PcaOfDifferences,
+}
+
+impl ShiftMethod {
+    pub fn is_implemented(self) -> bool {
+        matches!(self, ShiftMethod::ShiftOfMeans | ShiftMethod::MeanOfShifts)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ShiftMethod::ShiftOfMeans => "shift_of_means",
+            ShiftMethod::MeanOfShifts => "mean_of_shifts",
+            ShiftMethod::ConceptShifts => "concept_shifts",
+            ShiftMethod::IntraClusters => "intra_clusters",
+            ShiftMethod::PcaOfDifferences => "pca_of_differences",
+        }
+    }
+}
+
+/// `shift`: vectors pointing from `source` to `target`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShiftParams {
+    pub method: ShiftMethod,
+    pub source: StageRef,
+    pub target: StageRef,
+    #[serde(default = "default_vector_column")]
+    pub column: String,
+}
+
+/// A stage's parameters, by kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum StageParams {
+    Import(ImportParams),
+    Aggregate(AggregateParams),
+    Decompose(DecomposeParams),
+    Shift(ShiftParams),
+}
+
+impl StageParams {
+    pub fn kind(&self) -> StageKind {
+        match self {
+            StageParams::Import(_) => StageKind::Import,
+            StageParams::Aggregate(_) => StageKind::Aggregate,
+            StageParams::Decompose(_) => StageKind::Decompose,
+            StageParams::Shift(_) => StageKind::Shift,
+        }
+    }
+
+    /// The stages this one reads, with the role each plays (`features.0`, `source`, ...).
+    pub fn inputs(&self) -> Vec<(String, &StageRef)> {
+        match self {
+            StageParams::Import(_) => vec![],
+            StageParams::Aggregate(p) => p
+                .features
+                .0
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("features.{i}"), r))
+                .collect(),
+            StageParams::Decompose(p) => vec![("input".to_string(), &p.input)],
+            StageParams::Shift(p) => vec![
+                ("source".to_string(), &p.source),
+                ("target".to_string(), &p.target),
+            ],
+        }
+    }
+
+    /// The parameters as they enter the cache key: stage names and file paths are left out
+    /// (the keys of the inputs and the content of the files stand for them).
+    pub fn key_params(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("stage parameters serialise to JSON");
+        if let Some(map) = value.as_object_mut() {
+            let dropped: &[&str] = match self {
+                StageParams::Import(_) => &["path", "ids"],
+                StageParams::Aggregate(_) => &["features"],
+                StageParams::Decompose(_) => &["input"],
+                StageParams::Shift(_) => &["source", "target"],
+            };
+            for k in dropped {
+                map.remove(*k);
+            }
+        }
+        value
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+/// `[models.NAME]`: a checkpoint folder or a Hub id resolved through the local HF cache.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// `hf:org/name[@revision]`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A local checkpoint folder, relative to the experiment file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default = "default_dtype")]
+    pub dtype: Dtype,
+}
+
+fn default_device() -> String {
+    "cpu".to_string()
+}
+
+fn default_dtype() -> Dtype {
+    Dtype::F32
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// `dataset_coco.json` (Karpathy splits).
+    CocoKarpathy,
+    /// VQAv2 questions + annotations.
+    Vqav2,
+    /// One JSON object per line: `{"id", "image", "prompt", "answer"?}`.
+    Jsonl,
+}
+
+/// `[data.NAME]`: a dataset in one of the formats the readers understand.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    pub format: DataFormat,
+    /// The annotation file (captions, VQA annotations or JSONL), relative to the experiment file.
+    pub annotations: PathBuf,
+    /// VQAv2: the questions file.
+    #[serde(default)]
+    pub questions: Option<PathBuf>,
+    /// The folder images are resolved against.
+    #[serde(default)]
+    pub images: Option<PathBuf>,
+    #[serde(default)]
+    pub split: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `[experiment]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentMeta {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub description: Option<String>,
+}

@@ -1,0 +1,93 @@
+//! `decompose`: concepts (K×D) and activations (N×K) of a matrix.
+
+use anyhow::{Context, bail};
+use xlvlm_analysis::{
+    KMeansParams, Matrix, Method, Model, PcaSolver, SemiNmfParams, SnmfParams, decompose,
+};
+use xlvlm_dag::{StageContext, StageOutput};
+use xlvlm_spec::{DecomposeMethod, DecomposeParams, PcaSolver as SpecSolver};
+use xlvlm_store::{Column, FeatureTable};
+
+pub fn run(ctx: &StageContext<'_>, p: &DecomposeParams) -> anyhow::Result<StageOutput> {
+    let input = &ctx.inputs["input"];
+    let table = super::read_main_table(input)?;
+    let ids = super::sample_ids(&table, &input.label)?.to_vec();
+    let (dim, values) = super::vectors(&table, &p.column, &input.label)?;
+    let rows = ids.len();
+    if p.num_concepts > rows {
+        bail!(
+            "`num_concepts = {}` but `{}` has only {rows} samples; use at most {rows} concepts or more data",
+            p.num_concepts,
+            input.label
+        );
+    }
+    let x = Matrix::new(rows, dim, values.to_vec()).context("building the input matrix")?;
+    let max_iter = p.max_iter.expect("resolved by the spec");
+    let tol = p.tol.expect("resolved by the spec");
+    let method = match p.method {
+        DecomposeMethod::Pca => Method::Pca {
+            solver: match p.pca_solver.expect("resolved by the spec") {
+                SpecSolver::Auto => PcaSolver::Auto,
+                SpecSolver::Full => PcaSolver::Exact,
+                SpecSolver::Randomized => PcaSolver::Randomized,
+            },
+        },
+        DecomposeMethod::Kmeans => Method::KMeans(KMeansParams {
+            n_init: p.n_init.expect("resolved by the spec"),
+            max_iter,
+            tol,
+            ..KMeansParams::default()
+        }),
+        DecomposeMethod::Snmf => Method::Snmf(SnmfParams {
+            alpha: p.alpha.expect("resolved by the spec"),
+            max_iter,
+            tol,
+            ..SnmfParams::default()
+        }),
+        DecomposeMethod::SemiNmf => Method::SemiNmf(SemiNmfParams { max_iter, tol }),
+        DecomposeMethod::Simple => Method::Simple,
+    };
+    let seed = p.seed.expect("resolved by the spec");
+    let d = decompose(&x, p.num_concepts, &method, seed).context("decomposition failed")?;
+
+    let k = d.concepts.rows;
+    let concepts = FeatureTable::new()
+        .with_column("concept", Column::Int64((0..k as i64).collect()))
+        .with_column(
+            "vector",
+            Column::Vector {
+                dim,
+                values: d.concepts.data.clone(),
+                half: false,
+            },
+        );
+    let activations = FeatureTable::new()
+        .with_column("sample_id", Column::Utf8(ids))
+        .with_column(
+            "vector",
+            Column::Vector {
+                dim: k,
+                values: d.activations.data.clone(),
+                half: false,
+            },
+        );
+    ctx.staging.write_table("concepts.parquet", &concepts)?;
+    ctx.staging
+        .write_table("activations.parquet", &activations)?;
+
+    let mut summary = serde_json::json!({
+        "method": p.method, "num_concepts": k, "samples": rows, "dim": dim,
+        "objective": d.objective, "iterations": d.iterations,
+    });
+    if let Model::Pca(m) = &d.model {
+        summary["explained_variance"] = serde_json::json!(m.explained_variance);
+        summary["explained_variance_ratio"] = serde_json::json!(m.explained_variance_ratio);
+    }
+    if let Model::KMeans(m) = &d.model {
+        summary["inertia"] = serde_json::json!(m.inertia);
+    }
+    Ok(StageOutput {
+        rows: Some(k as u64),
+        summary,
+    })
+}

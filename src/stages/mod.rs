@@ -1,0 +1,126 @@
+//! Stage implementations, one file per kind. Feature-like artifacts (import, aggregate) hold
+//! their main table as Parquet: numbered shards (`shard-00000.parquet`, ...) or `matrix.parquet`.
+
+mod aggregate;
+mod decompose;
+mod import;
+mod shift;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use xlvlm_dag::{Executor, InputArtifact, StageContext, StageOutput};
+use xlvlm_spec::StageParams;
+use xlvlm_store::{Column, FeatureTable, read_parquet};
+
+/// Runs every stage kind this version implements.
+pub struct Stages;
+
+impl Executor for Stages {
+    fn run(&self, ctx: &StageContext<'_>) -> anyhow::Result<StageOutput> {
+        match &ctx.node.params {
+            StageParams::Import(p) => import::run(ctx, p),
+            StageParams::Aggregate(p) => aggregate::run(ctx, p),
+            StageParams::Decompose(p) => decompose::run(ctx, p),
+            StageParams::Shift(p) => shift::run(ctx, p),
+        }
+    }
+}
+
+/// The Parquet files that make up an artifact's main table, in row order.
+fn main_table_files(input: &InputArtifact) -> anyhow::Result<Vec<PathBuf>> {
+    let shards: Vec<PathBuf> = input
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("shard-") && f.path.ends_with(".parquet"))
+        .map(|f| input.dir.join(&f.path))
+        .collect();
+    if !shards.is_empty() {
+        return Ok(shards);
+    }
+    if input
+        .manifest
+        .files
+        .iter()
+        .any(|f| f.path == "matrix.parquet")
+    {
+        return Ok(vec![input.dir.join("matrix.parquet")]);
+    }
+    bail!(
+        "`{}` ({} stage) has no feature table; feed this stage from an import, extract or aggregate stage",
+        input.label,
+        input.manifest.kind
+    )
+}
+
+/// Reads and concatenates an artifact's main table.
+fn read_main_table(input: &InputArtifact) -> anyhow::Result<FeatureTable> {
+    let mut out: Option<FeatureTable> = None;
+    for path in main_table_files(input)? {
+        let part = read_parquet(&path).with_context(|| format!("reading `{}`", input.label))?;
+        out = Some(match out {
+            None => part,
+            Some(mut acc) => {
+                append(&mut acc, part)
+                    .with_context(|| format!("shards of `{}` disagree", input.label))?;
+                acc
+            }
+        });
+    }
+    Ok(out.expect("at least one file"))
+}
+
+fn append(acc: &mut FeatureTable, part: FeatureTable) -> anyhow::Result<()> {
+    if acc.columns.len() != part.columns.len() {
+        bail!("different columns in shards");
+    }
+    for ((name, a), (pname, b)) in acc.columns.iter_mut().zip(part.columns) {
+        if *name != pname {
+            bail!("column `{name}` vs `{pname}`");
+        }
+        match (a, b) {
+            (Column::Utf8(a), Column::Utf8(b)) => a.extend(b),
+            (Column::Int64(a), Column::Int64(b)) => a.extend(b),
+            (Column::Float64(a), Column::Float64(b)) => a.extend(b),
+            (Column::Bool(a), Column::Bool(b)) => a.extend(b),
+            (
+                Column::Vector { dim, values, .. },
+                Column::Vector {
+                    dim: d2,
+                    values: v2,
+                    ..
+                },
+            ) if *dim == d2 => values.extend(v2),
+            _ => bail!("column `{name}` changes type or width between shards"),
+        }
+    }
+    Ok(())
+}
+
+/// A vector column, with an error that lists what is there.
+fn vectors<'t>(
+    table: &'t FeatureTable,
+    column: &str,
+    label: &str,
+) -> anyhow::Result<(usize, &'t [f32])> {
+    table.vector(column).with_context(|| {
+        let have: Vec<&str> = table
+            .columns
+            .iter()
+            .filter(|(_, c)| matches!(c, Column::Vector { .. }))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        format!(
+            "`{label}` has no vector column `{column}` (vector columns: {})",
+            have.join(", ")
+        )
+    })
+}
+
+/// Sample ids of a table, or an error.
+fn sample_ids<'t>(table: &'t FeatureTable, label: &str) -> anyhow::Result<&'t [String]> {
+    table
+        .strings("sample_id")
+        .with_context(|| format!("`{label}` has no `sample_id` column"))
+}
