@@ -7,7 +7,9 @@
 //!   configured like transformers' jinja2 environment.
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
-//!   renders, preprocesses, expands image placeholders and pads.
+//!   renders, preprocesses, expands image placeholders and pads ([`Batch`]: ids, attention
+//!   mask, [`TokenRole`] per position, stacked pixel values);
+//!   [`Processor::render_chat_with_vars`] passes extra template variables.
 //! * [`find_word_spans`] / [`StopStrings`]: whole words in token sequences (token-of-interest
 //!   extraction) and stop strings (generation).
 //!
@@ -25,7 +27,9 @@
 //! let batch = processor.encode_batch(&[sample], Padding::Left)?;
 //! let text = processor.tokenizer().decode(batch.tokens(0), true)?;
 //! let no_at = processor.find_word_positions(batch.tokens(0), "no");
-//! # let _ = (text, no_at);
+//! let stop = processor.stop_strings(&["</s>", "\n"]);
+//! let done = stop.matches(batch.tokens(0));
+//! # let _ = (text, no_at, done);
 //! # Ok(())
 //! # }
 //! ```

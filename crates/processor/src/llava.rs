@@ -130,6 +130,34 @@ mod tests {
     }
 
     #[test]
+    fn hub_processor_files_without_patch_size_fall_back_to_config_json() {
+        let model_config = serde_json::json!({
+            "model_type": "llava",
+            "vision_feature_select_strategy": "full",
+            "vision_config": {"patch_size": 14}
+        });
+        let llava = LlavaImages::from_configs(
+            ClipImageConfig::default(),
+            &serde_json::json!({"processor_class": "LlavaProcessor"}),
+            Path::new("processor_config.json"),
+            Some(&model_config),
+            "<image>".into(),
+        )
+        .unwrap();
+        assert_eq!(llava.patch_size, 14);
+        assert_eq!(llava.num_image_tokens(336, 336), 577);
+        let err = LlavaImages::from_configs(
+            ClipImageConfig::default(),
+            &serde_json::json!({}),
+            Path::new("processor_config.json"),
+            None,
+            "<image>".into(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no patch_size"), "{err}");
+    }
+
+    #[test]
     fn strategy_must_be_known() {
         let err = LlavaImages::from_configs(
             ClipImageConfig::default(),
