@@ -1,1 +1,56 @@
-//! xlvlm-model
+//! xlvlm-model: LLaVA-1.5 and Llama-family language models (Llama, Mistral, Qwen2) in burn,
+//! loaded from Hugging Face checkpoints, with hooks to capture and change activations.
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use xlvlm_model::{Batch, CaptureSpec, GenerateOptions, HookPoint, Logits, Positions, Vlm, WeightDType};
+//!
+//! let device = Default::default();
+//! let model = Vlm::<Flex>::load("hf:llava-hf/llava-1.5-7b-hf", WeightDType::F32, &device)?;
+//! let batch = Batch::left_padded(vec![vec![1, 3148, 1001]], 0);
+//! let capture = CaptureSpec { hook: model.parse_hook("lm.layers.31")?, positions: Positions::LastPromptToken };
+//! let out = model.forward(&batch, &[capture.clone()], &[], Logits::None)?;
+//! let generation = model.generate(&batch, &GenerateOptions::default(), &[capture], &[])?;
+//! # Ok::<(), xlvlm_model::ModelError>(())
+//! ```
+//!
+//! * [`Vlm::load`] / [`Vlm::load_dir`]: `config.json` in both dialects, single or sharded
+//!   safetensors, both key layouts, tied embeddings, f32/f16/bf16 stored weights converted to the
+//!   requested [`WeightDType`].
+//! * [`Vlm::forward`]: a [`Batch`] (padded, attention mask, optional `pixel_values`), captures
+//!   ([`CaptureSpec`]) and interventions ([`Intervention`]) at [`HookPoint`]s; returns the
+//!   captured rows with per-position [`PositionMeta`] and optionally logits.
+//! * [`Vlm::generate`]: greedy decoding with a KV cache (EOS, max new tokens, a stop predicate).
+//! * [`parse_hook`]: hook names (`lm.layers.{i}`, ... and HF module-name aliases).
+//! * [`inspect`]: a checkpoint summary without loading weights.
+//!
+//! Numerics follow transformers: `hidden_states[0]` is [`HookPoint::Embed`] (after the image
+//! features are scattered in), `hidden_states[i]` is [`HookPoint::Layer`]`(i-1)`, and the last
+//! entry, `hidden_states[L]`, is [`HookPoint::Norm`] (the final norm output).
+
+mod config;
+mod error;
+mod hooks;
+mod inspect;
+mod model;
+mod nn;
+mod source;
+mod text;
+mod vision;
+mod weights;
+
+pub use config::{
+    FeatureSelect, LlavaConfig, ModelConfig, RopeScaling, TextConfig, TextFamily, VisionConfig,
+    WeightDType,
+};
+pub use error::{ModelError, Result};
+pub use hooks::{
+    CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
+    hook_points, parse_hook,
+};
+pub use inspect::{ModelInfo, inspect};
+pub use model::{
+    Batch, Captured, CapturedRow, FinishReason, ForwardOutput, GenerateOptions, Generation, Logits,
+    PixelValues, StopPredicate, Vlm,
+};
+pub use source::{default_cache_dir, resolve, resolve_with_cache};

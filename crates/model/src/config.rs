@@ -1,0 +1,499 @@
+//! `config.json` in both dialects: the Hub / transformers-4 one (`rope_theta`, `rope_scaling`,
+//! `torch_dtype`) and the transformers-5 one (`rope_parameters`, `dtype`). Fields a Hub config
+//! leaves out take the defaults of the transformers config class of its `model_type`
+//! (llava-1.5's `text_config`, for one, lists only a handful of fields).
+
+use std::fmt;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::error::{ModelError, Result};
+
+/// Storage dtype of checkpoint weights and of the model at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightDType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl WeightDType {
+    /// Parses `float32`/`f32`, `float16`/`f16`/`half`, `bfloat16`/`bf16`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "float32" | "f32" | "fp32" | "float" => Some(Self::F32),
+            "float16" | "f16" | "fp16" | "half" => Some(Self::F16),
+            "bfloat16" | "bf16" => Some(Self::BF16),
+            _ => None,
+        }
+    }
+
+    pub fn to_burn(self) -> burn::tensor::DType {
+        match self {
+            Self::F32 => burn::tensor::DType::F32,
+            Self::F16 => burn::tensor::DType::F16,
+            Self::BF16 => burn::tensor::DType::BF16,
+        }
+    }
+}
+
+impl fmt::Display for WeightDType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "float32",
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+        })
+    }
+}
+
+/// Rotary embedding frequency scaling (`rope_scaling` / `rope_parameters.rope_type`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Plain `1 / theta^(2i/d)` frequencies.
+    Default,
+    /// Positions divided by `factor`.
+    Linear { factor: f32 },
+    /// Llama-3.1 frequency-dependent scaling.
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        original_max_position_embeddings: f32,
+    },
+}
+
+/// Which decoder the text model is (all served by one implementation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFamily {
+    Llama,
+    Mistral,
+    Qwen2,
+}
+
+/// Decoder (language model) hyper-parameters.
+#[derive(Debug, Clone)]
+pub struct TextConfig {
+    pub family: TextFamily,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f32,
+    pub rope_scaling: RopeScaling,
+    /// Bias on q/k/v projections (Qwen2 always; Llama when `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the output projection (Llama `attention_bias`).
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    pub tie_word_embeddings: bool,
+    /// Keys further back than this are masked (Mistral; Qwen2 with `use_sliding_window`).
+    pub sliding_window: Option<usize>,
+    pub hidden_act: String,
+}
+
+/// CLIP vision tower hyper-parameters.
+#[derive(Debug, Clone)]
+pub struct VisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub num_channels: usize,
+    pub layer_norm_eps: f64,
+    pub hidden_act: String,
+}
+
+impl VisionConfig {
+    /// Patches per side of the (square) input image.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+}
+
+/// Which vision-tower positions feed the projector (`vision_feature_select_strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureSelect {
+    /// Drop the class token.
+    Default,
+    /// Keep the class token.
+    Full,
+}
+
+/// LLaVA-1.5 specifics.
+#[derive(Debug, Clone)]
+pub struct LlavaConfig {
+    pub vision: VisionConfig,
+    pub image_token_id: u32,
+    /// Index into the vision tower's hidden states (0 = embeddings, negative from the end).
+    pub vision_feature_layer: i64,
+    pub feature_select: FeatureSelect,
+    pub projector_hidden_act: String,
+    pub projector_bias: bool,
+}
+
+impl LlavaConfig {
+    /// Number of image tokens one image expands to.
+    pub fn image_tokens_per_image(&self) -> usize {
+        let grid = self.vision.grid();
+        match self.feature_select {
+            FeatureSelect::Default => grid * grid,
+            FeatureSelect::Full => grid * grid + 1,
+        }
+    }
+
+    /// How many vision encoder layers must run to produce the selected hidden state.
+    pub fn vision_layers_needed(&self) -> usize {
+        let n = self.vision.num_layers as i64;
+        let index = if self.vision_feature_layer < 0 {
+            n + 1 + self.vision_feature_layer
+        } else {
+            self.vision_feature_layer
+        };
+        index.clamp(0, n) as usize
+    }
+}
+
+/// The whole model: a text LM, optionally with a LLaVA vision side.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub model_type: String,
+    pub text: TextConfig,
+    pub llava: Option<LlavaConfig>,
+    /// `dtype` / `torch_dtype` of the checkpoint, when given.
+    pub dtype: Option<WeightDType>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+}
+
+impl ModelConfig {
+    /// Reads `config.json` (and `generation_config.json` for EOS ids, when present) from `dir`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("config.json");
+        let root = read_json(&path)?;
+        let mut cfg = Self::from_json(&root, &path)?;
+        let gen_path = dir.join("generation_config.json");
+        if gen_path.is_file() {
+            let generation = read_json(&gen_path)?;
+            let empty = Map::new();
+            let eos = token_ids(
+                generation.as_object().unwrap_or(&empty),
+                "eos_token_id",
+                &gen_path,
+            )?;
+            if !eos.is_empty() {
+                cfg.eos_token_ids = eos;
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses a config object; `path` only names the file in errors.
+    pub fn from_json(root: &Value, path: &Path) -> Result<Self> {
+        let obj = root
+            .as_object()
+            .ok_or_else(|| ModelError::config(path, "expected a JSON object"))?;
+        let model_type = str_field(obj, "model_type").unwrap_or_default();
+        let dtype = dtype_of(obj, path)?;
+        let (text_obj, llava) = match model_type.as_str() {
+            "llava" => {
+                let text_obj = obj
+                    .get("text_config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let vision_obj = obj
+                    .get("vision_config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                (text_obj, Some(llava_config(obj, &vision_obj, path)?))
+            }
+            "llama" | "mistral" | "qwen2" => (obj.clone(), None),
+            "" => {
+                return Err(ModelError::config(path, "missing \"model_type\""));
+            }
+            other => {
+                return Err(ModelError::config(
+                    path,
+                    format!(
+                        "unsupported model_type {other:?}; supported: llava, llama, mistral, qwen2"
+                    ),
+                ));
+            }
+        };
+        let mut text = text_config(&text_obj, path)?;
+        // tie_word_embeddings may sit at the top level of a LLaVA config
+        if llava.is_some()
+            && let Some(tied) = obj.get("tie_word_embeddings").and_then(Value::as_bool)
+            && !text_obj.contains_key("tie_word_embeddings")
+        {
+            text.tie_word_embeddings = tied;
+        }
+        let pick = |key: &str| -> Result<Vec<u32>> {
+            let own = token_ids(&text_obj, key, path)?;
+            if own.is_empty() {
+                token_ids(obj, key, path)
+            } else {
+                Ok(own)
+            }
+        };
+        Ok(Self {
+            model_type,
+            text,
+            llava,
+            dtype: dtype.or(dtype_of(&text_obj, path)?),
+            bos_token_id: pick("bos_token_id")?.first().copied(),
+            eos_token_ids: pick("eos_token_id")?,
+            pad_token_id: pick("pad_token_id")?.first().copied(),
+        })
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    obj.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+fn usize_field(obj: &Map<String, Value>, key: &str, default: usize, path: &Path) -> Result<usize> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
+            ModelError::config(
+                path,
+                format!("{key:?} must be a non-negative integer, got {v}"),
+            )
+        }),
+    }
+}
+
+fn f64_field(obj: &Map<String, Value>, key: &str, default: f64, path: &Path) -> Result<f64> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| ModelError::config(path, format!("{key:?} must be a number, got {v}"))),
+    }
+}
+
+fn bool_field(obj: &Map<String, Value>, key: &str, default: bool) -> bool {
+    obj.get(key).and_then(Value::as_bool).unwrap_or(default)
+}
+
+fn token_ids(obj: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<u32>> {
+    let bad = || ModelError::config(path, format!("{key:?} must be a token id or a list of ids"));
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_u64().map(|n| n as u32).ok_or_else(bad))
+            .collect(),
+        Some(v) => v.as_u64().map(|n| vec![n as u32]).ok_or_else(bad),
+    }
+}
+
+fn dtype_of(obj: &Map<String, Value>, path: &Path) -> Result<Option<WeightDType>> {
+    let name = str_field(obj, "dtype").or_else(|| str_field(obj, "torch_dtype"));
+    match name {
+        None => Ok(None),
+        Some(n) => WeightDType::parse(&n).map(Some).ok_or_else(|| {
+            ModelError::config(
+                path,
+                format!("dtype {n:?} is not one of float32, float16, bfloat16"),
+            )
+        }),
+    }
+}
+
+/// Rope theta and scaling from either dialect.
+fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
+    let params = obj.get("rope_parameters").and_then(Value::as_object);
+    let theta = match params.and_then(|p| p.get("rope_theta")) {
+        Some(v) => v.as_f64(),
+        None => obj.get("rope_theta").and_then(Value::as_f64),
+    }
+    .unwrap_or(10000.0) as f32;
+    let scaling = match obj
+        .get("rope_scaling")
+        .and_then(Value::as_object)
+        .or(params)
+    {
+        None => RopeScaling::Default,
+        Some(s) => {
+            let kind = str_field(s, "rope_type")
+                .or_else(|| str_field(s, "type"))
+                .unwrap_or_else(|| "default".into());
+            let num = |key: &str, default: f64| f64_field(s, key, default, path).map(|v| v as f32);
+            match kind.as_str() {
+                "default" => RopeScaling::Default,
+                "linear" => RopeScaling::Linear {
+                    factor: num("factor", 1.0)?,
+                },
+                "llama3" => RopeScaling::Llama3 {
+                    factor: num("factor", 8.0)?,
+                    low_freq_factor: num("low_freq_factor", 1.0)?,
+                    high_freq_factor: num("high_freq_factor", 4.0)?,
+                    original_max_position_embeddings: num(
+                        "original_max_position_embeddings",
+                        8192.0,
+                    )?,
+                },
+                other => {
+                    return Err(ModelError::config(
+                        path,
+                        format!(
+                            "rope scaling type {other:?} is not supported (supported: default, linear, llama3)"
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    Ok((theta, scaling))
+}
+
+fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
+    let model_type = str_field(obj, "model_type").unwrap_or_else(|| "llama".into());
+    // defaults of LlamaConfig / MistralConfig / Qwen2Config in transformers
+    let (family, d_vocab, d_inter, d_kv, d_eps) = match model_type.as_str() {
+        "llama" => (TextFamily::Llama, 32000, 11008, None, 1e-6),
+        "mistral" => (TextFamily::Mistral, 32000, 14336, Some(8), 1e-6),
+        "qwen2" => (TextFamily::Qwen2, 151936, 22016, None, 1e-6),
+        other => {
+            return Err(ModelError::config(
+                path,
+                format!("unsupported text model_type {other:?}; supported: llama, mistral, qwen2"),
+            ));
+        }
+    };
+    let hidden_size = usize_field(obj, "hidden_size", 4096, path)?;
+    let num_heads = usize_field(obj, "num_attention_heads", 32, path)?;
+    let num_kv_heads = usize_field(obj, "num_key_value_heads", d_kv.unwrap_or(num_heads), path)?;
+    if num_heads == 0 || num_kv_heads == 0 || !num_heads.is_multiple_of(num_kv_heads) {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "num_attention_heads ({num_heads}) must be a positive multiple of num_key_value_heads ({num_kv_heads})"
+            ),
+        ));
+    }
+    let head_dim = usize_field(obj, "head_dim", hidden_size / num_heads, path)?;
+    if !head_dim.is_multiple_of(2) {
+        return Err(ModelError::config(
+            path,
+            "head_dim must be even for rotary embeddings",
+        ));
+    }
+    let (rope_theta, rope_scaling) = rope(obj, path)?;
+    let attention_bias = bool_field(obj, "attention_bias", false);
+    let sliding_window = match family {
+        TextFamily::Mistral => obj.get("sliding_window").and_then(Value::as_u64),
+        TextFamily::Qwen2 if bool_field(obj, "use_sliding_window", false) => {
+            obj.get("sliding_window").and_then(Value::as_u64)
+        }
+        _ => None,
+    }
+    .map(|w| w as usize);
+    Ok(TextConfig {
+        family,
+        vocab_size: usize_field(obj, "vocab_size", d_vocab, path)?,
+        hidden_size,
+        intermediate_size: usize_field(obj, "intermediate_size", d_inter, path)?,
+        num_layers: usize_field(obj, "num_hidden_layers", 32, path)?,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        rms_norm_eps: f64_field(obj, "rms_norm_eps", d_eps, path)?,
+        rope_theta,
+        rope_scaling,
+        qkv_bias: family == TextFamily::Qwen2 || attention_bias,
+        o_bias: family != TextFamily::Qwen2 && attention_bias,
+        mlp_bias: bool_field(obj, "mlp_bias", false),
+        tie_word_embeddings: bool_field(obj, "tie_word_embeddings", false),
+        sliding_window,
+        hidden_act: str_field(obj, "hidden_act").unwrap_or_else(|| "silu".into()),
+    })
+}
+
+fn llava_config(
+    obj: &Map<String, Value>,
+    vision: &Map<String, Value>,
+    path: &Path,
+) -> Result<LlavaConfig> {
+    if let Some(model_type) = str_field(vision, "model_type")
+        && model_type != "clip_vision_model"
+    {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "vision_config.model_type {model_type:?} is not supported (expected clip_vision_model)"
+            ),
+        ));
+    }
+    // CLIPVisionConfig defaults
+    let vision = VisionConfig {
+        hidden_size: usize_field(vision, "hidden_size", 768, path)?,
+        intermediate_size: usize_field(vision, "intermediate_size", 3072, path)?,
+        num_layers: usize_field(vision, "num_hidden_layers", 12, path)?,
+        num_heads: usize_field(vision, "num_attention_heads", 12, path)?,
+        image_size: usize_field(vision, "image_size", 224, path)?,
+        patch_size: usize_field(vision, "patch_size", 32, path)?,
+        num_channels: usize_field(vision, "num_channels", 3, path)?,
+        layer_norm_eps: f64_field(vision, "layer_norm_eps", 1e-5, path)?,
+        hidden_act: str_field(vision, "hidden_act").unwrap_or_else(|| "quick_gelu".into()),
+    };
+    if vision.patch_size == 0 || !vision.image_size.is_multiple_of(vision.patch_size) {
+        return Err(ModelError::config(
+            path,
+            "vision_config.image_size must be a multiple of patch_size",
+        ));
+    }
+    let image_token_id = obj
+        .get("image_token_id")
+        .or_else(|| obj.get("image_token_index"))
+        .and_then(Value::as_u64)
+        .unwrap_or(32000) as u32;
+    let vision_feature_layer = match obj.get("vision_feature_layer") {
+        None => -2,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            ModelError::config(
+                path,
+                "vision_feature_layer must be one integer (lists of layers are not supported)",
+            )
+        })?,
+    };
+    let feature_select = match str_field(obj, "vision_feature_select_strategy").as_deref() {
+        None | Some("default") => FeatureSelect::Default,
+        Some("full") => FeatureSelect::Full,
+        Some(other) => {
+            return Err(ModelError::config(
+                path,
+                format!("vision_feature_select_strategy {other:?} is not one of default, full"),
+            ));
+        }
+    };
+    Ok(LlavaConfig {
+        vision,
+        image_token_id,
+        vision_feature_layer,
+        feature_select,
+        projector_hidden_act: str_field(obj, "projector_hidden_act")
+            .unwrap_or_else(|| "gelu".into()),
+        projector_bias: bool_field(obj, "multimodal_projector_bias", true),
+    })
+}

@@ -1,0 +1,1033 @@
+//! The runtime model: loading, forward with captures/interventions, greedy generation.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
+
+use crate::config::{ModelConfig, WeightDType};
+use crate::error::{ModelError, Result};
+use crate::hooks::{
+    CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
+    hook_points, parse_hook,
+};
+use crate::source;
+use crate::text::{KvCache, TextModel};
+use crate::vision::{Projector, VisionTower, pixel_tensor, select_features};
+use crate::weights::Checkpoint;
+
+/// Preprocessed images, `[images, channels, height, width]` row-major (what an HF image
+/// processor returns as `pixel_values`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PixelValues {
+    pub data: Vec<f32>,
+    pub shape: [usize; 4],
+}
+
+/// A batch of token sequences of equal padded length. Padding may sit on either side (left
+/// padding is what generation usually uses); `attention_mask` marks the real tokens. Image
+/// tokens are filled with the images of `pixel_values` in order, row after row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub input_ids: Vec<Vec<u32>>,
+    pub attention_mask: Vec<Vec<bool>>,
+    pub pixel_values: Option<PixelValues>,
+}
+
+impl Batch {
+    /// Left-pads `rows` to a common length with `pad_id`.
+    pub fn left_padded(rows: Vec<Vec<u32>>, pad_id: u32) -> Self {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut input_ids = Vec::with_capacity(rows.len());
+        let mut attention_mask = Vec::with_capacity(rows.len());
+        for row in rows {
+            let pad = len - row.len();
+            let mut ids = vec![pad_id; pad];
+            ids.extend(row);
+            let mut mask = vec![false; pad];
+            mask.resize(len, true);
+            input_ids.push(ids);
+            attention_mask.push(mask);
+        }
+        Self {
+            input_ids,
+            attention_mask,
+            pixel_values: None,
+        }
+    }
+
+    /// A batch from already padded ids and a 0/1 mask (as an HF processor returns them).
+    pub fn from_padded(input_ids: Vec<Vec<u32>>, attention_mask: Vec<Vec<i64>>) -> Self {
+        let attention_mask = attention_mask
+            .into_iter()
+            .map(|row| row.into_iter().map(|m| m != 0).collect())
+            .collect();
+        Self {
+            input_ids,
+            attention_mask,
+            pixel_values: None,
+        }
+    }
+
+    pub fn with_pixel_values(mut self, pixel_values: PixelValues) -> Self {
+        self.pixel_values = Some(pixel_values);
+        self
+    }
+}
+
+/// Which logits [`Vlm::forward`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// None: the forward stops after the last hooked layer.
+    None,
+    /// `[batch, 1, vocab]` at each row's last real token.
+    LastToken,
+    /// `[batch, seq, vocab]` at every (padded) position.
+    All,
+}
+
+/// Activations captured for one [`CaptureSpec`]: one row per batch row (text hooks) or per image
+/// (vision hooks, in batch order).
+pub struct Captured<B: Backend> {
+    pub spec: CaptureSpec,
+    pub rows: Vec<CapturedRow<B>>,
+}
+
+/// The selected positions of one sequence: `values` is `[positions.len(), hidden]` in the model
+/// dtype, `None` when nothing was selected.
+pub struct CapturedRow<B: Backend> {
+    pub values: Option<Tensor<B, 2>>,
+    pub positions: Vec<PositionMeta>,
+}
+
+impl<B: Backend> CapturedRow<B> {
+    /// The values as host f32, row-major `[positions, hidden]`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        match &self.values {
+            None => Vec::new(),
+            Some(t) => t
+                .clone()
+                .cast(DType::F32)
+                .into_data()
+                .into_vec::<f32>()
+                .expect("a float tensor cast to f32 holds f32"),
+        }
+    }
+}
+
+pub struct ForwardOutput<B: Backend> {
+    pub captures: Vec<Captured<B>>,
+    pub logits: Option<Tensor<B, 3>>,
+}
+
+/// Why generation of a row ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Eos,
+    Stop,
+    Length,
+}
+
+/// A caller's stop test on a row's generated ids (e.g. stop strings after detokenising).
+pub type StopPredicate<'a> = &'a dyn Fn(&[u32]) -> bool;
+
+/// Greedy decoding settings.
+pub struct GenerateOptions<'a> {
+    pub max_new_tokens: usize,
+    /// EOS ids; `None` = those of the checkpoint (`generation_config.json`, else `config.json`).
+    pub eos_token_ids: Option<Vec<u32>>,
+    /// Called with a row's generated ids after each new token; `true` ends that row (stop strings).
+    pub stop: Option<StopPredicate<'a>>,
+    /// Keep the logits of every step in [`Generation::step_logits`].
+    pub keep_logits: bool,
+}
+
+impl Default for GenerateOptions<'_> {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 20,
+            eos_token_ids: None,
+            stop: None,
+            keep_logits: false,
+        }
+    }
+}
+
+pub struct Generation<B: Backend> {
+    /// Generated ids per row, including the EOS token when one ended the row.
+    pub ids: Vec<Vec<u32>>,
+    pub finish: Vec<FinishReason>,
+    pub captures: Vec<Captured<B>>,
+    /// With [`GenerateOptions::keep_logits`]: `[rows, vocab]` f32 logits that chose each step's
+    /// token (rows that had already finished included).
+    pub step_logits: Vec<Tensor<B, 2>>,
+}
+
+struct Llava<B: Backend> {
+    config: crate::config::LlavaConfig,
+    tower: VisionTower<B>,
+    projector: Projector<B>,
+}
+
+/// A LLaVA-1.5 model or a Llama-family text LM (a VLM without images).
+pub struct Vlm<B: Backend> {
+    config: ModelConfig,
+    dir: PathBuf,
+    dtype: WeightDType,
+    device: B::Device,
+    text: TextModel<B>,
+    llava: Option<Llava<B>>,
+}
+
+/// Per-position bookkeeping of the chunk of tokens being run.
+struct Chunk {
+    /// `[batch][seq]`, `None` for padding.
+    metas: Vec<Vec<Option<PositionMeta>>>,
+    prompt_lens: Vec<usize>,
+}
+
+impl Chunk {
+    fn selected(&self, positions: &Positions, row: usize) -> Vec<usize> {
+        self.metas[row]
+            .iter()
+            .enumerate()
+            .filter_map(|(s, m)| {
+                m.filter(|m| positions.selects(m, self.prompt_lens[row]))
+                    .map(|_| s)
+            })
+            .collect()
+    }
+}
+
+struct PreparedIntervention<B: Backend> {
+    hook: HookPoint,
+    positions: Positions,
+    mode: InterventionMode,
+    alpha: f32,
+    /// `v` for `Add`, `v / |v|` for `Projected`; `[hidden]`.
+    vector: Tensor<B, 1>,
+}
+
+/// Captured pieces per capture, per row, in the order they were produced.
+struct Recorder<B: Backend> {
+    specs: Vec<CaptureSpec>,
+    pieces: Vec<Vec<Vec<Tensor<B, 2>>>>,
+    metas: Vec<Vec<Vec<PositionMeta>>>,
+}
+
+impl<B: Backend> Recorder<B> {
+    fn new(specs: &[CaptureSpec], text_rows: usize, images: usize) -> Self {
+        let rows = |s: &CaptureSpec| {
+            if s.hook.is_vision() {
+                images
+            } else {
+                text_rows
+            }
+        };
+        Self {
+            specs: specs.to_vec(),
+            pieces: specs
+                .iter()
+                .map(|s| (0..rows(s)).map(|_| Vec::new()).collect())
+                .collect(),
+            metas: specs.iter().map(|s| vec![Vec::new(); rows(s)]).collect(),
+        }
+    }
+
+    fn finish(self) -> Vec<Captured<B>> {
+        self.specs
+            .into_iter()
+            .zip(self.pieces)
+            .zip(self.metas)
+            .map(|((spec, pieces), metas)| Captured {
+                spec,
+                rows: pieces
+                    .into_iter()
+                    .zip(metas)
+                    .map(|(p, positions)| CapturedRow {
+                        values: (!p.is_empty()).then(|| Tensor::cat(p, 0)),
+                        positions,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+impl<B: Backend> Vlm<B> {
+    /// Loads a checkpoint from a local folder or `hf:org/name[@revision]` into `dtype` on `device`.
+    pub fn load(source: &str, dtype: WeightDType, device: &B::Device) -> Result<Self> {
+        let dir = source::resolve(source)?;
+        Self::load_dir(&dir, dtype, device)
+    }
+
+    /// Loads the checkpoint folder `dir`.
+    pub fn load_dir(dir: &Path, dtype: WeightDType, device: &B::Device) -> Result<Self> {
+        let config = ModelConfig::from_dir(dir)?;
+        let ckpt = Checkpoint::open(dir)?;
+        let burn_dtype = dtype.to_burn();
+        let lm_prefixes = ["language_model.model.", "model.language_model.", "model."];
+        let lm_prefix = lm_prefixes
+            .iter()
+            .find(|p| ckpt.contains(&format!("{p}embed_tokens.weight")))
+            .ok_or_else(|| ModelError::MissingTensor {
+                dir: dir.to_path_buf(),
+                name: "embed_tokens.weight".into(),
+                tried: lm_prefixes
+                    .iter()
+                    .map(|p| format!("{p}embed_tokens.weight"))
+                    .collect(),
+            })?;
+        let lm_head_names: Vec<String> = ["language_model.lm_head.weight", "lm_head.weight"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let text = TextModel::load(
+            &ckpt,
+            &config.text,
+            lm_prefix,
+            &lm_head_names,
+            burn_dtype,
+            device,
+        )?;
+        let llava = match &config.llava {
+            None => None,
+            Some(lc) => {
+                let vision_prefixes = [
+                    "vision_tower.vision_model.",
+                    "vision_tower.",
+                    "model.vision_tower.vision_model.",
+                    "model.vision_tower.",
+                ];
+                let probe = "embeddings.patch_embedding.weight";
+                let vision_prefix = vision_prefixes
+                    .iter()
+                    .find(|p| ckpt.contains(&format!("{p}{probe}")))
+                    .ok_or_else(|| ModelError::MissingTensor {
+                        dir: dir.to_path_buf(),
+                        name: probe.into(),
+                        tried: vision_prefixes
+                            .iter()
+                            .map(|p| format!("{p}{probe}"))
+                            .collect(),
+                    })?;
+                let projector_names: Vec<String> =
+                    ["multi_modal_projector.", "model.multi_modal_projector."]
+                        .iter()
+                        .map(|p| format!("{p}linear_1.weight"))
+                        .collect();
+                let projector_prefix = ckpt
+                    .first_of(&projector_names)?
+                    .trim_end_matches("linear_1.weight")
+                    .to_string();
+                Some(Llava {
+                    config: lc.clone(),
+                    tower: VisionTower::load(&ckpt, &lc.vision, vision_prefix, burn_dtype, device)?,
+                    projector: Projector::load(
+                        &ckpt,
+                        lc,
+                        &projector_prefix,
+                        config.text.hidden_size,
+                        burn_dtype,
+                        device,
+                    )?,
+                })
+            }
+        };
+        Ok(Self {
+            config,
+            dir: dir.to_path_buf(),
+            dtype,
+            device: device.clone(),
+            text,
+            llava,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn dtype(&self) -> WeightDType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Parameters actually loaded (a tied LM head counts once).
+    pub fn num_params(&self) -> usize {
+        self.text.num_params()
+            + self
+                .llava
+                .as_ref()
+                .map_or(0, |l| l.tower.num_params + l.projector.num_params)
+    }
+
+    fn num_vision_layers(&self) -> usize {
+        self.llava
+            .as_ref()
+            .map_or(0, |l| l.config.vision.num_layers)
+    }
+
+    /// Every hook point of this model.
+    pub fn hook_points(&self) -> Vec<HookPoint> {
+        hook_points(self.config.text.num_layers, self.num_vision_layers())
+    }
+
+    /// Parses a hook name (stable or HF alias) against this model's sizes.
+    pub fn parse_hook(&self, name: &str) -> Result<HookPoint> {
+        parse_hook(name, self.config.text.num_layers, self.num_vision_layers())
+    }
+
+    /// Hidden size at a hook point.
+    pub fn hook_width(&self, hook: HookPoint) -> usize {
+        match (hook, &self.llava) {
+            (HookPoint::VisionLayer(_), Some(l)) => l.config.vision.hidden_size,
+            _ => self.config.text.hidden_size,
+        }
+    }
+
+    fn check_hook(&self, hook: HookPoint, positions: &Positions) -> Result<()> {
+        if !self.hook_points().contains(&hook) {
+            return Err(self
+                .parse_hook(&hook.to_string())
+                .expect_err("a hook point outside the model does not parse"));
+        }
+        if hook.is_vision() && !positions.applies_to_vision() {
+            return Err(ModelError::Input(format!(
+                "positions {positions:?} do not apply to the vision hook {hook} (use All, Image, Index or Range)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn prepare(
+        &self,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+    ) -> Result<Vec<PreparedIntervention<B>>> {
+        for c in captures {
+            self.check_hook(c.hook, &c.positions)?;
+        }
+        interventions
+            .iter()
+            .map(|iv| {
+                self.check_hook(iv.hook, &iv.positions)?;
+                let width = self.hook_width(iv.hook);
+                if iv.vector.len() != width {
+                    return Err(ModelError::Input(format!(
+                        "intervention vector at {} has {} values, the hook has width {width}",
+                        iv.hook,
+                        iv.vector.len()
+                    )));
+                }
+                if !iv.alpha.is_finite() || iv.vector.iter().any(|v| !v.is_finite()) {
+                    return Err(ModelError::Input(format!(
+                        "intervention at {} has a non-finite alpha or vector",
+                        iv.hook
+                    )));
+                }
+                let vector = match iv.mode {
+                    InterventionMode::Add => iv.vector.clone(),
+                    InterventionMode::Projected => {
+                        let norm = iv.vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+                        if norm == 0.0 {
+                            return Err(ModelError::Input(format!(
+                                "projected intervention at {} needs a non-zero vector",
+                                iv.hook
+                            )));
+                        }
+                        iv.vector.iter().map(|v| v / norm).collect()
+                    }
+                };
+                Ok(PreparedIntervention {
+                    hook: iv.hook,
+                    positions: iv.positions.clone(),
+                    mode: iv.mode,
+                    alpha: iv.alpha,
+                    vector: Tensor::from_data(
+                        TensorData::new(vector, [width]),
+                        (&self.device, self.dtype.to_burn()),
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Applies interventions then captures at `hook` on `h` (`[rows, seq, width]`).
+    fn hook(
+        &self,
+        hook: HookPoint,
+        h: Tensor<B, 3>,
+        chunk: &Chunk,
+        interventions: &[PreparedIntervention<B>],
+        rec: &mut Recorder<B>,
+    ) -> Tensor<B, 3> {
+        let [rows, seq, width] = h.dims();
+        let mut h = h;
+        for iv in interventions.iter().filter(|iv| iv.hook == hook) {
+            let mut mask = vec![0f32; rows * seq];
+            let mut any = false;
+            for row in 0..rows {
+                for s in chunk.selected(&iv.positions, row) {
+                    mask[row * seq + s] = 1.0;
+                    any = true;
+                }
+            }
+            if !any {
+                continue;
+            }
+            let mask = Tensor::<B, 3>::from_data(
+                TensorData::new(mask, [rows, seq, 1]),
+                (&self.device, self.dtype.to_burn()),
+            );
+            let v = iv.vector.clone().unsqueeze_dims::<3>(&[0, 1]);
+            h = match iv.mode {
+                InterventionMode::Add => h + mask * v.mul_scalar(iv.alpha),
+                InterventionMode::Projected => {
+                    let along = h
+                        .clone()
+                        .reshape([rows * seq, width])
+                        .matmul(iv.vector.clone().unsqueeze_dim::<2>(1))
+                        .reshape([rows, seq, 1]);
+                    h - mask.clone() * along * v.clone() + mask * v.mul_scalar(iv.alpha)
+                }
+            };
+        }
+        for (ci, spec) in rec.specs.clone().iter().enumerate() {
+            if spec.hook != hook {
+                continue;
+            }
+            for row in 0..rows {
+                let picked = chunk.selected(&spec.positions, row);
+                if picked.is_empty() {
+                    continue;
+                }
+                let index = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(
+                        picked.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+                        [picked.len()],
+                    ),
+                    &self.device,
+                );
+                let values = h
+                    .clone()
+                    .narrow(0, row, 1)
+                    .reshape([seq, width])
+                    .select(0, index);
+                rec.pieces[ci][row].push(values);
+                rec.metas[ci][row].extend(
+                    picked
+                        .iter()
+                        .map(|&s| chunk.metas[row][s].expect("selected positions are real tokens")),
+                );
+            }
+        }
+        h
+    }
+
+    /// Vision tower + projector on `pixel_values`: image features `[images, tokens, hidden]`.
+    fn image_features(
+        &self,
+        llava: &Llava<B>,
+        pixels: &PixelValues,
+        interventions: &[PreparedIntervention<B>],
+        rec: &mut Recorder<B>,
+    ) -> Result<Tensor<B, 3>> {
+        let px = pixel_tensor::<B>(
+            &pixels.data,
+            pixels.shape,
+            self.dtype.to_burn(),
+            &self.device,
+        )?;
+        let needed = llava.config.vision_layers_needed();
+        let hooked = rec
+            .specs
+            .iter()
+            .map(|s| s.hook)
+            .chain(interventions.iter().map(|iv| iv.hook))
+            .filter_map(|h| match h {
+                HookPoint::VisionLayer(i) => Some(i + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let mut x = llava.tower.embed(px)?;
+        let images = pixels.shape[0];
+        let vision_chunk = |seq: usize| Chunk {
+            metas: (0..images)
+                .map(|_| {
+                    (0..seq)
+                        .map(|position| {
+                            Some(PositionMeta {
+                                position,
+                                role: TokenRole::Image,
+                                token_id: None,
+                            })
+                        })
+                        .collect()
+                })
+                .collect(),
+            prompt_lens: vec![seq; images],
+        };
+        let seq = x.dims()[1];
+        let chunk = vision_chunk(seq);
+        let mut selected = (needed == 0).then(|| x.clone());
+        for i in 0..needed.max(hooked) {
+            x = llava.tower.layer(i, x);
+            x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
+            if i + 1 == needed {
+                selected = Some(x.clone());
+            }
+        }
+        let selected = selected.expect("the selected vision layer ran");
+        let features = llava
+            .projector
+            .forward(select_features(selected, llava.config.feature_select));
+        let chunk = vision_chunk(features.dims()[1]);
+        Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
+    }
+
+    fn validate(&self, batch: &Batch) -> Result<()> {
+        if batch.input_ids.is_empty() {
+            return Err(ModelError::Input("the batch has no rows".into()));
+        }
+        let len = batch.input_ids[0].len();
+        for (r, (ids, mask)) in batch
+            .input_ids
+            .iter()
+            .zip(&batch.attention_mask)
+            .enumerate()
+        {
+            if ids.len() != len || mask.len() != len {
+                return Err(ModelError::Input(format!(
+                    "row {r}: input_ids ({}) and attention_mask ({}) must both have the padded length {len}",
+                    ids.len(),
+                    mask.len()
+                )));
+            }
+            if !mask.iter().any(|&m| m) {
+                return Err(ModelError::Input(format!("row {r} has no real tokens")));
+            }
+            let vocab = self.config.text.vocab_size as u32;
+            if let Some(bad) = ids.iter().zip(mask).find(|(id, m)| **m && **id >= vocab) {
+                return Err(ModelError::Input(format!(
+                    "row {r}: token id {} is outside the vocabulary ({vocab})",
+                    bad.0
+                )));
+            }
+        }
+        if batch.attention_mask.len() != batch.input_ids.len() {
+            return Err(ModelError::Input(format!(
+                "{} rows of input_ids but {} rows of attention_mask",
+                batch.input_ids.len(),
+                batch.attention_mask.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Embeds the prompt (scattering image features) and runs the decoder over it.
+    /// Returns the final-norm output when `need_norm`.
+    fn prefill(
+        &self,
+        batch: &Batch,
+        interventions: &[PreparedIntervention<B>],
+        rec: &mut Recorder<B>,
+        cache: &mut KvCache<B>,
+        layers_to_run: usize,
+        need_norm: bool,
+    ) -> Result<Option<Tensor<B, 3>>> {
+        self.validate(batch)?;
+        let rows = batch.input_ids.len();
+        let seq = batch.input_ids[0].len();
+        let image_token = self.llava.as_ref().map(|l| l.config.image_token_id);
+        let mut metas = Vec::with_capacity(rows);
+        let mut positions = Vec::with_capacity(rows);
+        let mut prompt_lens = Vec::with_capacity(rows);
+        let mut image_slots = Vec::new();
+        for (r, (ids, mask)) in batch
+            .input_ids
+            .iter()
+            .zip(&batch.attention_mask)
+            .enumerate()
+        {
+            let mut next = 0;
+            let mut row_meta = Vec::with_capacity(seq);
+            let mut row_pos = Vec::with_capacity(seq);
+            for (s, (&id, &real)) in ids.iter().zip(mask).enumerate() {
+                if real {
+                    let is_image = Some(id) == image_token;
+                    if is_image {
+                        image_slots.push(r * seq + s);
+                    }
+                    row_meta.push(Some(PositionMeta {
+                        position: next,
+                        role: if is_image {
+                            TokenRole::Image
+                        } else {
+                            TokenRole::Prompt
+                        },
+                        token_id: Some(id),
+                    }));
+                    row_pos.push(next);
+                    next += 1;
+                } else {
+                    row_meta.push(None);
+                    // as transformers' generate: padding gets position 1 (never attended to)
+                    row_pos.push(1);
+                }
+            }
+            metas.push(row_meta);
+            positions.push(row_pos);
+            prompt_lens.push(next);
+        }
+        let chunk = Chunk { metas, prompt_lens };
+        // padding ids are looked up too (their rows are masked out), so keep them in range
+        let vocab = self.config.text.vocab_size as u32;
+        let lookup: Vec<Vec<u32>> = batch
+            .input_ids
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&id| if id < vocab { id } else { 0 })
+                    .collect()
+            })
+            .collect();
+        let mut embeds = self.text.embed(&lookup, &self.device);
+        match (&self.llava, &batch.pixel_values) {
+            (Some(llava), Some(pixels)) => {
+                let features = self.image_features(llava, pixels, interventions, rec)?;
+                let [images, tokens, hidden] = features.dims();
+                if image_slots.len() != images * tokens {
+                    return Err(ModelError::Input(format!(
+                        "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
+                        image_slots.len()
+                    )));
+                }
+                // one gather from [text embeddings; image features] puts every feature in its slot
+                let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
+                for (k, &slot) in image_slots.iter().enumerate() {
+                    index[slot] = (rows * seq + k) as i64;
+                }
+                let table = Tensor::cat(
+                    vec![
+                        embeds.reshape([rows * seq, hidden]),
+                        features.reshape([images * tokens, hidden]),
+                    ],
+                    0,
+                );
+                let index = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(index, [rows * seq]),
+                    &self.device,
+                );
+                embeds = table.select(0, index).reshape([rows, seq, hidden]);
+            }
+            (None, Some(_)) => {
+                return Err(ModelError::Input(
+                    "pixel_values given to a text-only model".into(),
+                ));
+            }
+            (Some(_), None) if !image_slots.is_empty() => {
+                return Err(ModelError::Input(format!(
+                    "the batch has {} image tokens but no pixel_values",
+                    image_slots.len()
+                )));
+            }
+            _ => {}
+        }
+        let tensors = self.text.chunk_tensors(
+            &positions,
+            &batch.attention_mask,
+            0,
+            self.dtype.to_burn(),
+            &self.device,
+        );
+        Ok(self.run_decoder(
+            embeds,
+            &chunk,
+            &tensors,
+            cache,
+            interventions,
+            rec,
+            layers_to_run,
+            need_norm,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_decoder(
+        &self,
+        embeds: Tensor<B, 3>,
+        chunk: &Chunk,
+        tensors: &crate::text::ChunkTensors<B>,
+        cache: &mut KvCache<B>,
+        interventions: &[PreparedIntervention<B>],
+        rec: &mut Recorder<B>,
+        layers_to_run: usize,
+        need_norm: bool,
+    ) -> Option<Tensor<B, 3>> {
+        let mut h = self.hook(HookPoint::Embed, embeds, chunk, interventions, rec);
+        for i in 0..layers_to_run {
+            let attn = self
+                .text
+                .attention(i, self.text.input_norm(i, h.clone()), tensors, cache);
+            let attn = self.hook(HookPoint::Attn(i), attn, chunk, interventions, rec);
+            let h_mid = h + attn;
+            let mlp = self
+                .text
+                .mlp(i, self.text.post_attention_norm(i, h_mid.clone()));
+            let mlp = self.hook(HookPoint::Mlp(i), mlp, chunk, interventions, rec);
+            h = self.hook(HookPoint::Layer(i), h_mid + mlp, chunk, interventions, rec);
+        }
+        need_norm.then(|| {
+            let normed = self.text.norm.forward(h);
+            self.hook(HookPoint::Norm, normed, chunk, interventions, rec)
+        })
+    }
+
+    fn images_in(batch: &Batch) -> usize {
+        batch.pixel_values.as_ref().map_or(0, |p| p.shape[0])
+    }
+
+    /// One forward pass over the batch with captures and interventions (interventions at a hook
+    /// act before captures at the same hook read it). With [`Logits::None`] the decoder stops
+    /// after the last layer that a capture or intervention touches.
+    pub fn forward(
+        &self,
+        batch: &Batch,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+        logits: Logits,
+    ) -> Result<ForwardOutput<B>> {
+        let prepared = self.prepare(captures, interventions)?;
+        let mut rec = Recorder::new(captures, batch.input_ids.len(), Self::images_in(batch));
+        let num_layers = self.config.text.num_layers;
+        let touches_norm = captures
+            .iter()
+            .map(|c| c.hook)
+            .chain(interventions.iter().map(|i| i.hook))
+            .any(|h| h == HookPoint::Norm);
+        let (layers_to_run, need_norm) = if logits != Logits::None || touches_norm {
+            (num_layers, true)
+        } else {
+            let last = captures
+                .iter()
+                .map(|c| c.hook)
+                .chain(interventions.iter().map(|i| i.hook))
+                .filter_map(|h| match h {
+                    HookPoint::Layer(i) | HookPoint::Attn(i) | HookPoint::Mlp(i) => Some(i + 1),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            (last, false)
+        };
+        let mut cache = KvCache::new(num_layers);
+        let normed = self.prefill(
+            batch,
+            &prepared,
+            &mut rec,
+            &mut cache,
+            layers_to_run,
+            need_norm,
+        )?;
+        let logits = match (logits, normed) {
+            (Logits::All, Some(normed)) => {
+                let [rows, seq, hidden] = normed.dims();
+                let vocab = self.config.text.vocab_size;
+                Some(
+                    self.text
+                        .logits(normed.reshape([rows * seq, hidden]))
+                        .reshape([rows, seq, vocab]),
+                )
+            }
+            (Logits::LastToken, Some(normed)) => {
+                let last = self.last_rows(&normed, batch);
+                let rows = batch.input_ids.len();
+                Some(
+                    self.text
+                        .logits(last)
+                        .reshape([rows, 1, self.config.text.vocab_size]),
+                )
+            }
+            _ => None,
+        };
+        Ok(ForwardOutput {
+            captures: rec.finish(),
+            logits,
+        })
+    }
+
+    /// Hidden state `[rows, hidden]` at each row's last real token.
+    fn last_rows(&self, normed: &Tensor<B, 3>, batch: &Batch) -> Tensor<B, 2> {
+        let [rows, seq, hidden] = normed.dims();
+        let index: Vec<i64> = batch
+            .attention_mask
+            .iter()
+            .enumerate()
+            .map(|(r, mask)| {
+                let last = mask
+                    .iter()
+                    .rposition(|&m| m)
+                    .expect("validated: every row has a token");
+                (r * seq + last) as i64
+            })
+            .collect();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [rows]), &self.device);
+        normed
+            .clone()
+            .reshape([rows * seq, hidden])
+            .select(0, index)
+    }
+
+    /// Host argmax per row (ties go to the lowest id, as `torch.argmax`).
+    fn greedy(&self, normed_rows: Tensor<B, 2>, keep: Option<&mut Vec<Tensor<B, 2>>>) -> Vec<u32> {
+        let logits = self.text.logits(normed_rows).cast(DType::F32);
+        if let Some(kept) = keep {
+            kept.push(logits.clone());
+        }
+        let [rows, vocab] = logits.dims();
+        let values = logits
+            .into_data()
+            .into_vec::<f32>()
+            .expect("a float tensor cast to f32 holds f32");
+        (0..rows)
+            .map(|r| {
+                let row = &values[r * vocab..(r + 1) * vocab];
+                let mut best = 0;
+                for (i, &v) in row.iter().enumerate() {
+                    if v > row[best] {
+                        best = i;
+                    }
+                }
+                best as u32
+            })
+            .collect()
+    }
+
+    /// Greedy generation with a KV cache. Rows end at an EOS id, when `options.stop` says so, or
+    /// after `max_new_tokens`; captures and interventions apply to the prompt and to every
+    /// generated token that is fed back (the last generated token never runs through the model).
+    pub fn generate(
+        &self,
+        batch: &Batch,
+        options: &GenerateOptions<'_>,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+    ) -> Result<Generation<B>> {
+        let prepared = self.prepare(captures, interventions)?;
+        let rows = batch.input_ids.len();
+        let mut rec = Recorder::new(captures, rows, Self::images_in(batch));
+        let num_layers = self.config.text.num_layers;
+        let eos = options
+            .eos_token_ids
+            .clone()
+            .unwrap_or_else(|| self.config.eos_token_ids.clone());
+        let mut ids = vec![Vec::new(); rows];
+        let mut finish = vec![FinishReason::Length; rows];
+        if options.max_new_tokens == 0 {
+            self.validate(batch)?;
+            return Ok(Generation {
+                ids,
+                finish,
+                captures: rec.finish(),
+                step_logits: Vec::new(),
+            });
+        }
+        let mut cache = KvCache::new(num_layers);
+        let normed = self
+            .prefill(batch, &prepared, &mut rec, &mut cache, num_layers, true)?
+            .expect("prefill with need_norm returns the norm output");
+        let mut step_logits = Vec::new();
+        let keep = options.keep_logits;
+        let mut next = self.greedy(
+            self.last_rows(&normed, batch),
+            keep.then_some(&mut step_logits),
+        );
+        let mut key_valid = batch.attention_mask.clone();
+        let mut lengths: Vec<usize> = key_valid
+            .iter()
+            .map(|m| m.iter().filter(|&&v| v).count())
+            .collect();
+        let prompt_lens = lengths.clone();
+        let mut done = vec![false; rows];
+        let pad = self
+            .config
+            .pad_token_id
+            .unwrap_or(0)
+            .min(self.config.text.vocab_size as u32 - 1);
+        for step in 0..options.max_new_tokens {
+            for r in 0..rows {
+                if done[r] {
+                    continue;
+                }
+                ids[r].push(next[r]);
+                if eos.contains(&next[r]) {
+                    done[r] = true;
+                    finish[r] = FinishReason::Eos;
+                } else if options.stop.is_some_and(|stop| stop(&ids[r])) {
+                    done[r] = true;
+                    finish[r] = FinishReason::Stop;
+                }
+            }
+            if step + 1 == options.max_new_tokens || done.iter().all(|&d| d) {
+                break;
+            }
+            let past = key_valid[0].len();
+            let mut step_ids = Vec::with_capacity(rows);
+            let mut metas = Vec::with_capacity(rows);
+            let mut positions = Vec::with_capacity(rows);
+            for r in 0..rows {
+                if done[r] {
+                    step_ids.push(vec![pad]);
+                    metas.push(vec![None]);
+                    positions.push(vec![1]);
+                    key_valid[r].push(false);
+                } else {
+                    step_ids.push(vec![next[r]]);
+                    metas.push(vec![Some(PositionMeta {
+                        position: lengths[r],
+                        role: TokenRole::Generated,
+                        token_id: Some(next[r]),
+                    })]);
+                    positions.push(vec![lengths[r]]);
+                    lengths[r] += 1;
+                    key_valid[r].push(true);
+                }
+            }
+            let chunk = Chunk {
+                metas,
+                prompt_lens: prompt_lens.clone(),
+            };
+            let tensors = self.text.chunk_tensors(
+                &positions,
+                &key_valid,
+                past,
+                self.dtype.to_burn(),
+                &self.device,
+            );
+            let embeds = self.text.embed(&step_ids, &self.device);
+            let normed = self
+                .run_decoder(
+                    embeds, &chunk, &tensors, &mut cache, &prepared, &mut rec, num_layers, true,
+                )
+                .expect("need_norm returns the norm output");
+            next = self.greedy(
+                normed.reshape([rows, self.config.text.hidden_size]),
+                keep.then_some(&mut step_logits),
+            );
+        }
+        Ok(Generation {
+            ids,
+            finish,
+            captures: rec.finish(),
+            step_logits,
+        })
+    }
+}

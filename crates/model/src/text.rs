@@ -1,0 +1,358 @@
+//! One decoder for Llama, Mistral and Qwen2: RMSNorm, rotate_half RoPE, grouped-query attention
+//! (key/value heads repeated as transformers' `repeat_kv` does), SiLU-gated MLP, KV cache.
+
+use burn::tensor::{
+    Bool, DType, Int, Tensor, TensorData, backend::Backend, module::attention,
+    ops::AttentionModuleOptions,
+};
+
+use crate::config::{RopeScaling, TextConfig};
+use crate::error::{ModelError, Result};
+use crate::nn::{Activation, Linear, RmsNorm};
+use crate::weights::Checkpoint;
+
+pub struct DecoderLayer<B: Backend> {
+    input_norm: RmsNorm<B>,
+    q_proj: Linear<B>,
+    k_proj: Linear<B>,
+    v_proj: Linear<B>,
+    o_proj: Linear<B>,
+    post_attention_norm: RmsNorm<B>,
+    gate_proj: Linear<B>,
+    up_proj: Linear<B>,
+    down_proj: Linear<B>,
+}
+
+/// The language model: embeddings, decoder layers, final norm and LM head.
+pub struct TextModel<B: Backend> {
+    pub config: TextConfig,
+    embed: Tensor<B, 2>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    lm_head: Tensor<B, 2>,
+    inv_freq: Vec<f32>,
+    activation: Activation,
+    num_params: usize,
+}
+
+/// Keys and values of every layer for the tokens seen so far: `[batch, kv_heads, seq, head_dim]`.
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: (0..num_layers).map(|_| None).collect(),
+        }
+    }
+}
+
+/// Rotary cos/sin for one chunk (`[batch, 1, seq, head_dim]`) and the attention mask
+/// (`[batch, heads, seq, past + seq]`, true = masked).
+pub struct ChunkTensors<B: Backend> {
+    pub cos: Tensor<B, 4>,
+    pub sin: Tensor<B, 4>,
+    pub mask: Tensor<B, 4, Bool>,
+}
+
+impl<B: Backend> TextModel<B> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        config: &TextConfig,
+        lm_prefix: &str,
+        lm_head_names: &[String],
+        dtype: DType,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let c = config;
+        let activation = Activation::parse(&c.hidden_act, "text_config.hidden_act")?;
+        let embed_name = format!("{lm_prefix}embed_tokens.weight");
+        let embed = ckpt.tensor(&embed_name, [c.vocab_size, c.hidden_size], dtype, device)?;
+        let q_out = c.num_heads * c.head_dim;
+        let kv_out = c.num_kv_heads * c.head_dim;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        let mut num_params = c.vocab_size * c.hidden_size + c.hidden_size;
+        for i in 0..c.num_layers {
+            let p = format!("{lm_prefix}layers.{i}");
+            let linear = |name: &str, inp: usize, out: usize, bias: bool| {
+                Linear::load(ckpt, &format!("{p}.{name}"), inp, out, bias, dtype, device)
+            };
+            let norm = |name: &str| {
+                RmsNorm::load(
+                    ckpt,
+                    &format!("{p}.{name}.weight"),
+                    c.hidden_size,
+                    c.rms_norm_eps,
+                    dtype,
+                    device,
+                )
+            };
+            let layer = DecoderLayer {
+                input_norm: norm("input_layernorm")?,
+                q_proj: linear("self_attn.q_proj", c.hidden_size, q_out, c.qkv_bias)?,
+                k_proj: linear("self_attn.k_proj", c.hidden_size, kv_out, c.qkv_bias)?,
+                v_proj: linear("self_attn.v_proj", c.hidden_size, kv_out, c.qkv_bias)?,
+                o_proj: linear("self_attn.o_proj", q_out, c.hidden_size, c.o_bias)?,
+                post_attention_norm: norm("post_attention_layernorm")?,
+                gate_proj: linear(
+                    "mlp.gate_proj",
+                    c.hidden_size,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                up_proj: linear(
+                    "mlp.up_proj",
+                    c.hidden_size,
+                    c.intermediate_size,
+                    c.mlp_bias,
+                )?,
+                down_proj: linear(
+                    "mlp.down_proj",
+                    c.intermediate_size,
+                    c.hidden_size,
+                    c.mlp_bias,
+                )?,
+            };
+            num_params += 2 * c.hidden_size
+                + [
+                    &layer.q_proj,
+                    &layer.k_proj,
+                    &layer.v_proj,
+                    &layer.o_proj,
+                    &layer.gate_proj,
+                    &layer.up_proj,
+                    &layer.down_proj,
+                ]
+                .iter()
+                .map(|l| l.num_params())
+                .sum::<usize>();
+            layers.push(layer);
+        }
+        let norm = RmsNorm::load(
+            ckpt,
+            &format!("{lm_prefix}norm.weight"),
+            c.hidden_size,
+            c.rms_norm_eps,
+            dtype,
+            device,
+        )?;
+        let lm_head = match lm_head_names.iter().find(|n| ckpt.contains(n)) {
+            Some(name) => {
+                num_params += c.vocab_size * c.hidden_size;
+                ckpt.linear_weight(name, &[c.vocab_size, c.hidden_size], dtype, device)?
+            }
+            None if c.tie_word_embeddings => embed.clone().transpose(),
+            None => {
+                return Err(ModelError::MissingTensor {
+                    dir: ckpt.dir().to_path_buf(),
+                    name: lm_head_names[0].clone(),
+                    tried: lm_head_names.to_vec(),
+                });
+            }
+        };
+        Ok(Self {
+            config: c.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            inv_freq: inv_freq(c),
+            activation,
+            num_params,
+        })
+    }
+
+    pub fn num_params(&self) -> usize {
+        self.num_params
+    }
+
+    /// Token embeddings `[batch, seq, hidden]` for `ids` (`[batch][seq]`).
+    pub fn embed(&self, ids: &[Vec<u32>], device: &B::Device) -> Tensor<B, 3> {
+        let batch = ids.len();
+        let seq = ids.first().map_or(0, Vec::len);
+        let flat: Vec<i64> = ids.iter().flatten().map(|&t| t as i64).collect();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * seq]), device);
+        self.embed
+            .clone()
+            .select(0, index)
+            .reshape([batch, seq, self.config.hidden_size])
+    }
+
+    /// Rotary tables and the attention mask for a chunk. `positions[b][s]` are rotary positions
+    /// of the chunk's tokens; `key_valid[b][k]` says whether key `k` (cache + chunk) is a real token.
+    pub fn chunk_tensors(
+        &self,
+        positions: &[Vec<usize>],
+        key_valid: &[Vec<bool>],
+        past: usize,
+        dtype: DType,
+        device: &B::Device,
+    ) -> ChunkTensors<B> {
+        let batch = positions.len();
+        let seq = positions.first().map_or(0, Vec::len);
+        let head_dim = self.config.head_dim;
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(batch * seq * head_dim);
+        let mut sin = Vec::with_capacity(batch * seq * head_dim);
+        for row in positions {
+            for &pos in row {
+                // as transformers: f32 product of position and inverse frequency, cos/sin in f32
+                let angles: Vec<f32> = self.inv_freq.iter().map(|f| pos as f32 * f).collect();
+                // emb = cat(freqs, freqs): both halves of the head share the angles
+                for _ in 0..2 {
+                    cos.extend(angles.iter().map(|a| a.cos()));
+                    sin.extend(angles.iter().map(|a| a.sin()));
+                }
+            }
+        }
+        debug_assert_eq!(cos.len(), batch * seq * 2 * half);
+        let total = past + seq;
+        let window = self.config.sliding_window;
+        let mut mask = Vec::with_capacity(batch * seq * total);
+        for valid in key_valid {
+            for q in 0..seq {
+                let query = past + q;
+                for (key, &ok) in valid.iter().enumerate().take(total) {
+                    let future = key > query;
+                    let outside_window = window.is_some_and(|w| query - key.min(query) >= w);
+                    // a padding query attends to itself so that no softmax row is empty
+                    let masked = future || outside_window || (!ok && key != query);
+                    mask.push(masked);
+                }
+            }
+        }
+        let heads = self.config.num_heads;
+        let to4 = |v: Vec<f32>| {
+            Tensor::<B, 4>::from_data(
+                TensorData::new(v, [batch, 1, seq, head_dim]),
+                (device, dtype),
+            )
+        };
+        let mask =
+            Tensor::<B, 4, Bool>::from_bool(TensorData::new(mask, [batch, 1, seq, total]), device)
+                .expand([batch, heads, seq, total]);
+        ChunkTensors {
+            cos: to4(cos),
+            sin: to4(sin),
+            mask,
+        }
+    }
+
+    /// Self-attention of layer `i` on the normed input; updates the cache.
+    pub fn attention(
+        &self,
+        i: usize,
+        x: Tensor<B, 3>,
+        chunk: &ChunkTensors<B>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let c = &self.config;
+        let layer = &self.layers[i];
+        let [batch, seq, _] = x.dims();
+        let heads =
+            |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
+        let q = heads(layer.q_proj.forward(x.clone()), c.num_heads);
+        let k = heads(layer.k_proj.forward(x.clone()), c.num_kv_heads);
+        let v = heads(layer.v_proj.forward(x), c.num_kv_heads);
+        let q = rotate(q, &chunk.cos, &chunk.sin);
+        let k = rotate(k, &chunk.cos, &chunk.sin);
+        let (k, v) = match cache.layers[i].take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        cache.layers[i] = Some((k.clone(), v.clone()));
+        let k = repeat_kv(k, c.num_heads / c.num_kv_heads);
+        let v = repeat_kv(v, c.num_heads / c.num_kv_heads);
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let out = attention(q, k, v, Some(chunk.mask.clone()), None, options);
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([batch, seq, c.num_heads * c.head_dim]);
+        layer.o_proj.forward(out)
+    }
+
+    pub fn input_norm(&self, i: usize, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layers[i].input_norm.forward(x)
+    }
+
+    pub fn post_attention_norm(&self, i: usize, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layers[i].post_attention_norm.forward(x)
+    }
+
+    pub fn mlp(&self, i: usize, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let layer = &self.layers[i];
+        let gate = self.activation.apply(layer.gate_proj.forward(x.clone()));
+        layer.down_proj.forward(gate * layer.up_proj.forward(x))
+    }
+
+    /// Logits `[rows, vocab]` of normed hidden states `[rows, hidden]`.
+    pub fn logits(&self, normed: Tensor<B, 2>) -> Tensor<B, 2> {
+        normed.matmul(self.lm_head.clone())
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin`, `rotate_half(x) = cat(-x[.., d/2..], x[.., ..d/2])`.
+fn rotate<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let head_dim = x.dims()[3];
+    let half = head_dim / 2;
+    let first = x.clone().narrow(3, 0, half);
+    let second = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![second.neg(), first], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// `[b, kv, s, d] -> [b, kv * n_rep, s, d]`, query head `h` reading key/value head `h / n_rep`.
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kv, s, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, n_rep, s, d])
+        .reshape([b, kv * n_rep, s, d])
+}
+
+/// Inverse rotary frequencies as transformers computes them (f32), with the configured scaling.
+fn inv_freq(c: &TextConfig) -> Vec<f32> {
+    let dim = c.head_dim;
+    let base: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1.0 / c.rope_theta.powf(i as f32 / dim as f32))
+        .collect();
+    match c.rope_scaling {
+        RopeScaling::Default => base,
+        RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings: old_len,
+        } => {
+            let low_freq_wavelen = old_len / low_freq_factor;
+            let high_freq_wavelen = old_len / high_freq_factor;
+            base.iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    let scaled = if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        f
+                    };
+                    let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
+                    if medium {
+                        let smooth = (old_len / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * scaled / factor + smooth * scaled
+                    } else {
+                        scaled
+                    }
+                })
+                .collect()
+        }
+    }
+}
