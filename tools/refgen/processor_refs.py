@@ -339,6 +339,13 @@ def main():
                         expected, error = None, str(e)
                     chat_cases.append({"template": tname, "conversation": cname, "add_generation_prompt": agp,
                                        "vars": extra, "messages": conv, "expected": expected, "error": error})
+    # how plain values print: jinja2 writes Python's str() (True, None, 1.0)
+    value_template = "{{ flag }}|{{ not flag }}|{{ nothing }}|{{ 1.0 }}|{{ 2 / 4 }}|{{ 7 // 2 }}|{{ [1, 2] }}|{{ missing }}"
+    value_vars = {"flag": True, "nothing": None}
+    out, _ = render_jinja_template([img_q], chat_template=value_template, **value_vars)
+    chat_cases.append({"template": "python_values", "conversation": "image_question", "add_generation_prompt": False,
+                       "vars": value_vars, "messages": img_q, "expected": out[0], "error": None})
+    templates["python_values"] = value_template
     # the checkpoints' own templates through the processor / tokenizer API
     proc = AutoProcessor.from_pretrained(d_llava)
     proc_hub = AutoProcessor.from_pretrained(d_hub)

@@ -160,6 +160,14 @@ impl ChatTemplate {
             .map_err(|e| template_err(source, e))?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // jinja2 prints Python's str(): `True`, `False`, `None` (minijinja: `true`, `none`).
+        env.set_formatter(|out, state, value| match value.kind() {
+            ValueKind::Bool => out
+                .write_str(if value.is_true() { "True" } else { "False" })
+                .map_err(minijinja::Error::from),
+            ValueKind::None => out.write_str("None").map_err(minijinja::Error::from),
+            _ => minijinja::escape_formatter(out, state, value),
+        });
         env.add_function("raise_exception", raise_exception);
         env.add_filter("tojson", python_tojson);
         env.add_template_owned(TEMPLATE_NAME, without_generation_tags(&text))
