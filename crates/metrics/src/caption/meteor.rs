@@ -429,6 +429,13 @@ fn align(test: &[Token], reference: &[Token], resources: &MeteorResources) -> St
     stats
 }
 
+/// Tokens as Java's `StringTokenizer` splits them (on space, tab, newline, carriage return and
+/// form feed only).
+fn java_tokens(line: &str) -> impl Iterator<Item = &str> {
+    line.split([' ', '\t', '\n', '\r', '\u{0C}'])
+        .filter(|t| !t.is_empty())
+}
+
 /// Start positions of `phrase` in `words`.
 fn occurrences<'a>(
     words: &'a [Option<u32>],
@@ -560,41 +567,43 @@ impl Paraphrases {
             what: "METEOR paraphrases",
             detail: format!("cannot read {}: {e}", path.display()),
         };
-        let file = std::fs::File::open(path).map_err(error)?;
-        let mut text = String::new();
-        let mut reader: Box<dyn std::io::Read> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(error)?);
+        if path.extension().is_some_and(|e| e == "gz") {
+            let decoder = flate2::read::GzDecoder::new(file);
+            Paraphrases::from_reader(std::io::BufReader::new(decoder)).map_err(error)
         } else {
-            Box::new(std::io::BufReader::new(file))
-        };
-        reader.read_to_string(&mut text).map_err(error)?;
-        Ok(Paraphrases::parse(&text))
+            Paraphrases::from_reader(file).map_err(error)
+        }
     }
 
     /// Parses the table's text.
     pub fn parse(text: &str) -> Paraphrases {
+        Paraphrases::from_reader(text.as_bytes()).expect("reading from memory cannot fail")
+    }
+
+    /// Reads the table line by line (the full English table is 272 MB of text).
+    pub fn from_reader(mut reader: impl std::io::BufRead) -> std::io::Result<Paraphrases> {
         let mut table = Paraphrases {
             nodes: 1,
             offsets: vec![0],
             ..Paraphrases::default()
         };
-        let mut lines = text.lines();
+        let (mut probability, mut first, mut second) =
+            (String::new(), String::new(), String::new());
         let mut next_index = 0u32;
-        while lines.next().is_some() {
-            let first: Vec<u32> = lines
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(|w| table.word_id(w))
-                .collect();
-            let second: Vec<u32> = lines
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(|w| table.word_id(w))
-                .collect();
+        loop {
+            probability.clear();
+            if reader.read_line(&mut probability)? == 0 {
+                break;
+            }
+            first.clear();
+            second.clear();
+            reader.read_line(&mut first)?;
+            reader.read_line(&mut second)?;
+            let first_ids: Vec<u32> = java_tokens(&first).map(|w| table.word_id(w)).collect();
+            let second_ids: Vec<u32> = java_tokens(&second).map(|w| table.word_id(w)).collect();
             let mut node = 0u32;
-            for &w in &first {
+            for &w in &first_ids {
                 node = match table.transitions.get(&(node, w)) {
                     Some(&child) => child,
                     None => {
@@ -607,10 +616,10 @@ impl Paraphrases {
             }
             table.emits.entry(node).or_default().push(next_index);
             next_index += 1;
-            table.words.extend_from_slice(&second);
+            table.words.extend_from_slice(&second_ids);
             table.offsets.push(table.words.len());
         }
-        table
+        Ok(table)
     }
 
     fn word_id(&mut self, word: &str) -> u32 {
@@ -695,8 +704,7 @@ impl Synonyms {
         while let Some(word) = lines.next() {
             line_no += 2;
             let ids = lines.next().unwrap_or("");
-            let mut set = ids
-                .split_whitespace()
+            let mut set = java_tokens(ids)
                 .map(|id| {
                     id.parse::<u32>().map_err(|_| crate::MetricsError::InvalidInput {
                         what: "METEOR synonyms",
@@ -713,7 +721,7 @@ impl Synonyms {
         }
         let mut lines = exceptions.lines();
         while let Some(base) = lines.next() {
-            for form in lines.next().unwrap_or("").split_whitespace() {
+            for form in java_tokens(lines.next().unwrap_or("")) {
                 dictionary
                     .bases
                     .entry(form.to_owned())
