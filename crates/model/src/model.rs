@@ -499,7 +499,12 @@ impl<B: Backend> Vlm<B> {
                 }
             };
         }
-        for (ci, spec) in rec.specs.clone().iter().enumerate() {
+        let Recorder {
+            specs,
+            pieces,
+            metas,
+        } = rec;
+        for (ci, spec) in specs.iter().enumerate() {
             if spec.hook != hook {
                 continue;
             }
@@ -520,8 +525,8 @@ impl<B: Backend> Vlm<B> {
                     .narrow(0, row, 1)
                     .reshape([seq, width])
                     .select(0, index);
-                rec.pieces[ci][row].push(values);
-                rec.metas[ci][row].extend(
+                pieces[ci][row].push(values);
+                metas[ci][row].extend(
                     picked
                         .iter()
                         .map(|&s| chunk.metas[row][s].expect("selected positions are real tokens")),

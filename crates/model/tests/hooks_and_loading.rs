@@ -184,6 +184,37 @@ fn llava_without_pixels_or_with_wrong_token_count_is_an_error() {
         .unwrap()
         .to_string();
     assert!(err.contains("no pixel_values"), "{err}");
+    // two images for one image's worth of tokens
+    let (shape, data) = g.f32("input.pixel_values");
+    let two = xlvlm_model::PixelValues {
+        data: [data.as_slice(), data.as_slice()].concat(),
+        shape: [2, shape[1], shape[2], shape[3]],
+    };
+    let err = model
+        .forward(
+            &batch.clone().with_pixel_values(two),
+            &[],
+            &[],
+            Logits::None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("16 image tokens") && err.contains("2 image(s)"),
+        "{err}"
+    );
+    // pixel values of the wrong size
+    let small = xlvlm_model::PixelValues {
+        data: vec![0.0; 3 * 28 * 28],
+        shape: [1, 3, 28, 28],
+    };
+    let err = model
+        .forward(&batch.with_pixel_values(small), &[], &[], Logits::None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[N, 3, 56, 56]"), "{err}");
 }
 
 /// Captures made during generation (KV cache, one token per step) equal a plain forward over
