@@ -34,7 +34,8 @@
 //! # }
 //! ```
 //!
-//! A model family is added as one file implementing [`ImagePipeline`] (today: LLaVA-1.5).
+//! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
+//! processor's family table (today: LLaVA-1.5).
 
 mod chat;
 mod error;
@@ -51,8 +52,8 @@ pub use crate::image::{
 };
 pub use crate::llava::LlavaImages;
 pub use crate::processor::{
-    Batch, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor, Prompt, Sample,
-    TokenRole,
+    Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
+    Prompt, Sample, TokenRole,
 };
 pub use crate::tokenizer::{NamedToken, Padding, TextTokenizer};
 pub use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};

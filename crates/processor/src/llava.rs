@@ -7,7 +7,7 @@ use image::DynamicImage;
 
 use crate::error::{ProcessorError, Result};
 use crate::image::{ClipImageConfig, PixelValues};
-use crate::processor::{ImagePipeline, ProcessedImage};
+use crate::processor::{CheckpointFiles, ImagePipeline, ProcessedImage};
 
 /// LLaVA-1.5's image side of the processor.
 #[derive(Debug, Clone)]
@@ -22,6 +22,31 @@ pub struct LlavaImages {
 }
 
 impl LlavaImages {
+    /// Builds LLaVA's image side from a checkpoint's processor files.
+    pub fn from_checkpoint(files: &CheckpointFiles<'_>) -> Result<Self> {
+        let empty = serde_json::Value::Object(Default::default());
+        let top = files.processor_config.unwrap_or(&empty);
+        // LlavaProcessor takes the tokenizer's `image_token` when it has one.
+        let image_token = files
+            .tokenizer
+            .special_token("image_token")
+            .map(|t| t.text.clone())
+            .or_else(|| {
+                top.get("image_token")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "<image>".to_owned());
+        let clip = ClipImageConfig::from_json(files.image_settings, files.image_settings_path)?;
+        Self::from_configs(
+            clip,
+            top,
+            files.processor_config_path,
+            files.model_config,
+            image_token,
+        )
+    }
+
     /// Reads the LLaVA settings from the top level of `processor_config.json` (`patch_size`,
     /// `vision_feature_select_strategy`, `num_additional_image_tokens`), falling back to
     /// `config.json` (`vision_config.patch_size`, `vision_feature_select_strategy`) for Hub

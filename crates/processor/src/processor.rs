@@ -7,7 +7,7 @@ use image::DynamicImage;
 
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{ProcessorError, Result, read_json};
-use crate::image::{ClipImageConfig, load_image};
+use crate::image::load_image;
 use crate::llava::LlavaImages;
 use crate::tokenizer::{Padding, TextTokenizer};
 use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
@@ -131,8 +131,62 @@ pub struct Processor {
     dir: PathBuf,
 }
 
-/// Processor classes this crate implements (`processor_class` in the processor files).
-const SUPPORTED_PROCESSORS: &[&str] = &["LlavaProcessor"];
+/// What a family's image pipeline is built from: the checkpoint's parsed processor files.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointFiles<'a> {
+    pub dir: &'a Path,
+    pub tokenizer: &'a TextTokenizer,
+    /// `processor_config.json` (top level), when present.
+    pub processor_config: Option<&'a serde_json::Value>,
+    pub processor_config_path: &'a Path,
+    /// The image-processor settings: the `image_processor` entry of a transformers-5
+    /// `processor_config.json`, or the Hub's `preprocessor_config.json`.
+    pub image_settings: &'a serde_json::Value,
+    pub image_settings_path: &'a Path,
+    /// `config.json`, when present.
+    pub model_config: Option<&'a serde_json::Value>,
+}
+
+type PipelineBuilder = fn(&CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>>;
+
+/// The families this crate implements: (`processor_class`, `model_type`, builder). A family is
+/// recognised by the processor class in the processor files, or by `config.json`'s model type
+/// when no class is named.
+const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[("LlavaProcessor", "llava", |files| {
+    Ok(Box::new(LlavaImages::from_checkpoint(files)?))
+})];
+
+fn image_pipeline_for(files: &CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>> {
+    let class = files
+        .processor_config
+        .and_then(|c| c.get("processor_class"))
+        .or_else(|| files.image_settings.get("processor_class"))
+        .and_then(|v| v.as_str());
+    let model_type = files
+        .model_config
+        .and_then(|c| c.get("model_type"))
+        .and_then(|v| v.as_str());
+    let family = FAMILIES.iter().find(|(c, m, _)| match class {
+        Some(class) => class == *c,
+        None => model_type == Some(*m),
+    });
+    match family {
+        Some((_, _, build)) => build(files),
+        None => Err(ProcessorError::BadFile {
+            path: files.image_settings_path.to_path_buf(),
+            detail: format!(
+                "processor class {} (model_type {}) is not supported; supported: {}",
+                class.unwrap_or("(none)"),
+                model_type.unwrap_or("(none)"),
+                FAMILIES
+                    .iter()
+                    .map(|(c, _, _)| *c)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
 
 impl Processor {
     /// Loads everything from an HF checkpoint folder: `tokenizer.json` (+ `tokenizer_config.json`),
@@ -176,54 +230,19 @@ impl Processor {
             None
         };
 
-        let images: Option<Box<dyn ImagePipeline>> = match image_settings {
+        let images = match image_settings {
             None => None,
-            Some(settings) => {
-                let class = processor_config
-                    .as_ref()
-                    .and_then(|c| c.get("processor_class"))
-                    .or_else(|| settings.get("processor_class"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                let model_type = model_config
-                    .as_ref()
-                    .and_then(|c| c.get("model_type"))
-                    .and_then(|v| v.as_str());
-                let is_llava = match class.as_deref() {
-                    Some(c) => c == "LlavaProcessor",
-                    None => model_type == Some("llava"),
+            Some(image_settings) => {
+                let files = CheckpointFiles {
+                    dir,
+                    tokenizer: &tokenizer,
+                    processor_config: processor_config.as_ref(),
+                    processor_config_path: &processor_path,
+                    image_settings: &image_settings,
+                    image_settings_path: &settings_path,
+                    model_config: model_config.as_ref(),
                 };
-                if !is_llava {
-                    return Err(ProcessorError::BadFile {
-                        path: settings_path,
-                        detail: format!(
-                            "processor class {} (model_type {}) is not supported; supported: {}",
-                            class.as_deref().unwrap_or("(none)"),
-                            model_type.unwrap_or("(none)"),
-                            SUPPORTED_PROCESSORS.join(", ")
-                        ),
-                    });
-                }
-                let empty = serde_json::Value::Object(Default::default());
-                let top = processor_config.as_ref().unwrap_or(&empty);
-                // LlavaProcessor takes the tokenizer's `image_token` when it has one.
-                let image_token = tokenizer
-                    .special_token("image_token")
-                    .map(|t| t.text.clone())
-                    .or_else(|| {
-                        top.get("image_token")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_else(|| "<image>".to_owned());
-                let clip = ClipImageConfig::from_json(&settings, &settings_path)?;
-                Some(Box::new(LlavaImages::from_configs(
-                    clip,
-                    top,
-                    &processor_path,
-                    model_config.as_ref(),
-                    image_token,
-                )?))
+                Some(image_pipeline_for(&files)?)
             }
         };
         let image_token_id = match &images {

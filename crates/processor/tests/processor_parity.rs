@@ -154,3 +154,28 @@ fn text_only_checkpoint_rejects_images() {
         .to_string();
     assert!(err.contains("no image processor"), "{err}");
 }
+
+#[test]
+fn unsupported_processor_class_is_named_with_the_supported_ones() {
+    let dir = std::env::temp_dir().join(format!("xlvlm-processor-class-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            common::fixture(&format!("llava_spm/{file}")),
+            dir.join(file),
+        )
+        .unwrap();
+    }
+    let config = serde_json::json!({
+        "processor_class": "Qwen2VLProcessor",
+        "image_processor": {"min_pixels": 3136}
+    });
+    std::fs::write(dir.join("processor_config.json"), config.to_string()).unwrap();
+    let err = Processor::from_dir(&dir).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        err.contains("Qwen2VLProcessor") && err.contains("LlavaProcessor"),
+        "{err}"
+    );
+    assert!(err.contains("processor_config.json"), "{err}");
+}
