@@ -233,13 +233,11 @@ fn meteor_with_synonyms_matches_the_jar_with_exact_stem_and_synonym_modules() {
 fn meteor_with_all_modules_matches_pycocoevalcap() {
     let g = golden();
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let resources = MeteorResources {
-        synonyms: Some(Synonyms::load(&fixtures.join("wordnet_subset")).unwrap()),
-        paraphrases: Some(
-            Paraphrases::load(&fixtures.join("paraphrase_subset/paraphrase-en-subset.txt"))
-                .unwrap(),
-        ),
-    };
+    let resources = MeteorResources::load(
+        &fixtures.join("wordnet_subset"),
+        &fixtures.join("paraphrase_subset/paraphrase-en-subset.txt"),
+    )
+    .unwrap();
     let report = caption_scores_tokenized_with(
         &string_map(&g["tok_res"]),
         &list_map(&g["tok_gts"]),

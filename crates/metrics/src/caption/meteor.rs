@@ -504,6 +504,22 @@ pub struct MeteorResources {
     pub paraphrases: Option<Paraphrases>,
 }
 
+impl MeteorResources {
+    /// Loads both data sets of a METEOR 1.5 installation: `synonym_dir` holds
+    /// `english.synsets` and `english.exceptions` (`unzip meteor-1.5.jar 'synonym/*'`), and
+    /// `paraphrase_table` is `data/paraphrase-en.gz` (both ship inside pycocoevalcap's `meteor/`
+    /// folder).
+    pub fn load(
+        synonym_dir: &std::path::Path,
+        paraphrase_table: &std::path::Path,
+    ) -> crate::Result<MeteorResources> {
+        Ok(MeteorResources {
+            synonyms: Some(Synonyms::load(synonym_dir)?),
+            paraphrases: Some(Paraphrases::load(paraphrase_table)?),
+        })
+    }
+}
+
 /// METEOR (exact and stem modules) of tokenised hypotheses against their references.
 pub fn meteor(hyps: &[&str], refs: &[Vec<&str>]) -> MetricValues {
     meteor_with(hyps, refs, &MeteorResources::default())
