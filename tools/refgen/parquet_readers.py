@@ -172,7 +172,7 @@ def bench(rows, dim, repeats):
         settings = {
             "pyarrow defaults + zstd": dict(compression="zstd"),
             "xlvlm settings": dict(compression="zstd", use_dictionary=["sample_id", "position"],
-                                   use_byte_stream_split=[] if half else ["vector.list.item"],
+                                   use_byte_stream_split=[] if half else ["vector.list.element"],
                                    column_encoding=None),
         }
         for label, kwargs in settings.items():

@@ -35,6 +35,9 @@ use crate::table::{Column, FeatureTable};
 const ZSTD_LEVEL: i32 = 3;
 /// Row groups are cut at about this many encoded bytes, so readers can stream big tables.
 const ROW_GROUP_BYTES: usize = 128 << 20;
+/// Values per internal column-writer call (parquet-rs default 1024): a vector column has
+/// rows × dim values, and larger calls cut the per-call overhead.
+const WRITE_BATCH_VALUES: usize = 1 << 16;
 /// Rows are handed to the writer in batches of about this many bytes of vector data, which bounds
 /// the extra memory of the Arrow copy.
 const BATCH_BYTES: usize = 16 << 20;
@@ -226,6 +229,7 @@ fn writer_properties(
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .set_write_batch_size(WRITE_BATCH_VALUES)
         .set_key_value_metadata((!key_values.is_empty()).then_some(key_values));
     // The leaf paths of vector columns (e.g. `vector.list.item`) as parquet-rs will name them.
     let parquet_schema = ArrowSchemaConverter::new()
@@ -234,11 +238,13 @@ fn writer_properties(
     for leaf in parquet_schema.columns() {
         let root = &leaf.path().parts()[0];
         if let Some(Column::Vector { half, .. }) = table.column(root) {
-            // Activations are high-entropy floats: a dictionary only costs time, and per-page
-            // min/max statistics are of no use to anyone filtering rows.
+            // Activations are high-entropy floats: a dictionary only costs time (and grows the
+            // file), and min/max statistics over all elements of all vectors help no query.
             props = props
                 .set_column_dictionary_enabled(leaf.path().clone(), false)
-                .set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::Chunk);
+                .set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
+            // BYTE_STREAM_SPLIT only for Float32: duckdb 2.0 rejects it on Float16 (a
+            // FIXED_LEN_BYTE_ARRAY column).
             if !half {
                 props = props.set_column_encoding(leaf.path().clone(), Encoding::BYTE_STREAM_SPLIT);
             }
@@ -464,14 +470,13 @@ impl ColumnBuilder {
             ColumnBuilder::Vector {
                 name, dim, values, ..
             } => {
-                // (offsets of each row in `child`, child values)
+                // (child values, start of each row in the child values plus the end)
                 let (child, row_starts): (ArrayRef, Vec<usize>) = match array.data_type() {
                     DataType::FixedSizeList(..) => {
                         let list = array.as_fixed_size_list();
                         let width = list.value_length() as usize;
-                        let child = list
-                            .values()
-                            .slice(list.offset() * width, list.len() * width);
+                        // Slicing a FixedSizeListArray slices its values (its offset() is 0).
+                        let child = list.values().slice(0, list.len() * width);
                         (child, (0..=list.len()).map(|i| i * width).collect())
                     }
                     DataType::List(_) => {
