@@ -10,6 +10,33 @@
 //!   changed predictions against a baseline, answer counts, word-class rates) with whole-word
 //!   matching;
 //! * [`dictionary`]: concept-dictionary metrics (grounding-word overlap, test grounding scores).
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use xlvlm_metrics::{VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores, vqa_accuracy};
+//!
+//! let answers = ["red", "red", "red", "blue", "blue", "blue", "blue", "blue", "blue", "blue"];
+//! let report = vqa_accuracy(
+//!     &[VqaPrediction { question_id: 1, answer: "Red.".into() }],
+//!     &[VqaAnnotation {
+//!         question_id: 1,
+//!         question_type: "what color".into(),
+//!         answer_type: "other".into(),
+//!         answers: answers.iter().map(|a| a.to_string()).collect(),
+//!     }],
+//!     VqaAccuracy::Official,
+//! )?;
+//! assert_eq!(report.overall, 90.0); // 3 matching answers: 10-choose-9 average
+//!
+//! let hyps = BTreeMap::from([("1".to_string(), "A dog runs on the grass.".to_string())]);
+//! let refs = BTreeMap::from([(
+//!     "1".to_string(),
+//!     vec!["A dog running on grass.".to_string(), "A brown dog plays outside.".to_string()],
+//! )]);
+//! let scores = caption_scores(&hyps, &refs)?;
+//! assert!(scores.corpus.bleu[0] > 0.5 && scores.per_image["1"].rouge_l > 0.5);
+//! # Ok::<(), xlvlm_metrics::MetricsError>(())
+//! ```
 
 pub mod caption;
 pub mod dictionary;
