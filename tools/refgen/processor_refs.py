@@ -20,6 +20,7 @@ jinja2 / PIL produce for them, so the Rust tests compare against code nobody her
     word_cases.json        whole-word occurrences, found with a regex on the text and mapped to
                            tokens through the tokenizer's own offsets
     processor_cases.json   full processor outputs (input_ids, attention_mask) of padded batches
+    strftime_cases.json    Python strftime of fixed UTC times (the `strftime_now` template global)
     pixels.safetensors     pixel_values of CLIPImageProcessorPil (float16) for each image/size
 
 Usage: python tools/refgen/processor_refs.py [OUT]   (default crates/processor/tests/fixtures)
@@ -402,6 +403,13 @@ def main():
                            "attention_mask": out["attention_mask"].tolist(), "pixel_values_shape": None,
                            "image_token_id": p.image_token_id})
     json.dump(proc_cases, open(os.path.join(OUT, "processor_cases.json"), "w"), ensure_ascii=False, indent=1)
+    # strftime_now: transformers' template global is datetime.now().strftime(format); fixed UTC times
+    from datetime import datetime, timezone
+    stamps = [0, 951782400, 1709164799, 1719792000 + 13 * 3600 + 5 * 60 + 9, 4107542400, -86400 * 365, 1234567890]
+    formats = ["%d %b %Y", "%Y-%m-%d %H:%M:%S", "%A %B %d, %y", "%a %j %w %u %I %p", "%F %T %%", "%h"]
+    json.dump([{"timestamp": t, "format": f, "expected": datetime.fromtimestamp(t, timezone.utc).strftime(f)}
+               for t in stamps for f in formats],
+              open(os.path.join(OUT, "strftime_cases.json"), "w"), indent=1)
     json.dump({"transformers": transformers.__version__, "pixel_cases": pixel_meta},
               open(os.path.join(OUT, "pixels.json"), "w"), indent=1)
     print("wrote", OUT)

@@ -169,6 +169,11 @@ impl ChatTemplate {
             _ => minijinja::escape_formatter(out, state, value),
         });
         env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", |format: String| {
+            crate::strftime::CivilTime::now()
+                .format(&format)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e))
+        });
         env.add_filter("tojson", python_tojson);
         env.add_template_owned(TEMPLATE_NAME, without_generation_tags(&text))
             .map_err(|e| template_err(source, e))?;
@@ -509,6 +514,22 @@ mod tests {
             out,
             "{\"a\": 1, \"b\": [1.5, 2.0]}|{\n  \"a\": 1,\n  \"b\": [\n    1.5,\n    2.0\n  ]\n}|\"<tag> 'q' \\\"d\\\" é\""
         );
+    }
+
+    #[test]
+    fn strftime_now_is_defined_and_formats_the_current_date() {
+        let t = ChatTemplate::new(
+            "{% if strftime_now is defined %}{{ strftime_now('%Y|%d %b %Y') }}{% endif %}".into(),
+            ChatTemplateSource::ChatTemplateJinja,
+        )
+        .unwrap();
+        let out = t.render(&[], false, []).unwrap();
+        let (year, date) = out.split_once('|').unwrap();
+        assert!(
+            year.len() == 4 && year.chars().all(|c| c.is_ascii_digit()),
+            "{out}"
+        );
+        assert!(date.ends_with(year) && date.len() == 11, "{out}");
     }
 
     #[test]

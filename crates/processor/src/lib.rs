@@ -42,6 +42,7 @@ mod error;
 mod image;
 mod llava;
 mod processor;
+mod strftime;
 mod tokenizer;
 mod words;
 
