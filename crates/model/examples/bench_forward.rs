@@ -3,17 +3,18 @@
 //!
 //! ```text
 //! python tools/refgen/model_bench_torch.py --out /tmp/xlvlm-bench     # torch numbers + checkpoint
-//! cargo run --release -p xlvlm-model --example bench_forward -- /tmp/xlvlm-bench [iters]
+//! cargo run --release -p xlvlm-model --example bench_forward -- /tmp/xlvlm-bench [iters] [cpu|cuda:N]
 //! ```
+//! (`cuda:N` needs `--features cuda`; the model dtype is f32 on the CPU and f16 on CUDA.)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::backend::Flex;
+use burn::tensor::backend::Backend;
 use safetensors::{Dtype, SafeTensors};
-use xlvlm_model::{Batch, Logits, PixelValues, Vlm, WeightDType};
-
-type B = Flex;
+use xlvlm_model::{
+    BackendTask, Batch, DeviceSpec, Logits, PixelValues, Result, Vlm, WeightDType, run_on,
+};
 
 fn read_inputs(path: &Path, prefix: &str) -> Batch {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -50,10 +51,34 @@ fn read_inputs(path: &Path, prefix: &str) -> Batch {
     })
 }
 
-fn bench(name: &str, dir: &Path, batch: &Batch, iters: usize) {
-    let device = Default::default();
+struct Bench<'a> {
+    name: &'a str,
+    dir: &'a Path,
+    batch: &'a Batch,
+    iters: usize,
+    dtype: WeightDType,
+}
+
+impl BackendTask for Bench<'_> {
+    type Output = ();
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        bench::<B>(
+            self.name, self.dir, self.batch, self.iters, self.dtype, &device,
+        );
+        Ok(())
+    }
+}
+
+fn bench<B: Backend>(
+    name: &str,
+    dir: &Path,
+    batch: &Batch,
+    iters: usize,
+    dtype: WeightDType,
+    device: &B::Device,
+) {
     let started = Instant::now();
-    let model = Vlm::<B>::load_dir(dir, WeightDType::F32, &device).expect("model loads");
+    let model = Vlm::<B>::load_dir(dir, dtype, device).expect("model loads");
     let load_s = started.elapsed().as_secs_f64();
     let tokens: usize = batch.input_ids.iter().map(Vec::len).sum();
     let run = || {
@@ -87,21 +112,35 @@ fn main() {
     let iters: usize = args
         .next()
         .map_or(5, |s| s.parse().expect("iters is a number"));
+    let device: DeviceSpec = args
+        .next()
+        .map_or(Ok(DeviceSpec::Cpu), |s| s.parse())
+        .expect("device");
+    let dtype = match device {
+        DeviceSpec::Cpu => WeightDType::F32,
+        DeviceSpec::Cuda(_) => WeightDType::F16,
+    };
     let tiny = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/hf/llava");
-    bench(
-        "tiny",
-        &tiny,
-        &read_inputs(&tiny.join("golden.safetensors"), "input."),
-        iters * 4,
-    );
+    let tiny_batch = read_inputs(&tiny.join("golden.safetensors"), "input.");
+    let task = Bench {
+        name: "tiny",
+        dir: &tiny,
+        batch: &tiny_batch,
+        iters: iters * 4,
+        dtype,
+    };
+    run_on(device, task).expect("tiny bench");
     let big = bench_dir.join("llava100m");
     if big.join("config.json").is_file() {
-        bench(
-            "llava100m",
-            &big,
-            &read_inputs(&big.join("bench_inputs.safetensors"), ""),
+        let batch = read_inputs(&big.join("bench_inputs.safetensors"), "");
+        let task = Bench {
+            name: "llava100m",
+            dir: &big,
+            batch: &batch,
             iters,
-        );
+            dtype,
+        };
+        run_on(device, task).expect("llava100m bench");
     } else {
         println!(
             "llava100m: {} not found; run tools/refgen/model_bench_torch.py first",

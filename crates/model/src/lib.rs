@@ -23,11 +23,13 @@
 //! * [`Vlm::generate`]: greedy decoding with a KV cache (EOS, max new tokens, a stop predicate).
 //! * [`parse_hook`]: hook names (`lm.layers.{i}`, ... and HF module-name aliases).
 //! * [`inspect`]: a checkpoint summary without loading weights.
+//! * [`run_on`] + [`DeviceSpec`]: pick `cpu` (flex) or `cuda:N` (feature `cuda`) at run time.
 //!
 //! Numerics follow transformers: `hidden_states[0]` is [`HookPoint::Embed`] (after the image
 //! features are scattered in), `hidden_states[i]` is [`HookPoint::Layer`]`(i-1)`, and the last
 //! entry, `hidden_states[L]`, is [`HookPoint::Norm`] (the final norm output).
 
+mod backend;
 mod config;
 mod error;
 mod hooks;
@@ -39,6 +41,9 @@ mod text;
 mod vision;
 mod weights;
 
+#[cfg(feature = "cuda")]
+pub use backend::CudaBackend;
+pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
     FeatureSelect, LlavaConfig, ModelConfig, RopeScaling, TextConfig, TextFamily, VisionConfig,
     WeightDType,
