@@ -287,3 +287,18 @@ fn left_padded_batch_generation_matches_transformers() {
         check_generation(name, batch, "generate_batch", &[]);
     }
 }
+
+/// The same checkpoints run in f16 and bf16 (as on a GPU): close to the f32 goldens at the
+/// precision of the dtype.
+#[test]
+fn half_precision_runs_stay_close() {
+    for name in ["llava", "qwen2"] {
+        let g = Golden::open(name);
+        for (dtype, tol) in [(WeightDType::F16, 3e-3), (WeightDType::BF16, 2e-2)] {
+            let model = Vlm::<B>::load(fixture(name).to_str().unwrap(), dtype, &device()).unwrap();
+            let out = model.forward(&golden_batch(&g), &[], &[], Logits::All).unwrap();
+            let logits = to_f32(out.logits.unwrap());
+            assert_close(&format!("{name} {dtype} logits"), &logits, &g.f32("logits").1, tol);
+        }
+    }
+}
