@@ -1,7 +1,7 @@
 //! Writes and reads back an activation-like feature table (default 5000 × 4096 Gaussian f32,
 //! plus sample_id and position columns) and prints timings and the file size.
 //!
-//! cargo run --release -p xlvlm-store --example bench_parquet -- [ROWS] [DIM] [REPEATS]
+//! cargo run --release -p xlvlm-store --example bench_parquet -- [ROWS] [DIM] [REPEATS] [f32|f16|both]
 //!
 //! The pyarrow counterpart is `tools/refgen/parquet_readers.py bench ROWS DIM REPEATS`.
 
@@ -37,17 +37,22 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse())
-        .collect::<Result<_, _>>()?;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let precisions: Vec<bool> = match args.get(3).map(String::as_str) {
+        None | Some("both") => vec![false, true],
+        Some("f32") => vec![false],
+        Some("f16") => vec![true],
+        Some(other) => return Err(format!("expected f32, f16 or both, not {other:?}").into()),
+    };
+    args.truncate(3);
+    let args: Vec<usize> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     let rows = args.first().copied().unwrap_or(5000);
     let dim = args.get(1).copied().unwrap_or(4096);
     let repeats = args.get(2).copied().unwrap_or(5);
     let dir = std::env::temp_dir().join(format!("xlvlm-bench-parquet-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    for half in [false, true] {
+    for half in precisions {
         let table = FeatureTable::new()
             .with_column(
                 "sample_id",

@@ -31,8 +31,9 @@ use crate::error::{Result, StoreError};
 use crate::fsutil;
 use crate::table::{Column, FeatureTable};
 
-/// zstd level 3: the library default; higher levels cost much more time for little on floats.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level 1 (Arrow C++'s default): on byte-stream-split floats it was both faster and
+/// slightly smaller than level 3 (BENCHMARKS.md).
+const ZSTD_LEVEL: i32 = 1;
 /// Row groups are cut at about this many encoded bytes, so readers can stream big tables.
 const ROW_GROUP_BYTES: usize = 128 << 20;
 /// Values per internal column-writer call (parquet-rs default 1024): a vector column has

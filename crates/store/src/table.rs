@@ -158,10 +158,7 @@ impl FeatureTable {
                 } else {
                     f32::MAX
                 };
-                if let Some(index) = values
-                    .iter()
-                    .position(|v| !v.is_finite() || v.abs() > limit)
-                {
+                if let Some(index) = first_out_of_range(values, limit) {
                     let value = values[index];
                     let what = if value.is_finite() {
                         "a value outside the Float16 range"
@@ -185,4 +182,15 @@ impl FeatureTable {
         }
         Ok(())
     }
+}
+
+/// Index of the first value that is NaN or whose magnitude exceeds `limit` (infinities do).
+fn first_out_of_range(values: &[f32], limit: f32) -> Option<usize> {
+    // A branch-free scan per chunk (it vectorises); the exact search only in a failing chunk.
+    const CHUNK: usize = 1024;
+    let in_range = |v: &f32| v.abs() <= limit; // false for NaN
+    values.chunks(CHUNK).enumerate().find_map(|(chunk, part)| {
+        let all_in_range = part.iter().fold(true, |acc, v| acc & in_range(v));
+        (!all_in_range).then(|| chunk * CHUNK + part.iter().position(|v| !in_range(v)).unwrap_or(0))
+    })
 }

@@ -210,6 +210,22 @@ fn validate_reports_inconsistent_tables() {
             "row 1, element 0",
         ),
     ];
+    // Past the first scan chunk: the reported position is still exact.
+    let mut wide = vec![0.25f32; 3000];
+    wide[2500] = f32::NAN;
+    let message = FeatureTable::new()
+        .with_column(
+            "w",
+            Column::Vector {
+                dim: 1000,
+                values: wide,
+                half: false,
+            },
+        )
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("row 2, element 500"), "{message}");
     for (table, expected) in cases {
         let message = table.validate().unwrap_err().to_string();
         assert!(
