@@ -102,6 +102,7 @@ impl ClipImageConfig {
         let uint = |v: &serde_json::Value, key: &str| -> Result<u32> {
             v.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n > 0)
                 .ok_or_else(|| bad(format!("{key} must be a positive integer, got {v}")))
         };
         cfg.do_convert_rgb = flag("do_convert_rgb", cfg.do_convert_rgb)?;
@@ -139,7 +140,9 @@ impl ClipImageConfig {
             };
         }
         if let Some(r) = obj.get("resample").filter(|v| !v.is_null()) {
-            let code = uint(r, "resample")?;
+            let code = r
+                .as_u64()
+                .ok_or_else(|| bad(format!("resample must be a PIL resampling code, got {r}")))?;
             if code > 3 {
                 return Err(bad(format!(
                     "resample {code} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)"
@@ -400,6 +403,9 @@ mod tests {
         let path = Path::new("preprocessor_config.json");
         let err =
             ClipImageConfig::from_json(&serde_json::json!({"resample": 5}), path).unwrap_err();
+        let nearest =
+            ClipImageConfig::from_json(&serde_json::json!({"resample": 0}), path).unwrap();
+        assert_eq!(nearest.resample, 0);
         assert!(
             err.to_string().contains("preprocessor_config.json"),
             "{err}"
