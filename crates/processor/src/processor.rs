@@ -126,6 +126,9 @@ impl Batch {
 pub struct Processor {
     tokenizer: TextTokenizer,
     chat_template: Option<ChatTemplate>,
+    /// (file, message) of a template that failed to compile: reported when a chat is rendered,
+    /// so raw-text prompts still work with such a checkpoint.
+    chat_template_error: Option<(String, String)>,
     images: Option<Box<dyn ImagePipeline>>,
     image_token_id: Option<u32>,
     dir: PathBuf,
@@ -202,7 +205,14 @@ impl Processor {
             });
         }
         let tokenizer = TextTokenizer::from_dir(dir)?;
-        let chat_template = ChatTemplate::find_in_dir(dir)?;
+        let (chat_template, chat_template_error) = match ChatTemplate::find_in_dir(dir) {
+            Ok(template) => (template, None),
+            Err(ProcessorError::ChatTemplate {
+                source_file,
+                detail,
+            }) => (None, Some((source_file, detail))),
+            Err(other) => return Err(other),
+        };
 
         let processor_path = dir.join("processor_config.json");
         let preprocessor_path = dir.join("preprocessor_config.json");
@@ -257,6 +267,7 @@ impl Processor {
         Ok(Self {
             tokenizer,
             chat_template,
+            chat_template_error,
             images,
             image_token_id,
             dir: dir.to_path_buf(),
@@ -268,7 +279,15 @@ impl Processor {
         &self.tokenizer
     }
 
-    /// The chat template, if the checkpoint has one (its `source()` says which file won).
+    /// Why the checkpoint's chat template could not be compiled, if it could not.
+    pub fn chat_template_error(&self) -> Option<String> {
+        self.chat_template_error
+            .as_ref()
+            .map(|(file, detail)| format!("chat template from {file}: {detail}"))
+    }
+
+    /// The chat template, if the checkpoint has one that compiled (its `source()` says which
+    /// file won).
     pub fn chat_template(&self) -> Option<&ChatTemplate> {
         self.chat_template.as_ref()
     }
@@ -296,6 +315,12 @@ impl Processor {
         add_generation_prompt: bool,
         vars: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String> {
+        if let Some((source_file, detail)) = &self.chat_template_error {
+            return Err(ProcessorError::ChatTemplate {
+                source_file: format!("{}", self.dir.join(source_file).display()),
+                detail: detail.clone(),
+            });
+        }
         let template =
             self.chat_template
                 .as_ref()

@@ -98,3 +98,35 @@ fn template_syntax_errors_name_the_file() {
     .to_string();
     assert!(err.contains("chat_template.json"), "{err}");
 }
+
+#[test]
+fn a_template_that_does_not_compile_fails_only_chats() {
+    let dir = std::env::temp_dir().join(format!(
+        "xlvlm-processor-badtemplate-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            common::fixture(&format!("llava_spm/{file}")),
+            dir.join(file),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "{% for m in messages %}{{ m.role }",
+    )
+    .unwrap();
+    let processor = Processor::from_dir(&dir).unwrap();
+    let text_ids = processor.tokenizer().encode("no snow", true);
+    let err = processor
+        .render_chat(&[xlvlm_processor::Message::text("user", "hi")], true)
+        .unwrap_err()
+        .to_string();
+    let reported = processor.chat_template_error();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(text_ids.is_ok());
+    assert!(err.contains("chat_template.jinja"), "{err}");
+    assert!(reported.is_some_and(|r| r.contains("chat_template.jinja")));
+}
