@@ -392,13 +392,16 @@ impl ColumnBuilder {
 
     /// Appends one batch's column; `row_offset` is the file row of the batch's first row.
     fn append(&mut self, path: &Path, array: &dyn Array, row_offset: usize) -> Result<()> {
-        let format = |reason: String| StoreError::Format {
+        let format_error = |reason: String| StoreError::Format {
             path: path.to_path_buf(),
             reason,
         };
         if array.null_count() > 0 {
             let row = (0..array.len()).find(|&i| array.is_null(i)).unwrap_or(0);
-            return Err(format(format!("null value at row {}", row_offset + row)));
+            return Err(format_error(format!(
+                "null value at row {}",
+                row_offset + row
+            )));
         }
         match self {
             ColumnBuilder::Utf8(out) => append_strings(path, array, out)?,
@@ -456,7 +459,7 @@ impl ColumnBuilder {
                         .enumerate()
                     {
                         let value = i64::try_from(value).map_err(|_| {
-                            format(format!(
+                            format_error(format!(
                                 "value {value} at row {} does not fit in int64",
                                 row_offset + row
                             ))
@@ -464,7 +467,7 @@ impl ColumnBuilder {
                         out.push(value);
                     }
                 }
-                other => return Err(format(format!("unexpected integer type {other}"))),
+                other => return Err(format_error(format!("unexpected integer type {other}"))),
             },
             ColumnBuilder::Float64(out) => append_f64(path, array, out)?,
             ColumnBuilder::Bool(out) => out.extend(array.as_boolean().iter().flatten()),
@@ -496,12 +499,12 @@ impl ColumnBuilder {
                         let starts = offsets.iter().map(|&o| o as usize - base).collect();
                         (list.values().slice(base, len), starts)
                     }
-                    other => return Err(format(format!("unexpected list type {other}"))),
+                    other => return Err(format_error(format!("unexpected list type {other}"))),
                 };
                 if child.null_count() > 0 {
                     let index = (0..child.len()).find(|&i| child.is_null(i)).unwrap_or(0);
                     let row = row_starts.partition_point(|&start| start <= index) - 1;
-                    return Err(format(format!(
+                    return Err(format_error(format!(
                         "vector column {name:?} has a null element at row {}",
                         row_offset + row
                     )));
@@ -511,7 +514,7 @@ impl ColumnBuilder {
                     match dim {
                         None => *dim = Some(width),
                         Some(expected) if *expected != width => {
-                            return Err(format(format!(
+                            return Err(format_error(format!(
                                 "vector column {name:?} has {width} values at row {} but {expected} \
                                  in earlier rows; all rows must have the same length",
                                 row_offset + row

@@ -491,7 +491,7 @@ impl Staging {
                 path: self.target.clone(),
             });
         }
-        remove_bookkeeping(&self.dir)?;
+        remove_bookkeeping(&self.dir, true)?;
         let mut files = Vec::new();
         for rel in walk_files(&self.dir)? {
             files.push(hash_file(&self.dir.join(&rel), &rel)?);
@@ -517,16 +517,16 @@ pub(crate) fn shard_file_name(index: u32) -> String {
     format!("shard-{index:05}.parquet")
 }
 
-/// Removes temporary files (anywhere), `shards.done` and a manifest left by a failed publish.
-fn remove_bookkeeping(dir: &Path) -> Result<()> {
+/// Removes temporary files (anywhere), and `shards.done` and a manifest left by a failed publish
+/// (top level only: a data file may be called `sub/manifest.json`).
+fn remove_bookkeeping(dir: &Path, top: bool) -> Result<()> {
     for name in list_dir(dir)? {
         let path = dir.join(&name);
         let meta = std::fs::symlink_metadata(&path).map_err(StoreError::io("stat", &path))?;
         if meta.is_dir() {
-            remove_bookkeeping(&path)?;
+            remove_bookkeeping(&path, false)?;
         } else if is_temp_name(&name)
-            || (dir.join(SHARDS_DONE_FILE) == path)
-            || (dir.join(MANIFEST_FILE) == path)
+            || (top && (name == SHARDS_DONE_FILE || name == MANIFEST_FILE))
         {
             std::fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
         }

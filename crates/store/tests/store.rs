@@ -86,6 +86,8 @@ fn publish_makes_a_complete_verified_artifact() {
     staging
         .write_file("summary/metrics.json", b"{\"acc\": 0.5}\n")
         .unwrap();
+    // Only the top-level manifest.json is reserved.
+    staging.write_file("summary/manifest.json", b"{}").unwrap();
     staging.write_shard(0, &small_table()).unwrap();
     // A stray temporary file from an interrupted write is not part of the artifact.
     std::fs::write(staging.dir().join(".features.parquet.999-0.tmp"), b"half").unwrap();
@@ -97,6 +99,7 @@ fn publish_makes_a_complete_verified_artifact() {
         [
             "features.parquet",
             "shard-00000.parquet",
+            "summary/manifest.json",
             "summary/metrics.json"
         ]
     );
