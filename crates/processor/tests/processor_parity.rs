@@ -179,3 +179,24 @@ fn unsupported_processor_class_is_named_with_the_supported_ones() {
     );
     assert!(err.contains("processor_config.json"), "{err}");
 }
+
+#[test]
+fn processor_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let processor = Processor::from_dir(common::fixture("llava_spm")).unwrap();
+    assert_send_sync(&processor);
+    let rendered: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    processor
+                        .render_chat(&[xlvlm_processor::Message::user_with_image("hi")], true)
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(rendered[0], "USER: <image>\nhi ASSISTANT:");
+    assert_eq!(rendered[0], rendered[1]);
+}
