@@ -76,13 +76,6 @@ pub fn write_parquet(path: &Path, table: &FeatureTable) -> Result<()> {
             writer.write(&batch).map_err(parquet_err)?;
             start = end;
         }
-        if rows == 0 {
-            // An empty batch still fixes the schema; without any batch parquet-rs writes no row
-            // group, which every reader accepts too, but this keeps both paths identical.
-            writer
-                .write(&record_batch(path, table, &schema, 0, 0)?)
-                .map_err(parquet_err)?;
-        }
         writer.into_inner().map_err(parquet_err)
     })
 }
@@ -151,6 +144,7 @@ fn read_parquet_impl(path: &Path, wanted: Option<&[&str]>) -> Result<FeatureTabl
     // Position of each wanted column inside the projected batches (projection keeps file order).
     let mut projected: Vec<usize> = order.clone();
     projected.sort_unstable();
+    projected.dedup();
     let mut builders: Vec<ColumnBuilder> = order
         .iter()
         .map(|&index| ColumnBuilder::new(path, schema.field(index), rows))

@@ -305,6 +305,10 @@ fn projection_reads_only_the_named_columns_in_order() {
     assert_eq!(names, ["toi_found", "sample_id"]);
     assert_eq!(some.strings("sample_id"), table.strings("sample_id"));
     assert_eq!(some.bools("toi_found"), table.bools("toi_found"));
+    let err = read_parquet_columns(&path, &["sample_id", "position", "sample_id"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("appears twice"), "{err}");
     let err = read_parquet_columns(&path, &["nope"])
         .unwrap_err()
         .to_string();
