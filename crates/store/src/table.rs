@@ -21,7 +21,7 @@ pub enum Column {
     Float64(Vec<f64>),
     Bool(Vec<bool>),
     /// Row-major `rows × dim` values. `half = true` stores them as Float16 on disk (half the
-    /// bytes); they are always f32 in memory.
+    /// bytes, each value rounded to the nearest Float16); they are always f32 in memory.
     Vector {
         dim: usize,
         values: Vec<f32>,
