@@ -326,7 +326,25 @@ pub fn gc(store_path: &Path, paths: &[PathBuf], dry_run: bool) -> Result<(), Fai
             store.remove(key).map_err(|e| Failure::Failed(e.into()))?;
         }
     }
+    // Half-built artifacts of runs that are no longer going on (their lock is free).
+    for (key, bytes) in store
+        .stale_staging()
+        .map_err(|e| Failure::Failed(e.into()))?
+    {
+        let verb = if dry_run { "would remove" } else { "remove" };
+        println!("  {verb} unfinished {key} ({})", report::bytes(bytes));
+        if !dry_run
+            && let Some(lock) = store
+                .try_lock(&key)
+                .map_err(|e| Failure::Failed(e.into()))?
+        {
+            store
+                .remove_staging(&lock)
+                .map_err(|e| Failure::Failed(e.into()))?;
+        }
+    }
     if !dry_run {
+        store.empty_trash().map_err(|e| Failure::Failed(e.into()))?;
         let gone: BTreeSet<Key> = garbage.into_iter().map(|(k, _)| k).collect();
         for (exp, stage, key) in store.names().map_err(|e| Failure::Failed(e.into()))? {
             if gone.contains(&key) {

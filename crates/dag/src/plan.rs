@@ -12,6 +12,9 @@ use xlvlm_store::{Key, Manifest, Store};
 
 use crate::fingerprint::FingerprintCache;
 
+/// Sweep coordinates and the input edges chosen so far, while fanning a stage out.
+type Partial = (BTreeMap<String, String>, Vec<(String, usize)>);
+
 /// One stage instance to run.
 #[derive(Clone, Debug)]
 pub struct PlanNode {
@@ -113,8 +116,7 @@ impl Plan {
                     .collect();
                 // Join with every compatible combination of upstream instances: instances that
                 // descend from the same sweep point stay together, independent sweeps multiply.
-                let mut partial: Vec<(BTreeMap<String, String>, Vec<(String, usize)>)> =
-                    vec![(own, vec![])];
+                let mut partial: Vec<Partial> = vec![(own, vec![])];
                 for (role, r) in inst.params.inputs() {
                     let mut next = Vec::new();
                     for (coords, inputs) in &partial {
@@ -228,7 +230,7 @@ impl Plan {
     pub fn statuses(&self, store: &Store, forced: &[String]) -> Result<Vec<Status>, PlanError> {
         let mut out = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
-            if forced.iter().any(|f| *f == n.stage) {
+            if forced.contains(&n.stage) {
                 out.push(Status::Forced);
                 continue;
             }

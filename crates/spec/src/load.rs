@@ -499,12 +499,10 @@ impl Loader {
         {
             return self.err(&node.span, format!("missing required key `{field}`"));
         }
-        let span =
-            if matches!(node.value, Value::Table(_)) && key_span.is_some() && !dotted.is_empty() {
-                key_span.expect("checked")
-            } else {
-                node.span.clone()
-            };
+        let span = match key_span {
+            Some(k) if matches!(node.value, Value::Table(_)) && !dotted.is_empty() => k,
+            _ => node.span.clone(),
+        };
         let what = if dotted.is_empty() {
             String::new()
         } else {
