@@ -6,8 +6,8 @@
 //! The same block-coordinate scheme as scikit-learn: every iteration solves the positive lasso
 //! of each sample by cyclic coordinate descent on the Gram form (scikit-learn's
 //! `enet_coordinate_descent_gram`, same stopping rule on the duality gap), then updates the
-//! atoms one by one (`_update_dict`). What makes it fast: `X Uᵀ` and `Xᵀ V` are single GEMMs
-//! over the whole matrix, the per-sample problems are k-dimensional and run in parallel, the
+//! atoms one by one (`_update_dict`). What makes it fast: `X Uᵀ` and `Vᵀ X` are single passes
+//! over the whole matrix (the latter skipping zero codes), the per-sample problems are k-dimensional and run in parallel, the
 //! cost comes from the same products (no residual matrix), and `X Uᵀ` of the new atoms is
 //! shared between the cost and the next iteration's coding.
 
@@ -17,7 +17,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
 use crate::error::{AnalysisError, Result};
-use crate::matrix::{Matrix, matmul, row_sq_norms};
+use crate::matrix::{Matrix, codes_t_x, row_sq_norms, x_times_rows_t};
 use crate::pca::{self, PcaSolver};
 
 /// The starting point of dictionary learning.
@@ -149,18 +149,9 @@ fn code_gram(code: &[f64], k: usize) -> Vec<f64> {
     g
 }
 
-/// `X Uᵀ` (`n x k`, f64) with one f32 GEMM.
+/// `X Uᵀ` (`n x k`, f64).
 fn x_times_dict_t(x: &Matrix, dict: &Matrix) -> Vec<f64> {
-    let c = matmul(x.view(), dict.view().transpose());
-    let mut out = vec![0.0; x.rows * dict.rows];
-    out.par_chunks_mut(dict.rows)
-        .enumerate()
-        .for_each(|(i, row)| {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = f64::from(c[(i, j)]);
-            }
-        });
-    out
+    x_times_rows_t(x, dict).into_iter().map(f64::from).collect()
 }
 
 /// Positive lasso for every row: `min ½‖x − Uᵀw‖² + α‖w‖₁, w ≥ 0`, warm-started from `code`.
@@ -295,7 +286,7 @@ fn svd_init(x: &Matrix, k: usize, seed: u64) -> Result<(Vec<f64>, Vec<f64>)> {
     let r = k.min(n.min(d));
     let (v, s) = match PcaSolver::Auto.resolve(n, d, r) {
         PcaSolver::Exact => pca::exact_top_k(x.view(), r)?,
-        _ => pca::randomized_top_k(x.view(), r, seed)?,
+        _ => pca::randomized_top_k(x, r, seed)?,
     };
     // Left singular vectors u_i = X v_i / s_i.
     let xv = x_times_dict_t(x, &v); // n x r
@@ -431,12 +422,15 @@ fn cost_from_products(
 fn update_dict(x: &Matrix, dict: &mut [f64], code: &mut [f64], k: usize, rng: &mut ChaCha8Rng) {
     let (n, d) = (x.rows, x.cols);
     let a = code_gram(code, k);
-    let code32 = Matrix::from_f64(n, k, code);
-    let b = matmul(x.view().transpose(), code32.view()); // d x k
+    let code32: Vec<f32> = code.iter().map(|&v| v as f32).collect();
+    let b = codes_t_x(x, &code32, k); // k x d
     for j in 0..k {
         let ajj = a[j * k + j];
         if ajj > 1e-6 {
-            let mut atom: Vec<f64> = (0..d).map(|c| f64::from(b[(c, j)])).collect();
+            let mut atom: Vec<f64> = b[j * d..(j + 1) * d]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
             for (l, &alj) in a[j * k..(j + 1) * k].iter().enumerate() {
                 if alj != 0.0 {
                     for (t, &u) in atom.iter_mut().zip(&dict[l * d..(l + 1) * d]) {

@@ -9,7 +9,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 use crate::error::{AnalysisError, Result};
-use crate::matrix::{Matrix, matmul};
+use crate::matrix::{Matrix, codes_t_x, matmul, x_times_rows_t};
 
 /// How the principal directions are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -124,7 +124,7 @@ pub fn fit(x: &Matrix, k: usize, solver: PcaSolver, seed: u64) -> Result<PcaMode
 
     let (mut components, singular_values) = match solver {
         PcaSolver::Exact => exact_top_k(centred.view(), k)?,
-        _ => randomized_top_k(centred.view(), k, seed)?,
+        _ => randomized_top_k(&centred, k, seed)?,
     };
     flip_rows_by_largest_entry(&mut components);
     let explained_variance: Vec<f64> = singular_values.iter().map(|s| s * s / dof).collect();
@@ -193,42 +193,66 @@ fn orthonormalise(m: Mat<f32>) -> Mat<f32> {
     m.qr().compute_thin_Q()
 }
 
-/// Top-`k` right singular vectors (rows) and singular values of `a` by the randomized range
+/// `X q` (`x.rows x l`) for `q` of `x.cols x l`, through the concept-sized kernel.
+fn x_times(x: &Matrix, q: &Mat<f32>) -> Mat<f32> {
+    let l = q.ncols();
+    let out = x_times_rows_t(x, &Matrix::from_faer(q.as_ref().transpose()));
+    Mat::from_fn(x.rows, l, |i, j| out[i * l + j])
+}
+
+/// `Xᵀ p` (`x.cols x l`) for `p` of `x.rows x l`.
+fn xt_times(x: &Matrix, p: &Mat<f32>) -> Mat<f32> {
+    let l = p.ncols();
+    let out = codes_t_x(x, &Matrix::from_faer(p.as_ref()).data, l);
+    Mat::from_fn(x.cols, l, |i, j| out[j * x.cols + i])
+}
+
+/// Top-`k` right singular vectors (rows) and singular values of `x` by the randomized range
 /// finder. Power iterations are re-orthonormalised with QR (scikit-learn's 'auto' uses LU;
 /// both only keep the basis well conditioned, QR is the more accurate of the two).
-pub(crate) fn randomized_top_k(
-    a: MatRef<'_, f32>,
-    k: usize,
-    seed: u64,
-) -> Result<(Matrix, Vec<f64>)> {
-    let (n, d) = (a.nrows(), a.ncols());
+pub(crate) fn randomized_top_k(x: &Matrix, k: usize, seed: u64) -> Result<(Matrix, Vec<f64>)> {
+    let (n, d) = (x.rows, x.cols);
     let n_random = (k + 10).min(n.min(d));
     let n_iter = if (k as f64) < 0.1 * n.min(d) as f64 {
         7
     } else {
         4
     };
-    // As scikit-learn: work on the transpose when there are fewer rows than columns.
+    // As scikit-learn: work on M = Xᵀ when there are fewer rows than columns.
     let transpose = n < d;
-    let m = if transpose { a.transpose() } else { a };
+    let m_times = |q: &Mat<f32>| {
+        if transpose {
+            xt_times(x, q)
+        } else {
+            x_times(x, q)
+        }
+    };
+    let mt_times = |p: &Mat<f32>| {
+        if transpose {
+            x_times(x, p)
+        } else {
+            xt_times(x, p)
+        }
+    };
+    let m_cols = if transpose { n } else { d };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut q = Mat::<f32>::from_fn(m.ncols(), n_random, |_, _| {
+    let mut q = Mat::<f32>::from_fn(m_cols, n_random, |_, _| {
         let v: f64 = StandardNormal.sample(&mut rng);
         v as f32
     });
     for _ in 0..n_iter {
-        q = orthonormalise(matmul(m, q.as_ref()));
-        q = orthonormalise(matmul(m.transpose(), q.as_ref()));
+        q = orthonormalise(m_times(&q));
+        q = orthonormalise(mt_times(&q));
     }
-    q = orthonormalise(matmul(m, q.as_ref()));
-    let b = matmul(q.as_ref().transpose(), m); // n_random x m.ncols()
+    q = orthonormalise(m_times(&q));
+    let b = mt_times(&q).transpose().to_owned(); // qᵀ M: n_random x m_cols
     let svd = b.thin_svd().map_err(|_| AnalysisError::NoConvergence {
         what: "SVD of the randomized projection",
     })?;
     let s = svd.S().column_vector();
     let sv: Vec<f64> = (0..k).map(|i| f64::from(s[i])).collect();
-    // m = (q uhat) s v^T. Without transpose the components are v's columns; with it, the
-    // components of a are the columns of q uhat.
+    // M = (q uhat) s vᵀ. Without transpose the components are v's columns; with it, the
+    // components of X are the columns of q uhat.
     let comps = if transpose {
         let u = matmul(q.as_ref(), svd.U());
         Matrix::from_faer(u.as_ref().subcols(0, k).transpose())

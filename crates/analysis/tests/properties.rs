@@ -61,16 +61,18 @@ fn semi_nmf_objective_never_increases_and_recovers_a_planted_factorisation() {
         3,
     )
     .unwrap();
+    let x_norm2: f64 = x.data.iter().map(|&v| f64::from(v).powi(2)).sum();
+    // The objective comes from f32 products (‖X‖² − 2⟨V, XUᵀ⟩ + ⟨VᵀV, UUᵀ⟩): it is exact to
+    // about 1e-7·‖X‖², so only rises above that rounding level count.
     for w in m.objectives.windows(2) {
-        // f32 products: allow rounding-level wiggle only.
         assert!(
-            w[1] <= w[0] * (1.0 + 1e-6),
+            w[1] <= w[0] + 1e-6 * x_norm2,
             "objective rose: {} -> {}",
             w[0],
             w[1]
         );
     }
-    let x_norm2: f64 = x.data.iter().map(|&v| f64::from(v).powi(2)).sum();
+    assert!(m.objectives[0] > 10.0 * m.objectives.last().unwrap());
     let rel = m.objectives.last().unwrap() / x_norm2;
     assert!(rel < 0.01, "relative reconstruction error {rel}");
     assert!(m.activations.data.iter().all(|&v| v >= 0.0));
