@@ -36,7 +36,7 @@ golden.safetensors keys:
     generate_intervention.output_ids         -- the same with the additive hook registered
     generate_batch.{input_ids,attention_mask,output_ids}  (text models: two prompts, left padding)
 
-Text-only models (llama, qwen2) are written by AutoModelForCausalLM; qwen2 is saved sharded
+Text-only models (llama, qwen2, mistral) are written by AutoModelForCausalLM; qwen2 is saved sharded
 (model.safetensors.index.json) and llama has tied embeddings plus a bfloat16 copy in `bf16/`.
 
 Usage:  python make_tiny_refs.py --out tests/fixtures/hf [--models llava,llama,qwen2,qwen2_vl,idefics2,idefics3,smolvlm,molmo2]
@@ -484,9 +484,24 @@ def build_qwen2():
     return model, tok, hooks
 
 
-TEXT_MODELS = ("llama", "qwen2")
+def build_mistral():
+    """Mistral text LM: GQA (4/2) with a sliding window (8) shorter than the prompt, so the
+    window mask matters."""
+    from transformers import MistralConfig, MistralForCausalLM
+    tok = spm_like_tokenizer(400, [])
+    tok.chat_template = LLAMA2_TEMPLATE
+    cfg = MistralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=padded_vocab(tok), max_position_embeddings=256,
+                        rms_norm_eps=1e-5, sliding_window=8, tie_word_embeddings=False,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = MistralForCausalLM(cfg)
+    hooks = lambda m: {"text.layer_output": m.model.layers}
+    return model, tok, hooks
 
-BUILDERS = {"llava": build_llava, "llama": build_llama, "qwen2": build_qwen2, "qwen2_vl": build_qwen2_vl, "idefics2": build_idefics2,
+
+TEXT_MODELS = ("llama", "qwen2", "mistral")
+
+BUILDERS = {"llava": build_llava, "llama": build_llama, "qwen2": build_qwen2, "mistral": build_mistral, "qwen2_vl": build_qwen2_vl, "idefics2": build_idefics2,
             "idefics3": build_idefics3, "smolvlm": build_smolvlm, "molmo2": build_molmo2}
 
 
@@ -774,7 +789,7 @@ def run_one(name, out_root, image, report):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/hf")
-    ap.add_argument("--models", default="llava,llama,qwen2")
+    ap.add_argument("--models", default="llava,llama,qwen2,mistral")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="weights are saved and the reference forward runs in this dtype")
     a = ap.parse_args()

@@ -14,7 +14,7 @@ fn load(rel: &str) -> Vlm<B> {
 
 #[test]
 fn both_config_dialects_give_the_same_model() {
-    for name in ["llava", "llama", "qwen2"] {
+    for name in ["llava", "llama", "qwen2", "mistral"] {
         let new = ModelConfig::from_dir(&fixture(name)).unwrap();
         let hub = ModelConfig::from_dir(&fixture(&format!("{name}/hub_format"))).unwrap();
         assert_eq!(
@@ -31,6 +31,8 @@ fn both_config_dialects_give_the_same_model() {
     assert_eq!(qwen.text.rope_scaling, RopeScaling::Default);
     assert!(qwen.text.qkv_bias && !qwen.text.o_bias);
     assert_eq!((qwen.text.num_heads, qwen.text.num_kv_heads), (4, 2));
+    let mistral = ModelConfig::from_dir(&fixture("mistral")).unwrap();
+    assert_eq!(mistral.text.sliding_window, Some(8));
     let llama = ModelConfig::from_dir(&fixture("llama")).unwrap();
     assert!(llama.text.tie_word_embeddings);
     let llava = ModelConfig::from_dir(&fixture("llava")).unwrap();

@@ -164,6 +164,12 @@ fn qwen2_sharded_with_biases_matches_every_layer() {
 }
 
 #[test]
+fn mistral_sliding_window_matches_every_layer() {
+    check_every_layer("mistral", "mistral");
+    check_every_layer("mistral/hub_format", "mistral");
+}
+
+#[test]
 fn bfloat16_checkpoint_loads_into_f32() {
     let model = load("llama/bf16");
     assert_eq!(model.config().dtype, Some(WeightDType::BF16));
@@ -195,7 +201,7 @@ fn intervention(g: &Golden, model: &Vlm<B>, mode: InterventionMode) -> Intervent
 
 #[test]
 fn interventions_match_transformers_forward_hooks() {
-    for name in ["llava", "llama", "qwen2"] {
+    for name in ["llava", "llama", "qwen2", "mistral"] {
         let model = load(name);
         let g = Golden::open(name);
         for (mode, key) in [
@@ -260,7 +266,7 @@ fn check_generation(name: &str, batch: Batch, key: &str, interventions: &[Interv
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    for name in ["llava", "llama", "qwen2"] {
+    for name in ["llava", "llama", "qwen2", "mistral"] {
         let g = Golden::open(name);
         check_generation(name, golden_batch(&g), "generate", &[]);
     }
@@ -278,7 +284,7 @@ fn greedy_generation_with_intervention_matches_transformers() {
 
 #[test]
 fn left_padded_batch_generation_matches_transformers() {
-    for name in ["llama", "qwen2"] {
+    for name in ["llama", "qwen2", "mistral"] {
         let g = Golden::open(name);
         let batch = Batch::from_padded(
             g.rows_u32("generate_batch.input_ids"),
@@ -296,9 +302,16 @@ fn half_precision_runs_stay_close() {
         let g = Golden::open(name);
         for (dtype, tol) in [(WeightDType::F16, 3e-3), (WeightDType::BF16, 2e-2)] {
             let model = Vlm::<B>::load(fixture(name).to_str().unwrap(), dtype, &device()).unwrap();
-            let out = model.forward(&golden_batch(&g), &[], &[], Logits::All).unwrap();
+            let out = model
+                .forward(&golden_batch(&g), &[], &[], Logits::All)
+                .unwrap();
             let logits = to_f32(out.logits.unwrap());
-            assert_close(&format!("{name} {dtype} logits"), &logits, &g.f32("logits").1, tol);
+            assert_close(
+                &format!("{name} {dtype} logits"),
+                &logits,
+                &g.f32("logits").1,
+                tol,
+            );
         }
     }
 }
