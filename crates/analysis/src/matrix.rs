@@ -153,35 +153,27 @@ pub(crate) fn x_times_rows_t(x: &Matrix, rows: &Matrix) -> Vec<f32> {
 }
 
 /// `codesᵀ · x` (`k x x.cols`, row-major) for `codes` of `x.rows x k`, skipping zero codes
-/// (sparse codes make most of them zero). Columns are split in fixed blocks across threads
-/// and every sum runs over the rows in order: results do not depend on threads.
+/// (sparse codes make most of them zero). Fixed blocks of rows are summed in parallel, each
+/// streaming its rows once into a `k x cols` accumulator, and the block sums are added in
+/// block order: results do not depend on threads.
 pub(crate) fn codes_t_x(x: &Matrix, codes: &[f32], k: usize) -> Vec<f32> {
     use rayon::prelude::*;
-    const BLOCK: usize = 256;
+    const ROWS_PER_BLOCK: usize = 512;
     let d = x.cols;
-    let blocks: Vec<Vec<f32>> = (0..d.div_ceil(BLOCK))
-        .into_par_iter()
-        .map(|blk| {
-            let (c0, c1) = (blk * BLOCK, ((blk + 1) * BLOCK).min(d));
-            let w = c1 - c0;
-            let mut acc = vec![0.0f32; k * w];
-            for (xr, v) in x.data.chunks(d).zip(codes.chunks(k)) {
-                for (j, &vj) in v.iter().enumerate() {
-                    if vj != 0.0 {
-                        simd::axpy(vj, &xr[c0..c1], &mut acc[j * w..(j + 1) * w]);
-                    }
-                }
-            }
+    let partials: Vec<Vec<f32>> = x
+        .data
+        .par_chunks(ROWS_PER_BLOCK * d)
+        .zip(codes.par_chunks(ROWS_PER_BLOCK * k))
+        .map(|(xb, cb)| {
+            let mut acc = vec![0.0f32; k * d];
+            simd::accumulate_rows(xb, d, cb, k, &mut acc);
             acc
         })
         .collect();
-    let mut out = vec![0.0f32; k * d];
-    for (blk, acc) in blocks.iter().enumerate() {
-        let c0 = blk * BLOCK;
-        let w = acc.len() / k;
-        for j in 0..k {
-            out[j * d + c0..j * d + c0 + w].copy_from_slice(&acc[j * w..(j + 1) * w]);
-        }
+    let mut parts = partials.into_iter();
+    let mut out = parts.next().unwrap_or_else(|| vec![0.0f32; k * d]);
+    for p in parts {
+        out.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
     out
 }
@@ -213,10 +205,17 @@ mod simd {
         }
     }
 
+    /// `acc[j] += codes[i][j] * x[i]` over the rows `i` of `x` (rows of length `d`).
     #[inline(always)]
-    fn axpy_impl(a: f32, x: &[f32], y: &mut [f32]) {
-        for (yv, &xv) in y.iter_mut().zip(x) {
-            *yv += a * xv;
+    fn accumulate_impl(x: &[f32], d: usize, codes: &[f32], k: usize, acc: &mut [f32]) {
+        for (xr, v) in x.chunks_exact(d).zip(codes.chunks_exact(k)) {
+            for (&vj, a) in v.iter().zip(acc.chunks_exact_mut(d)) {
+                if vj != 0.0 {
+                    for (av, &xv) in a.iter_mut().zip(xr) {
+                        *av += vj * xv;
+                    }
+                }
+            }
         }
     }
 
@@ -228,8 +227,8 @@ mod simd {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-        axpy_impl(a, x, y)
+    fn accumulate_avx2(x: &[f32], d: usize, codes: &[f32], k: usize, acc: &mut [f32]) {
+        accumulate_impl(x, d, codes, k, acc)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -246,12 +245,12 @@ mod simd {
         dots_impl(x, u, out)
     }
 
-    pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    pub(super) fn accumulate_rows(x: &[f32], d: usize, codes: &[f32], k: usize, acc: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { axpy_avx2(a, x, y) };
+            return unsafe { accumulate_avx2(x, d, codes, k, acc) };
         }
-        axpy_impl(a, x, y)
+        accumulate_impl(x, d, codes, k, acc)
     }
 }
