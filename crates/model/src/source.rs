@@ -1,6 +1,10 @@
 //! Where a checkpoint lives: a local folder, or `hf:org/name[@revision]` resolved offline through
 //! the Hugging Face hub cache (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 //! `~/.cache/huggingface/hub`), whose layout is `models--org--name/{refs/<rev>, snapshots/<hash>/}`.
+//!
+//! The lookup is done here rather than with `hf-hub` 0.5's offline `Cache`: that one ignores
+//! `HF_HUB_CACHE`, cannot take a commit hash as the revision (no `refs/` entry exists for it),
+//! panics without a home directory, and answers a miss with `None` instead of the paths it tried.
 
 use std::path::{Path, PathBuf};
 
