@@ -315,3 +315,50 @@ fn half_precision_runs_stay_close() {
         }
     }
 }
+
+/// The layout of newer Hub uploads (`model.language_model.*`, `model.vision_tower.*`,
+/// `model.multi_modal_projector.*`, `lm_head.weight`), made by renaming the fixture's tensors.
+#[test]
+fn llava_model_prefixed_layout_matches() {
+    let src = std::fs::read(fixture("llava/model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&src).unwrap();
+    let renamed: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let new = if name == "language_model.lm_head.weight" {
+                "lm_head.weight".to_string()
+            } else if let Some(rest) = name.strip_prefix("language_model.model.") {
+                format!("model.language_model.{rest}")
+            } else {
+                format!("model.{name}")
+            };
+            (new, view)
+        })
+        .collect();
+    assert!(
+        renamed
+            .iter()
+            .any(|(n, _)| n.starts_with("model.vision_tower."))
+    );
+    let dir = std::env::temp_dir().join(format!("xlvlm-model-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(renamed, None).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(fixture("llava/config.json"), dir.join("config.json")).unwrap();
+    let model = Vlm::<B>::load(dir.to_str().unwrap(), WeightDType::F32, &device()).unwrap();
+    let g = Golden::open("llava");
+    let out = model
+        .forward(&golden_batch(&g), &[], &[], Logits::All)
+        .unwrap();
+    assert_close(
+        "model.* layout logits",
+        &to_f32(out.logits.unwrap()),
+        &g.f32("logits").1,
+        TOL,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
