@@ -310,3 +310,71 @@ fn stop_predicate_and_eos_end_rows() {
     assert_eq!(generation.ids[0], vec![first]);
     assert_eq!(generation.finish[0], xlvlm_model::FinishReason::Eos);
 }
+
+/// The projector output is what lands at the image-token positions of `lm.embed`, and an
+/// additive intervention at the projector moves exactly those positions by `alpha * v`.
+#[test]
+fn projector_hooks_feed_the_image_positions() {
+    let model = load("llava");
+    let g = Golden::open("llava");
+    let (shape, data) = g.f32("input.pixel_values");
+    let batch = Batch::from_padded(
+        g.rows_u32("input.input_ids"),
+        g.rows_i64("input.attention_mask"),
+    )
+    .with_pixel_values(xlvlm_model::PixelValues {
+        data: data.clone(),
+        shape: [shape[0], shape[1], shape[2], shape[3]],
+    });
+    let captures = [
+        CaptureSpec {
+            hook: HookPoint::Projector,
+            positions: Positions::All,
+        },
+        CaptureSpec {
+            hook: HookPoint::Embed,
+            positions: Positions::Image,
+        },
+        CaptureSpec {
+            hook: HookPoint::Embed,
+            positions: Positions::Prompt,
+        },
+    ];
+    let plain = model.forward(&batch, &captures, &[], Logits::None).unwrap();
+    let projector = plain.captures[0].rows[0].to_f32();
+    assert_eq!(plain.captures[1].rows[0].positions.len(), 16);
+    assert_close(
+        "image rows of lm.embed",
+        &plain.captures[1].rows[0].to_f32(),
+        &projector,
+        0.0,
+    );
+    let vector: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+    let steer = Intervention {
+        hook: HookPoint::Projector,
+        vector: vector.clone(),
+        alpha: 3.0,
+        positions: Positions::All,
+        mode: InterventionMode::Add,
+    };
+    let steered = model
+        .forward(&batch, &captures, &[steer], Logits::None)
+        .unwrap();
+    let expected: Vec<f32> = projector
+        .iter()
+        .enumerate()
+        .map(|(k, v)| v + 3.0 * vector[k % 64])
+        .collect();
+    assert_close(
+        "steered image rows",
+        &steered.captures[1].rows[0].to_f32(),
+        &expected,
+        1e-6,
+    );
+    assert_close(
+        "prompt rows untouched",
+        &steered.captures[2].rows[0].to_f32(),
+        &plain.captures[2].rows[0].to_f32(),
+        0.0,
+    );
+}
