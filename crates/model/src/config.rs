@@ -457,6 +457,12 @@ fn llava_config(
         layer_norm_eps: f64_field(vision, "layer_norm_eps", 1e-5, path)?,
         hidden_act: str_field(vision, "hidden_act").unwrap_or_else(|| "quick_gelu".into()),
     };
+    if vision.num_heads == 0 || !vision.hidden_size.is_multiple_of(vision.num_heads) {
+        return Err(ModelError::config(
+            path,
+            "vision_config.hidden_size must be a multiple of num_attention_heads",
+        ));
+    }
     if vision.patch_size == 0 || !vision.image_size.is_multiple_of(vision.patch_size) {
         return Err(ModelError::config(
             path,
