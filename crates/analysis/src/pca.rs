@@ -188,9 +188,91 @@ pub(crate) fn exact_top_k(a: MatRef<'_, f32>, k: usize) -> Result<(Matrix, Vec<f
     }
 }
 
-/// Orthonormal basis of the columns of `m` (thin Householder QR).
+/// Orthonormal basis of the columns of `m`: Gram-Schmidt applied twice ("CGS2", as accurate
+/// as Householder QR for these thin matrices) in f64. Sequential, so the basis does not
+/// depend on the thread count.
 fn orthonormalise(m: Mat<f32>) -> Mat<f32> {
-    m.qr().compute_thin_Q()
+    let (rows, cols) = (m.nrows(), m.ncols());
+    let mut q: Vec<Vec<f64>> = Vec::with_capacity(cols);
+    for j in 0..cols {
+        let mut v: Vec<f64> = (0..rows).map(|i| f64::from(m[(i, j)])).collect();
+        let norm0 = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        for _ in 0..2 {
+            for b in &q {
+                let r: f64 = b.iter().zip(&v).map(|(x, y)| x * y).sum();
+                v.iter_mut().zip(b).for_each(|(y, x)| *y -= r * x);
+            }
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        // A column in the span of the previous ones contributes nothing.
+        let inv = if norm > 1e-12 * norm0.max(f64::MIN_POSITIVE) {
+            1.0 / norm
+        } else {
+            0.0
+        };
+        v.iter_mut().for_each(|a| *a *= inv);
+        q.push(v);
+    }
+    Mat::from_fn(rows, cols, |i, j| q[j][i] as f32)
+}
+
+/// Eigenvalues (descending) and eigenvectors (columns of the returned row-major `n x n`
+/// matrix) of a small symmetric f64 matrix by cyclic Jacobi rotations: accurate and
+/// sequential (deterministic).
+fn symmetric_eigen_small(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = a.to_vec();
+    let mut v = vec![0.0f64; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|p| (0..n).filter(move |&q| q != p).map(move |q| (p, q)))
+            .map(|(p, q)| a[p * n + q] * a[p * n + q])
+            .sum();
+        let scale: f64 = (0..n).map(|p| a[p * n + p] * a[p * n + p]).sum();
+        if off <= 1e-30 * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for r in 0..n {
+                    let (arp, arq) = (a[r * n + p], a[r * n + q]);
+                    a[r * n + p] = c * arp - s * arq;
+                    a[r * n + q] = s * arp + c * arq;
+                }
+                for r in 0..n {
+                    let (apr, aqr) = (a[p * n + r], a[q * n + r]);
+                    a[p * n + r] = c * apr - s * aqr;
+                    a[q * n + r] = s * apr + c * aqr;
+                }
+                for r in 0..n {
+                    let (vrp, vrq) = (v[r * n + p], v[r * n + q]);
+                    v[r * n + p] = c * vrp - s * vrq;
+                    v[r * n + q] = s * vrp + c * vrq;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&i, &j| a[j * n + j].total_cmp(&a[i * n + i]).then(i.cmp(&j)));
+    let values = order.iter().map(|&i| a[i * n + i]).collect();
+    let mut vectors = vec![0.0f64; n * n];
+    for (new, &old) in order.iter().enumerate() {
+        for r in 0..n {
+            vectors[r * n + new] = v[r * n + old];
+        }
+    }
+    (values, vectors)
 }
 
 /// `X q` (`x.rows x l`) for `q` of `x.cols x l`, through the concept-sized kernel.
@@ -245,20 +327,41 @@ pub(crate) fn randomized_top_k(x: &Matrix, k: usize, seed: u64) -> Result<(Matri
         q = orthonormalise(mt_times(&q));
     }
     q = orthonormalise(m_times(&q));
-    let b = mt_times(&q).transpose().to_owned(); // qᵀ M: n_random x m_cols
-    let svd = b.thin_svd().map_err(|_| AnalysisError::NoConvergence {
-        what: "SVD of the randomized projection",
-    })?;
-    let s = svd.S().column_vector();
-    let sv: Vec<f64> = (0..k).map(|i| f64::from(s[i])).collect();
-    // M = (q uhat) s vᵀ. Without transpose the components are v's columns; with it, the
-    // components of X are the columns of q uhat.
-    let comps = if transpose {
-        let u = matmul(q.as_ref(), svd.U());
-        Matrix::from_faer(u.as_ref().subcols(0, k).transpose())
-    } else {
-        Matrix::from_faer(svd.V().subcols(0, k).transpose())
-    };
+    // B = qᵀ M (n_random x m_cols), kept as its transpose Mᵀ q (m_cols x n_random).
+    let bt = mt_times(&q);
+    let l = n_random;
+    // SVD of the small B through the eigendecomposition of B Bᵀ (l x l, f64): B = W S Vᵀ
+    // with V = Bᵀ W S⁻¹. The kept values are the largest of B, well separated from rounding.
+    let mut bbt = vec![0.0f64; l * l];
+    for a in 0..l {
+        for b in 0..=a {
+            let dot: f64 = (0..m_cols)
+                .map(|r| f64::from(bt[(r, a)]) * f64::from(bt[(r, b)]))
+                .sum();
+            bbt[a * l + b] = dot;
+            bbt[b * l + a] = dot;
+        }
+    }
+    let (lambda, w) = symmetric_eigen_small(&bbt, l);
+    let sv: Vec<f64> = lambda[..k].iter().map(|v| v.max(0.0).sqrt()).collect();
+    // Without transpose the components are the columns of V; with it, those of q W.
+    let comps_dim = if transpose { d } else { m_cols };
+    let mut comps = Matrix::zeros(k, comps_dim);
+    for i in 0..k {
+        let row = &mut comps.data[i * comps_dim..(i + 1) * comps_dim];
+        if transpose {
+            for (r, out) in row.iter_mut().enumerate() {
+                let v: f64 = (0..l).map(|a| f64::from(q[(r, a)]) * w[a * l + i]).sum();
+                *out = v as f32;
+            }
+        } else {
+            let inv = if sv[i] > 0.0 { 1.0 / sv[i] } else { 0.0 };
+            for (r, out) in row.iter_mut().enumerate() {
+                let v: f64 = (0..l).map(|a| f64::from(bt[(r, a)]) * w[a * l + i]).sum();
+                *out = (v * inv) as f32;
+            }
+        }
+    }
     Ok((comps, sv))
 }
 

@@ -297,3 +297,18 @@ fn bad_input_gives_clear_errors() {
         Err(AnalysisError::InitShape { .. })
     ));
 }
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let x = planted(300, 40, 5, 0.3);
+    let run = |threads: usize, method: &Method| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| decompose(&x, 5, method, 9).unwrap())
+    };
+    for method in all_methods() {
+        assert_eq!(run(1, &method), run(3, &method), "{method:?}");
+    }
+}
