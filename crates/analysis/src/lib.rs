@@ -1,7 +1,15 @@
 //! Dense f32 decompositions for concept dictionaries (xl-vlms' `decompose_activations`):
 //! PCA, k-means, sparse non-negative dictionary learning (`snmf`), semi-NMF and `simple`,
-//! plus concept matching. Inputs are row-major `rows x cols` matrices (one sample per row);
-//! every method is seeded and gives the same bits for the same seed and thread count.
+//! plus concept matching. Inputs are row-major `rows x cols` matrices (one sample per row).
+//!
+//! Every method is seeded and gives the same bits for the same seed whatever the number of
+//! rayon threads (parallel work is split in fixed blocks and summed in a fixed order; tested).
+//! The one exception is exact PCA of large matrices, whose Gram product and eigensolver come
+//! from faer: there the bits are the same for the same thread count.
+//!
+//! Large products of the data with the concepts use small kernels written for this shape
+//! (the data streamed once against k concepts held in cache, with AVX2 chosen at run time);
+//! SVD/eigen/QR of large matrices use faer.
 //!
 //! ```
 //! use xlvlm_analysis::{decompose, Matrix, Method, PcaSolver};

@@ -71,9 +71,11 @@ impl PcaModel {
             });
         }
         let centred = centre(x, &self.mean);
-        Ok(Matrix::from_faer(
-            matmul(centred.view(), self.components.view().transpose()).as_ref(),
-        ))
+        Ok(Matrix {
+            rows: x.rows,
+            cols: self.components.rows,
+            data: x_times_rows_t(&centred, &self.components),
+        })
     }
 }
 
@@ -290,8 +292,9 @@ fn xt_times(x: &Matrix, p: &Mat<f32>) -> Mat<f32> {
 }
 
 /// Top-`k` right singular vectors (rows) and singular values of `x` by the randomized range
-/// finder. Power iterations are re-orthonormalised with QR (scikit-learn's 'auto' uses LU;
-/// both only keep the basis well conditioned, QR is the more accurate of the two).
+/// finder. Power iterations are re-orthonormalised (scikit-learn's 'auto' uses an LU
+/// factor; both only keep the basis well conditioned, an orthonormal basis is the more
+/// accurate of the two).
 pub(crate) fn randomized_top_k(x: &Matrix, k: usize, seed: u64) -> Result<(Matrix, Vec<f64>)> {
     let (n, d) = (x.rows, x.cols);
     let n_random = (k + 10).min(n.min(d));
