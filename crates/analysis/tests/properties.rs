@@ -312,3 +312,37 @@ fn results_do_not_depend_on_the_thread_count() {
         assert_eq!(run(1, &method), run(3, &method), "{method:?}");
     }
 }
+
+#[test]
+fn degenerate_inputs_give_finite_results() {
+    let zeros = Matrix::zeros(12, 6);
+    let one_row = pseudo_random(1, 6, 4);
+    let mut repeated = Matrix::zeros(10, 6);
+    for i in 0..10 {
+        repeated.data[i * 6..(i + 1) * 6].copy_from_slice(one_row.row(0));
+    }
+    for method in all_methods() {
+        for (name, x, k) in [
+            ("zeros", &zeros, 3),
+            ("one row", &one_row, 1),
+            ("repeated", &repeated, 2),
+        ] {
+            let pca = matches!(method, Method::Pca { .. });
+            match decompose(x, k, &method, 0) {
+                Ok(d) => {
+                    assert!(d.objective.is_finite(), "{method:?} on {name}");
+                    assert!(
+                        d.activations.data.iter().all(|v| v.is_finite()),
+                        "{method:?} on {name}"
+                    );
+                    assert!(
+                        d.concepts.data.iter().all(|v| v.is_finite()),
+                        "{method:?} on {name}"
+                    );
+                }
+                // PCA of a single row has no variance to explain; it must say so, not panic.
+                Err(e) => assert!(pca && name == "one row", "{method:?} on {name}: {e}"),
+            }
+        }
+    }
+}
