@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -52,8 +53,13 @@ print("RESULT", json.dumps({"seconds": round(time.time() - t, 2), **extra,
 ITER = re.compile(r"Iteration\s+(\d+) \(elapsed time:\s*(\d+)s.*current cost\s+([-\d.e+naninf]+)\)")
 
 
+def child_cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run(algo, path, init_path, cap):
-    t = time.time()
+    t, cpu0 = time.time(), child_cpu_seconds()
     try:
         p = subprocess.run([sys.executable, "-u", "-c", CHILD, algo, path, init_path],
                            capture_output=True, text=True, timeout=cap)
@@ -61,7 +67,10 @@ def run(algo, path, init_path, cap):
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         status = f"timeout after {cap}s"
-    rec = {"algo": algo, "status": status, "wall_s": round(time.time() - t, 1)}
+    # CPU seconds of the child (all threads; loading X included): unlike wall time, not
+    # stretched by other jobs on the machine.
+    rec = {"algo": algo, "status": status, "wall_s": round(time.time() - t, 1),
+           "cpu_s": round(child_cpu_seconds() - cpu0, 1)}
     res = [json.loads(l[7:]) for l in out.splitlines() if l.startswith("RESULT")]
     if res:
         rec["result"] = res[0]
