@@ -216,8 +216,9 @@ pub fn show(store: &Path, target: &str, rows: usize) -> Result<(), Failure> {
         .manifest(&key)
         .map_err(|e| Failure::Failed(e.into()))?
         .ok_or_else(|| Failure::Failed(anyhow::anyhow!("artifact {key} has no manifest")))?;
-    println!("{}", String::from_utf8_lossy(&manifest.to_json_bytes()));
     let dir = store.artifact_dir(&key);
+    println!("folder: {}", dir.display());
+    println!("{}", String::from_utf8_lossy(&manifest.to_json_bytes()));
     for f in manifest
         .files
         .iter()
@@ -354,5 +355,25 @@ pub fn gc(store_path: &Path, paths: &[PathBuf], dry_run: bool) -> Result<(), Fai
             }
         }
     }
+    Ok(())
+}
+
+pub fn world_generate(out: &Path, seed: u64, size: usize, image_size: u32) -> Result<(), Failure> {
+    let options = xlvlm_data::WorldOptions {
+        image_size,
+        ..Default::default()
+    };
+    let summary = xlvlm_data::generate_world(out, seed, size, &options)
+        .with_context(|| format!("generating the shapes world in `{}`", out.display()))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).context("summarising the world")?
+    );
+    Ok(())
+}
+
+pub fn model_inspect(source: &str) -> Result<(), Failure> {
+    let info = xlvlm_model::inspect(source).with_context(|| format!("inspecting `{source}`"))?;
+    println!("{info}");
     Ok(())
 }

@@ -67,6 +67,16 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rows: usize,
     },
+    /// Models: what a checkpoint holds.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// The shapes world: a small image dataset in the COCO and VQAv2 formats.
+    World {
+        #[command(subcommand)]
+        command: WorldCommand,
+    },
     /// Remove artifacts that no experiment file under PATHS references.
     Gc {
         /// Folders or experiment files to keep artifacts for (default: the current folder).
@@ -74,6 +84,32 @@ enum Command {
         /// List what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Family, sizes, hook points, dtype and parameter count of a checkpoint.
+    Inspect {
+        /// A checkpoint folder or `hf:org/name[@revision]` (looked up in the local HF cache).
+        source: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorldCommand {
+    /// Draw a world: images, captions, questions with answers, a caption-style variant.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Number of images (split into train/val/test).
+        #[arg(long, default_value_t = 3000)]
+        size: usize,
+        /// Side of the square images in pixels.
+        #[arg(long, default_value_t = 64)]
+        image_size: u32,
     },
 }
 
@@ -111,6 +147,18 @@ fn main() -> ExitCode {
         Command::Validate { file } => commands::validate(&file),
         Command::Dag { file, dot } => commands::dag(&file, dot),
         Command::Show { target, rows } => commands::show(&cli.store, &target, rows),
+        Command::Model {
+            command: ModelCommand::Inspect { source },
+        } => commands::model_inspect(&source),
+        Command::World {
+            command:
+                WorldCommand::Generate {
+                    out,
+                    seed,
+                    size,
+                    image_size,
+                },
+        } => commands::world_generate(&out, seed, size, image_size),
         Command::Gc { paths, dry_run } => commands::gc(&cli.store, &paths, dry_run),
     };
     match result {

@@ -402,3 +402,66 @@ fn show_dag_and_gc_work_on_a_real_run() {
         stdout(&rerun)
     );
 }
+
+#[test]
+fn only_force_and_dry_run_do_what_they_say() {
+    let demo = demo_copy();
+    let store = demo.path().join("store");
+    let file = demo.path().join("pipelines/byo_features.toml");
+
+    let dry = xlvlm(&store)
+        .arg("run")
+        .arg(&file)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&dry).contains("47 to run, 0 cached"),
+        "{}",
+        stdout(&dry)
+    );
+    assert!(
+        !store.join("names").exists()
+            || std::fs::read_dir(store.join("names"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+
+    // --only builds the stage and its upstream, nothing else.
+    let only = xlvlm(&store)
+        .args(["run", "--only", "shift"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(only.status.success(), "{}", stderr(&only));
+    assert!(
+        stdout(&only).contains("5 ran, 0 cached"),
+        "{}",
+        stdout(&only)
+    );
+    let plan = stdout(&xlvlm(&store).arg("plan").arg(&file).output().unwrap());
+    assert!(plan.contains("42 to run, 5 cached"), "{plan}");
+
+    // --force rebuilds a cached stage; its output is the same, so nothing downstream changes.
+    let forced = xlvlm(&store)
+        .args(["run", "--only", "shift", "--force", "original_toi"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let out = stdout(&forced);
+    assert!(out.contains("1 ran, 4 cached"), "{out}");
+
+    // Unknown stage names in flags are input errors with a suggestion.
+    let bad = xlvlm(&store)
+        .args(["run", "--only", "shfit"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("did you mean `shift`?"),
+        "{}",
+        stderr(&bad)
+    );
+}
