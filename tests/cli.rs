@@ -465,3 +465,34 @@ fn only_force_and_dry_run_do_what_they_say() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn model_inspect_describes_a_checkpoint_and_names_a_missing_one() {
+    let store = tempfile::tempdir().unwrap();
+    let out = xlvlm(store.path())
+        .args(["model", "inspect"])
+        .arg(repo().join("tests/fixtures/hf/llava"))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for want in [
+        "LLaVA-1.5",
+        "2 layers, hidden 64",
+        "vision.layers.2",
+        "projector",
+        "lm.layers.1.mlp",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+    let missing = xlvlm(store.path())
+        .args(["model", "inspect", "no/such/checkpoint"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no/such/checkpoint/config.json"),
+        "{}",
+        stderr(&missing)
+    );
+}
