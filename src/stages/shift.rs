@@ -22,6 +22,11 @@ pub fn run(ctx: &StageContext<'_>, p: &ShiftParams) -> anyhow::Result<StageOutpu
         );
     }
     let dim = ds;
+    for (label, x) in [(&source_in.label, xs), (&target_in.label, xt)] {
+        if x.is_empty() {
+            bail!("`{label}` has no rows; a shift needs samples on both sides");
+        }
+    }
     let (vector, used) = match p.method {
         ShiftMethod::ShiftOfMeans => {
             let (ms, mt) = (mean(xs, dim), mean(xt, dim));
