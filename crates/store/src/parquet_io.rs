@@ -400,51 +400,15 @@ impl ColumnBuilder {
         match self {
             ColumnBuilder::Utf8(out) => append_strings(path, array, out)?,
             ColumnBuilder::Int64(out) => match array.data_type() {
-                DataType::Int8 => out.extend(
-                    array
-                        .as_primitive::<Int8Type>()
-                        .values()
-                        .iter()
-                        .map(|&v| i64::from(v)),
-                ),
-                DataType::Int16 => out.extend(
-                    array
-                        .as_primitive::<Int16Type>()
-                        .values()
-                        .iter()
-                        .map(|&v| i64::from(v)),
-                ),
-                DataType::Int32 => out.extend(
-                    array
-                        .as_primitive::<Int32Type>()
-                        .values()
-                        .iter()
-                        .map(|&v| i64::from(v)),
-                ),
+                DataType::Int8 => widen::<Int8Type>(array, out),
+                DataType::Int16 => widen::<Int16Type>(array, out),
+                DataType::Int32 => widen::<Int32Type>(array, out),
                 DataType::Int64 => {
                     out.extend_from_slice(array.as_primitive::<Int64Type>().values())
                 }
-                DataType::UInt8 => out.extend(
-                    array
-                        .as_primitive::<UInt8Type>()
-                        .values()
-                        .iter()
-                        .map(|&v| i64::from(v)),
-                ),
-                DataType::UInt16 => out.extend(
-                    array
-                        .as_primitive::<UInt16Type>()
-                        .values()
-                        .iter()
-                        .map(|&v| i64::from(v)),
-                ),
-                DataType::UInt32 => out.extend(
-                    array
-                        .as_primitive::<UInt32Type>()
-                        .values()
-                        .iter()
-                        .map(|&v| i64::from(v)),
-                ),
+                DataType::UInt8 => widen::<UInt8Type>(array, out),
+                DataType::UInt16 => widen::<UInt16Type>(array, out),
+                DataType::UInt32 => widen::<UInt32Type>(array, out),
                 DataType::UInt64 => {
                     for (row, &value) in array
                         .as_primitive::<UInt64Type>()
@@ -619,4 +583,13 @@ fn unexpected_type(path: &Path, data_type: &DataType) -> StoreError {
         path: path.to_path_buf(),
         reason: format!("unexpected Arrow type {data_type} in a record batch"),
     }
+}
+
+/// Appends an integer column of a narrower type, widened to i64.
+fn widen<T>(array: &dyn Array, out: &mut Vec<i64>)
+where
+    T: arrow_array::ArrowPrimitiveType,
+    T::Native: Into<i64>,
+{
+    out.extend(array.as_primitive::<T>().values().iter().map(|&v| v.into()));
 }
