@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use xlvlm_dag::{FingerprintCache, Plan, RunError, Status};
+use xlvlm_dag::{FingerprintCache, Plan, PlanError, RunError, Status};
 use xlvlm_spec::{Experiment, did_you_mean};
 use xlvlm_store::{Column, Key, Store, read_parquet};
 
@@ -36,6 +36,14 @@ fn check_stage(exp: &Experiment, name: &str, flag: &str) -> Result<(), Failure> 
     )))
 }
 
+/// A missing or unreadable input file is bad input (exit 2), like an error in the file itself.
+fn plan_failure(e: PlanError) -> Failure {
+    match e {
+        PlanError::Fingerprint { .. } => Failure::Invalid(format!("error: {e}")),
+        other => Failure::Failed(other.into()),
+    }
+}
+
 /// Builds the plan (keys from fingerprints and parameters) and each node's status.
 fn plan_for(
     store: &Store,
@@ -51,7 +59,7 @@ fn plan_for(
     }
     let mut fingerprints =
         FingerprintCache::open(store.root().join("cache").join("fingerprints.json"));
-    let mut plan = Plan::build(exp, &mut fingerprints).map_err(|e| Failure::Failed(e.into()))?;
+    let mut plan = Plan::build(exp, &mut fingerprints).map_err(plan_failure)?;
     if let Err(e) = fingerprints.save() {
         tracing::warn!("could not save the fingerprint cache: {e}");
     }
@@ -140,7 +148,7 @@ pub fn dag(file: &Path, dot: bool) -> Result<(), Failure> {
     // Keys are not needed to draw the graph, but the plan is what fans sweeps out; fingerprints
     // go to a throwaway cache so `dag` never writes anywhere.
     let mut fingerprints = FingerprintCache::open(PathBuf::new());
-    let plan = Plan::build(&exp, &mut fingerprints).map_err(|e| Failure::Failed(e.into()))?;
+    let plan = Plan::build(&exp, &mut fingerprints).map_err(plan_failure)?;
     if dot {
         println!(
             "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];",
@@ -302,7 +310,7 @@ pub fn gc(store_path: &Path, paths: &[PathBuf], dry_run: bool) -> Result<(), Fai
                 "{e}\nnothing was removed: fix the file above or leave it out of the gc paths"
             ))
         })?;
-        let plan = Plan::build(&exp, &mut fingerprints).map_err(|e| Failure::Failed(e.into()))?;
+        let plan = Plan::build(&exp, &mut fingerprints).map_err(plan_failure)?;
         referenced.extend(plan.nodes.into_iter().map(|n| n.key));
     }
     let _ = fingerprints.save();

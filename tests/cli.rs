@@ -496,3 +496,51 @@ fn model_inspect_describes_a_checkpoint_and_names_a_missing_one() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn missing_inputs_and_nan_features_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        "[experiment]\nname = \"nan\"\n\n[stage.x]\nkind = \"import\"\npath = \"x.npy\"\n",
+    )
+    .unwrap();
+    // The input file does not exist: an input error naming the file and the stage.
+    let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("x.npy") && stderr(&out).contains("stage `x`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A NaN in the features: the stage fails, naming the row, and publishes nothing.
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }".to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in [1.0f32, 2.0, 3.0, f32::NAN, 5.0, 6.0] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(dir.path().join("x.npy"), bytes).unwrap();
+    let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("row 1") && stderr(&out).contains("non-finite"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read_dir(store.join("objects"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a failed stage published an artifact"
+    );
+}
