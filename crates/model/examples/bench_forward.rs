@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! python tools/refgen/model_bench_torch.py --out /tmp/xlvlm-bench     # torch numbers + checkpoint
-//! cargo run --release -p xlvlm-model --example bench_forward -- /tmp/xlvlm-bench [iters] [cpu|cuda:N]
+//! cargo run --release -p xlvlm-model --example bench_forward -- /tmp/xlvlm-bench [iters] [cpu|cuda:N] [--backend flex|ndarray]
 //! ```
-//! (`cuda:N` needs `--features cuda`; the model dtype is f32 on the CPU and f16 on CUDA.)
+//! (`cuda:N` needs `--features cuda`; the model dtype is f32 on the CPU and f16 on CUDA.
+//! `--backend ndarray` needs `--features ndarray` and runs the same f32 passes on burn's legacy
+//! `NdArray` CPU backend instead of `flex`, the library's CPU backend, to compare the two.)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -86,28 +88,77 @@ fn bench<B: Backend>(
             .forward(batch, &[], &[], Logits::All)
             .expect("forward");
         // reading the logits back waits for the backend to finish
-        let logits = out.logits.expect("logits");
-        let _ = logits.into_data();
+        out.logits.expect("logits").into_data()
     };
-    run(); // warm-up
+    // The warm-up's logits, summarised, show that backends compared here compute the same thing.
+    let warm_up_logits = run();
+    let (count, abs_sum) = warm_up_logits
+        .iter::<f32>()
+        .fold((0usize, 0f64), |(n, sum), v| {
+            (n + 1, sum + f64::from(v.abs()))
+        });
+    let mean_abs_logit = abs_sum / count as f64;
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
-        run();
+        let _ = run();
         times.push(t.elapsed().as_secs_f64());
     }
     let best = times.iter().copied().fold(f64::INFINITY, f64::min);
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(
-        "{name}: params {} tokens {tokens} load {load_s:.2}s best {best:.4}s mean {mean:.4}s -> {:.1} tokens/s (best), {:.1} (mean)",
+        "{name} [{}]: params {} tokens {tokens} load {load_s:.2}s mean|logit| {mean_abs_logit:.6} best {best:.4}s mean {mean:.4}s -> {:.1} tokens/s (best), {:.1} (mean)",
+        B::name(device),
         model.num_params(),
         tokens as f64 / best,
         tokens as f64 / mean
     );
 }
 
+/// Which burn backend runs the passes on the CPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CpuBackendChoice {
+    /// What [`run_on`] picks for `cpu`: the library's CPU backend.
+    Flex,
+    /// `burn::backend::NdArray` (feature `ndarray`), for comparison only.
+    NdArray,
+}
+
+impl CpuBackendChoice {
+    fn parse(name: &str) -> Self {
+        match name {
+            "flex" => Self::Flex,
+            "ndarray" if cfg!(feature = "ndarray") => Self::NdArray,
+            "ndarray" => panic!("--backend ndarray needs --features ndarray"),
+            other => panic!("--backend {other:?} is not one of flex, ndarray"),
+        }
+    }
+}
+
+/// Runs `task` on `device`, or on burn's `NdArray` backend when that was asked for.
+fn run_bench(device: DeviceSpec, backend: CpuBackendChoice, task: Bench<'_>) -> Result<()> {
+    match backend {
+        CpuBackendChoice::Flex => run_on(device, task),
+        #[cfg(feature = "ndarray")]
+        CpuBackendChoice::NdArray => task.run::<burn::backend::NdArray>(Default::default()),
+        #[cfg(not(feature = "ndarray"))]
+        CpuBackendChoice::NdArray => unreachable!("parse refuses ndarray without the feature"),
+    }
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    // `--backend NAME` may stand anywhere; the rest are positional.
+    let mut positional = Vec::new();
+    let mut backend = CpuBackendChoice::Flex;
+    let mut raw = std::env::args().skip(1);
+    while let Some(arg) = raw.next() {
+        if arg == "--backend" {
+            backend = CpuBackendChoice::parse(&raw.next().expect("--backend needs a name"));
+        } else {
+            positional.push(arg);
+        }
+    }
+    let mut args = positional.into_iter();
     let bench_dir = PathBuf::from(args.next().unwrap_or_else(|| "/tmp/xlvlm-bench".into()));
     let iters: usize = args
         .next()
@@ -116,6 +167,10 @@ fn main() {
         .next()
         .map_or(Ok(DeviceSpec::Cpu), |s| s.parse())
         .expect("device");
+    assert!(
+        backend == CpuBackendChoice::Flex || device == DeviceSpec::Cpu,
+        "--backend ndarray runs on the CPU only"
+    );
     let dtype = match device {
         DeviceSpec::Cpu => WeightDType::F32,
         DeviceSpec::Cuda(_) => WeightDType::F16,
@@ -129,7 +184,7 @@ fn main() {
         iters: iters * 4,
         dtype,
     };
-    run_on(device, task).expect("tiny bench");
+    run_bench(device, backend, task).expect("tiny bench");
     let big = bench_dir.join("llava100m");
     if big.join("config.json").is_file() {
         let batch = read_inputs(&big.join("bench_inputs.safetensors"), "");
@@ -140,7 +195,7 @@ fn main() {
             iters,
             dtype,
         };
-        run_on(device, task).expect("llava100m bench");
+        run_bench(device, backend, task).expect("llava100m bench");
     } else {
         println!(
             "llava100m: {} not found; run tools/refgen/model_bench_torch.py first",
