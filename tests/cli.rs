@@ -72,6 +72,23 @@ fn every_bad_experiment_file_gets_a_clear_error_and_exit_code_2() {
     );
 }
 
+/// Writes a row-major f32 matrix as a version-1 `.npy` file (numpy's NEP 1 format).
+fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// A copy of the demo pipeline and its data in a temporary folder.
 fn demo_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -176,19 +193,8 @@ fn a_killed_import_resumes_and_ends_with_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
     // 3000 × 32 f32 rows in 30 shards.
     let (rows, cols) = (3000usize, 32usize);
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for i in 0..rows * cols {
-        bytes.extend_from_slice(&((i as f32 * 0.37).sin()).to_le_bytes());
-    }
-    std::fs::write(dir.path().join("x.npy"), bytes).unwrap();
+    let values: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    write_npy(&dir.path().join("x.npy"), rows, cols, &values);
     let file = dir.path().join("exp.toml");
     std::fs::write(
         &file,
@@ -517,18 +523,12 @@ fn missing_inputs_and_nan_features_are_clear_errors() {
     );
 
     // A NaN in the features: the stage fails, naming the row, and publishes nothing.
-    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }".to_string();
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in [1.0f32, 2.0, 3.0, f32::NAN, 5.0, 6.0] {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(dir.path().join("x.npy"), bytes).unwrap();
+    write_npy(
+        &dir.path().join("x.npy"),
+        3,
+        2,
+        &[1.0, 2.0, 3.0, f32::NAN, 5.0, 6.0],
+    );
     let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
