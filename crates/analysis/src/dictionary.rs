@@ -77,14 +77,7 @@ pub struct SnmfModel {
 impl SnmfModel {
     /// Non-negative codes of new rows on the fixed atoms (positive lasso from zero).
     pub fn transform(&self, x: &Matrix) -> Result<Matrix> {
-        x.validate("snmf transform input")?;
-        if x.cols != self.dictionary.cols {
-            return Err(AnalysisError::DimensionMismatch {
-                what: "snmf transform input",
-                got: x.cols,
-                expected: self.dictionary.cols,
-            });
-        }
+        x.validate_width("snmf transform input", self.dictionary.cols)?;
         let k = self.dictionary.rows;
         let dict: Vec<f64> = self.dictionary.data.iter().map(|&v| f64::from(v)).collect();
         let gram = gram_rows(&dict, k, x.cols);

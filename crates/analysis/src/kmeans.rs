@@ -54,14 +54,7 @@ pub struct KMeansModel {
 impl KMeansModel {
     /// Euclidean distances of every row of `x` to every centre (`rows x k`).
     pub fn distances(&self, x: &Matrix) -> Result<Matrix> {
-        x.validate("k-means transform input")?;
-        if x.cols != self.centres.cols {
-            return Err(AnalysisError::DimensionMismatch {
-                what: "k-means transform input",
-                got: x.cols,
-                expected: self.centres.cols,
-            });
-        }
+        x.validate_width("k-means transform input", self.centres.cols)?;
         Ok(euclidean_distances(x, &self.centres))
     }
 }

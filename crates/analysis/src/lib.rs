@@ -158,14 +158,7 @@ impl Model {
             Model::Snmf(m) => m.transform(x),
             Model::SemiNmf(m) => m.transform(x),
             Model::Simple(c) => {
-                x.validate("simple transform input")?;
-                if x.cols != c.cols {
-                    return Err(AnalysisError::DimensionMismatch {
-                        what: "simple transform input",
-                        got: x.cols,
-                        expected: c.cols,
-                    });
-                }
+                x.validate_width("simple transform input", c.cols)?;
                 Ok(inverse_distance(&kmeans::euclidean_distances(x, c)))
             }
         }

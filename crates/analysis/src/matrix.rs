@@ -48,6 +48,19 @@ impl Matrix {
         self.data[r * self.cols + c]
     }
 
+    /// [`Matrix::validate`], plus: the matrix has `cols` columns (the width a model was fitted on).
+    pub(crate) fn validate_width(&self, what: &'static str, cols: usize) -> Result<()> {
+        self.validate(what)?;
+        if self.cols != cols {
+            return Err(AnalysisError::DimensionMismatch {
+                what,
+                got: self.cols,
+                expected: cols,
+            });
+        }
+        Ok(())
+    }
+
     /// Errors on an empty matrix or on the first NaN/inf entry (naming its row and column).
     pub(crate) fn validate(&self, what: &'static str) -> Result<()> {
         if self.rows == 0 || self.cols == 0 {

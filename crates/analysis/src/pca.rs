@@ -62,14 +62,7 @@ pub struct PcaModel {
 impl PcaModel {
     /// Projections of `x - mean` on the components (`rows x k`).
     pub fn transform(&self, x: &Matrix) -> Result<Matrix> {
-        x.validate("PCA transform input")?;
-        if x.cols != self.mean.len() {
-            return Err(AnalysisError::DimensionMismatch {
-                what: "PCA transform input",
-                got: x.cols,
-                expected: self.mean.len(),
-            });
-        }
+        x.validate_width("PCA transform input", self.mean.len())?;
         let centred = centre(x, &self.mean);
         Ok(Matrix {
             rows: x.rows,

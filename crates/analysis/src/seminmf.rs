@@ -46,14 +46,7 @@ impl SemiNmfModel {
     /// Non-negative activations of new rows on the fixed concepts: multiplicative updates from
     /// the clipped least-squares solution (plus 0.2 so no entry starts at a fixed point 0).
     pub fn transform(&self, x: &Matrix) -> Result<Matrix> {
-        x.validate("semi-NMF transform input")?;
-        if x.cols != self.concepts.cols {
-            return Err(AnalysisError::DimensionMismatch {
-                what: "semi-NMF transform input",
-                got: x.cols,
-                expected: self.concepts.cols,
-            });
-        }
+        x.validate_width("semi-NMF transform input", self.concepts.cols)?;
         let k = self.concepts.rows;
         let u: Vec<f64> = self.concepts.data.iter().map(|&v| f64::from(v)).collect();
         let g = gram(&u, k, x.cols);
