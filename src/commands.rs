@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use xlvlm_dag::{FingerprintCache, Plan, PlanError, RunError, Status};
-use xlvlm_spec::{Experiment, did_you_mean};
+use xlvlm_spec::{Experiment, ModelSpec, did_you_mean};
 use xlvlm_store::{Column, Key, Store, read_parquet};
 
 use crate::Failure;
@@ -39,7 +39,9 @@ fn check_stage(exp: &Experiment, name: &str, flag: &str) -> Result<(), Failure> 
 /// A missing or unreadable input file is bad input (exit 2), like an error in the file itself.
 fn plan_failure(e: PlanError) -> Failure {
     match e {
-        PlanError::Fingerprint { .. } => Failure::Invalid(format!("error: {e}")),
+        PlanError::Fingerprint { .. } | PlanError::Model { .. } => {
+            Failure::Invalid(format!("error: {e}"))
+        }
         other => Failure::Failed(other.into()),
     }
 }
@@ -59,7 +61,7 @@ fn plan_for(
     }
     let mut fingerprints =
         FingerprintCache::open(store.root().join("cache").join("fingerprints.json"));
-    let mut plan = Plan::build(exp, &mut fingerprints).map_err(plan_failure)?;
+    let mut plan = Plan::build(exp, &mut fingerprints, &resolve_model).map_err(plan_failure)?;
     if let Err(e) = fingerprints.save() {
         tracing::warn!("could not save the fingerprint cache: {e}");
     }
@@ -148,7 +150,7 @@ pub fn dag(file: &Path, dot: bool) -> Result<(), Failure> {
     // Keys are not needed to draw the graph, but the plan is what fans sweeps out; fingerprints
     // go to a throwaway cache so `dag` never writes anywhere.
     let mut fingerprints = FingerprintCache::open(PathBuf::new());
-    let plan = Plan::build(&exp, &mut fingerprints).map_err(plan_failure)?;
+    let plan = Plan::build(&exp, &mut fingerprints, &resolve_model).map_err(plan_failure)?;
     if dot {
         println!(
             "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];",
@@ -310,7 +312,7 @@ pub fn gc(store_path: &Path, paths: &[PathBuf], dry_run: bool) -> Result<(), Fai
                 "{e}\nnothing was removed: fix the file above or leave it out of the gc paths"
             ))
         })?;
-        let plan = Plan::build(&exp, &mut fingerprints).map_err(plan_failure)?;
+        let plan = Plan::build(&exp, &mut fingerprints, &resolve_model).map_err(plan_failure)?;
         referenced.extend(plan.nodes.into_iter().map(|n| n.key));
     }
     let _ = fingerprints.save();
@@ -384,4 +386,15 @@ pub fn model_inspect(source: &str) -> Result<(), Failure> {
     let info = xlvlm_model::inspect(source).with_context(|| format!("inspecting `{source}`"))?;
     println!("{info}");
     Ok(())
+}
+
+/// The checkpoint folder of a `[models.*]` section: its `path`, or its `hf:` source looked up in
+/// the local Hugging Face cache.
+pub fn resolve_model(spec: &ModelSpec) -> Result<PathBuf, String> {
+    let source = match (&spec.source, &spec.path) {
+        (Some(source), _) => source.clone(),
+        (None, Some(path)) => path.display().to_string(),
+        (None, None) => return Err("needs `source` or `path`".to_string()),
+    };
+    xlvlm_model::resolve(&source).map_err(|e| e.to_string())
 }

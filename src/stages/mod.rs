@@ -3,8 +3,12 @@
 
 mod aggregate;
 mod decompose;
+mod evaluate;
+mod extract;
+mod ground;
 mod import;
 mod shift;
+mod steer;
 
 use std::path::PathBuf;
 
@@ -23,6 +27,10 @@ impl Executor for Stages {
             StageParams::Aggregate(p) => aggregate::run(ctx, p),
             StageParams::Decompose(p) => decompose::run(ctx, p),
             StageParams::Shift(p) => shift::run(ctx, p),
+            StageParams::Extract(p) => extract::run(ctx, p),
+            StageParams::Steer(p) => steer::run(ctx, p),
+            StageParams::Ground(p) => ground::run(ctx, p),
+            StageParams::Evaluate(p) => evaluate::run(ctx, p),
         }
     }
 }

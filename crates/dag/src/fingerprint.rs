@@ -72,6 +72,36 @@ impl FingerprintCache {
         Ok(format!("blake3:{hash}"))
     }
 
+    /// A checkpoint folder: a Hub snapshot (`.../snapshots/<commit>`) is named by its commit;
+    /// any other folder by the fingerprints of its files (hidden files and subfolders skipped).
+    pub fn dir(&mut self, dir: &Path) -> std::io::Result<String> {
+        let parent_is_snapshots = dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "snapshots");
+        if parent_is_snapshots && let Some(commit) = dir.file_name() {
+            return Ok(format!("hf-snapshot:{}", commit.to_string_lossy()));
+        }
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if !hidden && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut hasher = blake3::Hasher::new();
+        for path in files {
+            let fp = self.file(&path)?;
+            let name = path.file_name().expect("a file").to_string_lossy();
+            hasher.update(format!("{name}\0{fp}\n").as_bytes());
+        }
+        Ok(format!("blake3-dir:{}", hasher.finalize().to_hex()))
+    }
+
     /// Writes the cache back if it changed (temp file + rename, so a crash cannot corrupt it).
     pub fn save(&mut self) -> std::io::Result<()> {
         if !self.dirty {

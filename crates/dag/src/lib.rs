@@ -10,7 +10,9 @@ mod plan;
 mod run;
 
 pub use fingerprint::FingerprintCache;
-pub use plan::{Plan, PlanError, PlanNode, Status, key_of, name_file};
+pub use plan::{
+    ModelResolver, NodeData, NodeModel, Plan, PlanError, PlanNode, Status, key_of, name_file,
+};
 pub use run::{
     Executor, InputArtifact, NodeReport, Observer, Outcome, Quiet, RunError, StageContext,
     StageOutput, run,

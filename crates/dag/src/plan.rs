@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use petgraph::algo::toposort;
 use petgraph::graph::DiGraph;
 use serde_json::{Value, json};
-use xlvlm_spec::{Experiment, StageKind, StageParams};
+use std::path::PathBuf;
+
+use xlvlm_spec::{DataSpec, Experiment, ModelSpec, StageKind, StageParams};
 use xlvlm_store::{Key, Manifest, Store};
 
 use crate::fingerprint::FingerprintCache;
@@ -29,8 +31,29 @@ pub struct PlanNode {
     pub inputs: Vec<(String, usize)>,
     /// Content fingerprints of the files the stage reads.
     pub fingerprints: BTreeMap<String, String>,
+    /// The model the stage runs, with its checkpoint folder resolved.
+    pub model: Option<NodeModel>,
+    /// The dataset the stage reads.
+    pub data: Option<NodeData>,
     pub key: Key,
 }
+
+#[derive(Clone, Debug)]
+pub struct NodeModel {
+    pub name: String,
+    pub spec: ModelSpec,
+    /// The checkpoint folder (`path`, or the Hub snapshot `source` resolved to).
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeData {
+    pub name: String,
+    pub spec: DataSpec,
+}
+
+/// Finds the checkpoint folder of a `[models.*]` section (a local path or a Hub snapshot).
+pub type ModelResolver<'a> = &'a dyn Fn(&ModelSpec) -> Result<PathBuf, String>;
 
 /// Why a node will run, or that it will not.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +99,12 @@ pub enum PlanError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("model `{model}` (used by stage `{stage}`): {message}")]
+    Model {
+        stage: String,
+        model: String,
+        message: String,
+    },
     #[error("stage `{0}` is not in this experiment")]
     UnknownStage(String),
     #[error(transparent)]
@@ -85,7 +114,11 @@ pub enum PlanError {
 impl Plan {
     /// Expands sweeps, orders stages and computes every key. Reads only the input files'
     /// fingerprints (cached by size/mtime/inode), never artifacts.
-    pub fn build(exp: &Experiment, fingerprints: &mut FingerprintCache) -> Result<Plan, PlanError> {
+    pub fn build(
+        exp: &Experiment,
+        fingerprints: &mut FingerprintCache,
+        resolve_model: ModelResolver<'_>,
+    ) -> Result<Plan, PlanError> {
         // Stage-level order (references are acyclic: the spec checked).
         let mut graph = DiGraph::<usize, ()>::new();
         let ids: Vec<_> = (0..exp.stages.len()).map(|i| graph.add_node(i)).collect();
@@ -133,29 +166,8 @@ impl Plan {
                     }
                     partial = next;
                 }
-                let mut fps = BTreeMap::new();
-                if let StageParams::Import(p) = &inst.params {
-                    let fp =
-                        fingerprints
-                            .file(&p.path)
-                            .map_err(|source| PlanError::Fingerprint {
-                                stage: stage.name.clone(),
-                                path: p.path.clone(),
-                                source,
-                            })?;
-                    fps.insert("path".to_string(), fp);
-                    if let Some(ids) = &p.ids {
-                        let fp =
-                            fingerprints
-                                .file(ids)
-                                .map_err(|source| PlanError::Fingerprint {
-                                    stage: stage.name.clone(),
-                                    path: ids.clone(),
-                                    source,
-                                })?;
-                        fps.insert("ids".to_string(), fp);
-                    }
-                }
+                let (fps, model, data) =
+                    resources(exp, &stage.name, &inst.params, fingerprints, resolve_model)?;
                 for (coords, inputs) in partial {
                     let input_keys: BTreeMap<String, Key> = inputs
                         .iter()
@@ -172,6 +184,8 @@ impl Plan {
                         params: inst.params.clone(),
                         inputs,
                         fingerprints: fps.clone(),
+                        model: model.clone(),
+                        data: data.clone(),
                         key,
                     });
                 }
@@ -306,6 +320,82 @@ fn label(stage: &str, coords: &BTreeMap<String, String>) -> String {
     }
     own.extend(up);
     format!("{stage}[{}]", own.join(","))
+}
+
+type Resources = (
+    BTreeMap<String, String>,
+    Option<NodeModel>,
+    Option<NodeData>,
+);
+
+/// What a stage instance reads besides other stages, and the fingerprints that stand for it in
+/// the key: its files, its model (checkpoint content and dtype) and its dataset (annotation
+/// files, format, split and limit). Images are not fingerprinted: a dataset's images are taken
+/// to be fixed once written.
+fn resources(
+    exp: &Experiment,
+    stage: &str,
+    params: &StageParams,
+    fingerprints: &mut FingerprintCache,
+    resolve_model: ModelResolver<'_>,
+) -> Result<Resources, PlanError> {
+    let mut fps = BTreeMap::new();
+    let mut fingerprint = |role: String, path: &std::path::Path, fps: &mut BTreeMap<_, _>| {
+        let fp = fingerprints
+            .file(path)
+            .map_err(|source| PlanError::Fingerprint {
+                stage: stage.to_string(),
+                path: path.to_path_buf(),
+                source,
+            })?;
+        fps.insert(role, fp);
+        Ok::<_, PlanError>(())
+    };
+    for (role, path) in params.files() {
+        fingerprint(role, path, &mut fps)?;
+    }
+    let data = match params.data() {
+        Some(name) => {
+            let spec = exp.data[name].clone();
+            fingerprint("data.annotations".into(), &spec.annotations, &mut fps)?;
+            if let Some(q) = &spec.questions {
+                fingerprint("data.questions".into(), q, &mut fps)?;
+            }
+            let selection = json!({"format": spec.format, "split": spec.split, "limit": spec.limit});
+            fps.insert("data.selection".into(), selection.to_string());
+            Some(NodeData {
+                name: name.to_string(),
+                spec,
+            })
+        }
+        None => None,
+    };
+    let model = match params.model() {
+        Some(name) => {
+            let spec = exp.models[name].clone();
+            let dir = resolve_model(&spec).map_err(|message| PlanError::Model {
+                stage: stage.to_string(),
+                model: name.to_string(),
+                message,
+            })?;
+            let fp = fingerprints
+                .dir(&dir)
+                .map_err(|source| PlanError::Fingerprint {
+                    stage: stage.to_string(),
+                    path: dir.clone(),
+                    source,
+                })?;
+            fps.insert("model".into(), fp);
+            fps.insert("model.dtype".into(), json!(spec.dtype).to_string());
+            Some(NodeModel {
+                name: name.to_string(),
+                spec,
+                dir,
+            })
+        }
+        None => None,
+    };
+    Ok((fps, model, data))
 }
 
 /// The cache key: kind and version, canonical parameters, input keys and fingerprints.

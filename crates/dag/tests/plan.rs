@@ -47,7 +47,10 @@ impl World {
         std::fs::write(&file, text).unwrap();
         let exp = xlvlm_spec::load(&file).unwrap_or_else(|e| panic!("{e}"));
         let mut cache = FingerprintCache::open(self.dir.path().join("fp.json"));
-        Plan::build(&exp, &mut cache).unwrap()
+        Plan::build(&exp, &mut cache, &|spec| {
+            spec.path.clone().ok_or_else(|| "no path".to_string())
+        })
+        .unwrap()
     }
 }
 

@@ -139,6 +139,7 @@ pub fn load(path: &Path) -> Result<Experiment, SpecErrors> {
     let seed = meta.as_ref().map_or(0, |m| m.seed);
     let stages = loader.stages(&stage_bodies, seed, &mut errors);
     loader.check_references(&stages, &stage_bodies, &mut errors);
+    loader.check_resources(&stages, &stage_bodies, &models, &data, &mut errors);
 
     if !errors.is_empty() {
         return Err(SpecErrors(errors));
@@ -956,9 +957,38 @@ impl Loader {
                 }
                 StageParams::Shift(p)
             }
-            _ => unreachable!("unimplemented kinds are rejected before"),
+            StageKind::Extract => StageParams::Extract(self.kind_params(node, table, seed, errors)?),
+            StageKind::Ground => StageParams::Ground(self.kind_params(node, table, seed, errors)?),
+            StageKind::Steer => StageParams::Steer(self.kind_params(node, table, seed, errors)?),
+            StageKind::Evaluate => {
+                StageParams::Evaluate(self.kind_params(node, table, seed, errors)?)
+            }
         };
         Some(params)
+    }
+
+    /// Deserialises a kind's parameters, resolves its paths and lets it finish itself.
+    fn kind_params<T: DeserializeOwned + KindParams>(
+        &self,
+        node: &Node,
+        table: &Table,
+        seed: u64,
+        errors: &mut Vec<SpecError>,
+    ) -> Option<T> {
+        let mut p: T = self.typed(node, errors)?;
+        for (key, path) in p.paths_mut() {
+            *path = self.resolve_path(lookup(table, key), path);
+        }
+        if let Err(e) = p.finish(seed) {
+            let span = lookup(table, &e.key).map_or(&node.span, |n| &n.span);
+            let mut err = self.err(span, e.message);
+            if let Some(help) = e.help {
+                err = err.help(help);
+            }
+            errors.push(err);
+            return None;
+        }
+        Some(p)
     }
 
     fn check_references(
@@ -1015,6 +1045,59 @@ impl Loader {
         }
     }
 
+    /// Every `model = "..."` and `data = "..."` names a `[models.*]` / `[data.*]` section.
+    fn check_resources(
+        &self,
+        stages: &[Stage],
+        bodies: &[(KeyName, Node)],
+        models: &BTreeMap<String, ModelSpec>,
+        data: &BTreeMap<String, DataSpec>,
+        errors: &mut Vec<SpecError>,
+    ) {
+        for stage in stages {
+            let Some(first) = stage.instances.first() else {
+                continue;
+            };
+            let table = bodies
+                .iter()
+                .find(|(k, _)| k.name == stage.name)
+                .and_then(|(_, n)| n.as_table());
+            let model_names: Vec<&str> = models.keys().map(String::as_str).collect();
+            let data_names: Vec<&str> = data.keys().map(String::as_str).collect();
+            let wanted = [
+                ("model", "models", first.params.model(), model_names),
+                ("data", "data", first.params.data(), data_names),
+            ];
+            for (key, section, name, known) in wanted {
+                let Some(name) = name else { continue };
+                if known.contains(&name) {
+                    continue;
+                }
+                let span = table
+                    .and_then(|t| t.get(key))
+                    .map_or(&stage.span, |n| &n.span);
+                let mut e = self.err(
+                    span,
+                    format!(
+                        "stage `{}` uses unknown {key} `{name}`",
+                        stage.name
+                    ),
+                );
+                e = match did_you_mean(name, known.iter().copied()) {
+                    Some(s) => e.help(format!("did you mean `{s}`?")),
+                    None if known.is_empty() => e.help(format!(
+                        "add a `[{section}.{name}]` section (or include one from `configs/`)"
+                    )),
+                    None => e.help(format!(
+                        "{section} in this experiment: {}",
+                        known.join(", ")
+                    )),
+                };
+                errors.push(e);
+            }
+        }
+    }
+
     fn visit<'a>(
         &self,
         name: &'a str,
@@ -1064,6 +1147,16 @@ impl Loader {
         path.pop();
         state.insert(name, 2);
     }
+}
+
+/// The node at a dotted key (`tokens.of_interest`) of a table.
+fn lookup<'t>(table: &'t Table, dotted: &str) -> Option<&'t Node> {
+    let mut parts = dotted.split('.');
+    let mut node = table.get(parts.next()?)?;
+    for part in parts {
+        node = node.as_table()?.get(part)?;
+    }
+    Some(node)
 }
 
 /// The span of a reference given its role (`source`, `features.1`).

@@ -1,11 +1,74 @@
 //! Typed parameters of every stage kind, model and dataset section. Each struct is what a user
 //! may write in a `[stage.NAME]` table; unknown keys are errors.
 
+mod evaluate;
+mod extract;
+mod ground;
+mod steer;
+
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+pub use evaluate::*;
+pub use extract::*;
+pub use ground::*;
+pub use steer::*;
+
+/// What the loader and planner need from each kind's parameters beyond deserialising them.
+pub trait KindParams {
+    /// The stages read, each with its role (`input`, `source`, `features.0`): the DAG's edges.
+    fn inputs(&self) -> Vec<(String, &StageRef)>;
+    /// The `[models.NAME]` the stage runs, if any.
+    fn model(&self) -> Option<&str> {
+        None
+    }
+    /// The `[data.NAME]` the stage reads, if any.
+    fn data(&self) -> Option<&str> {
+        None
+    }
+    /// Files the stage reads, by the key that names them; their content enters the cache key.
+    fn files(&self) -> Vec<(String, &Path)> {
+        Vec::new()
+    }
+    /// Path-valued keys (dotted for nested tables), resolved by the loader against the file
+    /// that wrote them.
+    fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        Vec::new()
+    }
+    /// Makes defaults explicit (so writing a default out keeps the cache key) and checks rules
+    /// across keys. `seed` is `[experiment] seed`.
+    fn finish(&mut self, seed: u64) -> Result<(), ParamError> {
+        let _ = seed;
+        Ok(())
+    }
+}
+
+/// A parameter rule broken, reported by the loader at the named key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamError {
+    /// Dotted key (`tokens.of_interest`); empty for the stage as a whole.
+    pub key: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl ParamError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ParamError {
+            key: key.into(),
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
 
 /// Stage kinds, in pipeline order. Kinds that this version cannot run yet are still known, so
 /// that a file using them gets "not implemented yet" rather than "unknown kind".
@@ -283,56 +346,145 @@ pub struct ShiftParams {
 #[serde(untagged)]
 pub enum StageParams {
     Import(ImportParams),
+    Extract(ExtractParams),
     Aggregate(AggregateParams),
     Decompose(DecomposeParams),
+    Ground(GroundParams),
     Shift(ShiftParams),
+    Steer(SteerParams),
+    Evaluate(EvaluateParams),
 }
 
 impl StageParams {
     pub fn kind(&self) -> StageKind {
         match self {
             StageParams::Import(_) => StageKind::Import,
+            StageParams::Extract(_) => StageKind::Extract,
             StageParams::Aggregate(_) => StageKind::Aggregate,
             StageParams::Decompose(_) => StageKind::Decompose,
+            StageParams::Ground(_) => StageKind::Ground,
             StageParams::Shift(_) => StageKind::Shift,
+            StageParams::Steer(_) => StageKind::Steer,
+            StageParams::Evaluate(_) => StageKind::Evaluate,
+        }
+    }
+
+    pub fn as_kind(&self) -> &dyn KindParams {
+        match self {
+            StageParams::Import(p) => p,
+            StageParams::Extract(p) => p,
+            StageParams::Aggregate(p) => p,
+            StageParams::Decompose(p) => p,
+            StageParams::Ground(p) => p,
+            StageParams::Shift(p) => p,
+            StageParams::Steer(p) => p,
+            StageParams::Evaluate(p) => p,
+        }
+    }
+
+    pub fn as_kind_mut(&mut self) -> &mut dyn KindParams {
+        match self {
+            StageParams::Import(p) => p,
+            StageParams::Extract(p) => p,
+            StageParams::Aggregate(p) => p,
+            StageParams::Decompose(p) => p,
+            StageParams::Ground(p) => p,
+            StageParams::Shift(p) => p,
+            StageParams::Steer(p) => p,
+            StageParams::Evaluate(p) => p,
         }
     }
 
     /// The stages this one reads, with the role each plays (`features.0`, `source`, ...).
     pub fn inputs(&self) -> Vec<(String, &StageRef)> {
-        match self {
-            StageParams::Import(_) => vec![],
-            StageParams::Aggregate(p) => p
-                .features
-                .0
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (format!("features.{i}"), r))
-                .collect(),
-            StageParams::Decompose(p) => vec![("input".to_string(), &p.input)],
-            StageParams::Shift(p) => vec![
-                ("source".to_string(), &p.source),
-                ("target".to_string(), &p.target),
-            ],
-        }
+        self.as_kind().inputs()
     }
 
-    /// The parameters as they enter the cache key: stage names and file paths are left out
-    /// (the keys of the inputs and the content of the files stand for them).
+    pub fn model(&self) -> Option<&str> {
+        self.as_kind().model()
+    }
+
+    pub fn data(&self) -> Option<&str> {
+        self.as_kind().data()
+    }
+
+    pub fn files(&self) -> Vec<(String, &Path)> {
+        self.as_kind().files()
+    }
+
+    /// The parameters as they enter the cache key: stage, model and dataset names and file paths
+    /// are left out (the keys of the inputs, the fingerprints of the model, the dataset and the
+    /// files stand for them).
     pub fn key_params(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("stage parameters serialise to JSON");
         if let Some(map) = value.as_object_mut() {
-            let dropped: &[&str] = match self {
-                StageParams::Import(_) => &["path", "ids"],
-                StageParams::Aggregate(_) => &["features"],
-                StageParams::Decompose(_) => &["input"],
-                StageParams::Shift(_) => &["source", "target"],
-            };
+            let kind = self.as_kind();
+            let mut dropped: Vec<String> = kind
+                .inputs()
+                .into_iter()
+                .map(|(role, _)| role)
+                .chain(kind.files().into_iter().map(|(role, _)| role))
+                .map(|role| role.split('.').next().unwrap_or_default().to_string())
+                .collect();
+            if kind.model().is_some() {
+                dropped.push("model".to_string());
+            }
+            if kind.data().is_some() {
+                dropped.push("data".to_string());
+            }
             for k in dropped {
-                map.remove(*k);
+                map.remove(&k);
             }
         }
         value
+    }
+}
+
+impl KindParams for ImportParams {
+    fn inputs(&self) -> Vec<(String, &StageRef)> {
+        Vec::new()
+    }
+
+    fn files(&self) -> Vec<(String, &Path)> {
+        let mut files = vec![("path".to_string(), self.path.as_path())];
+        if let Some(ids) = &self.ids {
+            files.push(("ids".to_string(), ids.as_path()));
+        }
+        files
+    }
+
+    fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        let mut paths = vec![("path", &mut self.path)];
+        if let Some(ids) = &mut self.ids {
+            paths.push(("ids", ids));
+        }
+        paths
+    }
+}
+
+impl KindParams for AggregateParams {
+    fn inputs(&self) -> Vec<(String, &StageRef)> {
+        self.features
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("features.{i}"), r))
+            .collect()
+    }
+}
+
+impl KindParams for DecomposeParams {
+    fn inputs(&self) -> Vec<(String, &StageRef)> {
+        vec![("input".to_string(), &self.input)]
+    }
+}
+
+impl KindParams for ShiftParams {
+    fn inputs(&self) -> Vec<(String, &StageRef)> {
+        vec![
+            ("source".to_string(), &self.source),
+            ("target".to_string(), &self.target),
+        ]
     }
 }
 
