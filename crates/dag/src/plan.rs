@@ -152,6 +152,25 @@ impl Plan {
                 let mut partial: Vec<Partial> = vec![(own, vec![])];
                 for (role, r) in inst.params.inputs() {
                     let mut next = Vec::new();
+                    if inst.params.gathers(&role) {
+                        // One node reads every compatible instance; their coordinates are
+                        // consumed rather than inherited.
+                        for (coords, inputs) in &partial {
+                            let mut ins = inputs.clone();
+                            let compatible = nodes_of[r.0.as_str()].iter().filter(|&&u| {
+                                nodes[u]
+                                    .coords
+                                    .iter()
+                                    .all(|(k, v)| coords.get(k).is_none_or(|c| c == v))
+                            });
+                            for (i, &u) in compatible.enumerate() {
+                                ins.push((format!("{role}.{i}"), u));
+                            }
+                            next.push((coords.clone(), ins));
+                        }
+                        partial = next;
+                        continue;
+                    }
                     for (coords, inputs) in &partial {
                         for &u in &nodes_of[r.0.as_str()] {
                             let up = &nodes[u].coords;

@@ -14,6 +14,8 @@ use crate::plan::{Plan, PlanNode, Status, name_file};
 #[derive(Clone, Debug)]
 pub struct InputArtifact {
     pub label: String,
+    /// The upstream instance's sweep coordinates (`stage.param` → value label).
+    pub coords: BTreeMap<String, String>,
     pub key: Key,
     pub dir: PathBuf,
     pub manifest: Manifest,
@@ -191,6 +193,7 @@ fn run_node(
             role.clone(),
             InputArtifact {
                 label: up.label.clone(),
+                coords: up.coords.clone(),
                 key: up.key.clone(),
                 dir: store.artifact_dir(&up.key),
                 manifest,

@@ -21,6 +21,12 @@ pub use steer::*;
 pub trait KindParams {
     /// The stages read, each with its role (`input`, `source`, `features.0`): the DAG's edges.
     fn inputs(&self) -> Vec<(String, &StageRef)>;
+    /// Roles (as in [`KindParams::inputs`], before any `.N`) that gather every sweep instance of
+    /// the stage they name into one node (a sweep table), instead of fanning out per instance.
+    /// The planner then names the inputs `{role}.0`, `{role}.1`, ... in sweep order.
+    fn gathers(&self) -> &[&'static str] {
+        &[]
+    }
     /// The `[models.NAME]` the stage runs, if any.
     fn model(&self) -> Option<&str> {
         None
@@ -402,6 +408,11 @@ impl StageParams {
 
     pub fn model(&self) -> Option<&str> {
         self.as_kind().model()
+    }
+
+    pub fn gathers(&self, role: &str) -> bool {
+        let root = role.split('.').next().unwrap_or(role);
+        self.as_kind().gathers().contains(&root)
     }
 
     pub fn data(&self) -> Option<&str> {
