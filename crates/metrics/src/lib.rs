@@ -9,7 +9,8 @@
 //! * [`target_rates`] and friends: steering counters (predictions containing a word of interest,
 //!   changed predictions against a baseline, answer counts, word-class rates) with whole-word
 //!   matching;
-//! * [`dictionary`]: concept-dictionary metrics (grounding-word overlap, test grounding scores).
+//! * [`dictionary`]: concept-dictionary metrics (grounding-word overlap, test grounding scores);
+//! * [`vocabulary`]: the English-word and stop-word filter of concept text grounding.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ mod error;
 pub mod ptb;
 pub mod steering;
 mod text;
+pub mod vocabulary;
 pub mod vqa;
 mod vqa_tables;
 pub mod words;
