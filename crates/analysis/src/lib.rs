@@ -1,6 +1,7 @@
 //! Dense f32 decompositions for concept dictionaries (xl-vlms' `decompose_activations`):
 //! PCA, k-means, sparse non-negative dictionary learning (`snmf`), semi-NMF and `simple`,
-//! plus concept matching. Inputs are row-major `rows x cols` matrices (one sample per row).
+//! plus concept matching and shift analysis between two feature sets (see [`shift`]). Inputs
+//! are row-major `rows x cols` matrices (one sample per row).
 //!
 //! Every method is seeded and gives the same bits for the same seed whatever the number of
 //! rayon threads (parallel work is split in fixed blocks and summed in a fixed order; tested).
@@ -25,6 +26,7 @@ pub mod matching;
 mod matrix;
 pub mod pca;
 pub mod seminmf;
+pub mod shift;
 pub mod simple;
 
 pub use dictionary::{SnmfInit, SnmfModel, SnmfParams};
@@ -34,6 +36,11 @@ pub use matching::{cosine_similarity, linear_sum_assignment, match_concepts};
 pub use matrix::Matrix;
 pub use pca::{PcaModel, PcaSolver};
 pub use seminmf::{SemiNmfModel, SemiNmfParams};
+pub use shift::{
+    Aggregation, Association, ConceptShiftAnalysis, ConceptShiftParams, MatchBy, Overlap, Pair,
+    PrincipalShift, Recovery, ShiftStats, SignRule, concept_directions, concept_shifts,
+    mean_of_shifts, pca_of_differences, recovery_overlaps, shift_of_means,
+};
 
 /// A decomposition method and its parameters.
 #[derive(Debug, Clone, PartialEq)]
