@@ -380,7 +380,16 @@ fn resources(
             if let Some(q) = &spec.questions {
                 fingerprint("data.questions".into(), q, &mut fps)?;
             }
-            let selection = json!({"format": spec.format, "split": spec.split, "limit": spec.limit});
+            let selection = json!({
+                "format": spec.format,
+                "split": spec.split,
+                "dataset_size": spec.dataset_size,
+                "seed": spec.seed,
+                "filter": spec.filter,
+                "limit": spec.limit,
+                "image_template": spec.image_template,
+                "missing_images": spec.missing_images,
+            });
             fps.insert("data.selection".into(), selection.to_string());
             Some(NodeData {
                 name: name.to_string(),

@@ -118,11 +118,28 @@ pub fn load(path: &Path) -> Result<Experiment, SpecErrors> {
             models.insert(key.name, spec);
         }
     }
+    let seed = meta.as_ref().map_or(0, |m| m.seed);
     let mut data = BTreeMap::new();
     for (key, node) in sections.remove("data").unwrap_or_default() {
         let body = loader.expand_section_include(&node, &mut Vec::new(), &mut errors);
         if let Some(mut spec) = loader.typed::<DataSpec>(&body, &mut errors) {
             loader.resolve_data_paths(&body, &mut spec);
+            // explicit, so that writing the default out keeps the cache key
+            spec.seed = Some(spec.seed.unwrap_or(seed));
+            if spec.format == DataFormat::Vqav2 {
+                for (field, present) in [
+                    ("questions", spec.questions.is_some()),
+                    ("split", spec.split.is_some()),
+                ] {
+                    if !present {
+                        errors.push(
+                            loader
+                                .err(&key.span, format!("VQAv2 dataset `{}` needs `{field}`", key.name))
+                                .help("e.g. `questions = \"v2_OpenEnded_mscoco_val2014_questions.json\"` and `split = \"val2014\"`"),
+                        );
+                    }
+                }
+            }
             data.insert(key.name, spec);
         }
     }
@@ -136,7 +153,6 @@ pub fn load(path: &Path) -> Result<Experiment, SpecErrors> {
             (k, body)
         })
         .collect();
-    let seed = meta.as_ref().map_or(0, |m| m.seed);
     let stages = loader.stages(&stage_bodies, seed, &mut errors);
     loader.check_references(&stages, &stage_bodies, &mut errors);
     loader.check_resources(&stages, &stage_bodies, &models, &data, &mut errors);
@@ -943,21 +959,10 @@ impl Loader {
                 }
                 StageParams::Decompose(p)
             }
-            StageKind::Shift => {
-                let p: ShiftParams = self.typed(node, errors)?;
-                if !p.method.is_implemented() {
-                    errors.push(
-                        self.err(
-                            &table.get("method").expect("required").span,
-                            format!("shift method `{}` is not implemented yet", p.method.name()),
-                        )
-                        .help("this version implements `shift_of_means` and `mean_of_shifts`"),
-                    );
-                    return None;
-                }
-                StageParams::Shift(p)
+            StageKind::Shift => StageParams::Shift(self.kind_params(node, table, seed, errors)?),
+            StageKind::Extract => {
+                StageParams::Extract(self.kind_params(node, table, seed, errors)?)
             }
-            StageKind::Extract => StageParams::Extract(self.kind_params(node, table, seed, errors)?),
             StageKind::Ground => StageParams::Ground(self.kind_params(node, table, seed, errors)?),
             StageKind::Steer => StageParams::Steer(self.kind_params(node, table, seed, errors)?),
             StageKind::Evaluate => {
@@ -1078,10 +1083,7 @@ impl Loader {
                     .map_or(&stage.span, |n| &n.span);
                 let mut e = self.err(
                     span,
-                    format!(
-                        "stage `{}` uses unknown {key} `{name}`",
-                        stage.name
-                    ),
+                    format!("stage `{}` uses unknown {key} `{name}`", stage.name),
                 );
                 e = match did_you_mean(name, known.iter().copied()) {
                     Some(s) => e.help(format!("did you mean `{s}`?")),

@@ -124,7 +124,12 @@ impl StageKind {
     pub fn is_implemented(self) -> bool {
         matches!(
             self,
-            StageKind::Import | StageKind::Aggregate | StageKind::Decompose | StageKind::Shift
+            StageKind::Import
+                | StageKind::Extract
+                | StageKind::Aggregate
+                | StageKind::Decompose
+                | StageKind::Shift
+                | StageKind::Steer
         )
     }
 
@@ -312,19 +317,17 @@ pub enum ShiftMethod {
     ShiftOfMeans,
     /// mean over samples present in both of (target_i − source_i), matched on `sample_id`.
     MeanOfShifts,
-    /// Per-concept shifts between an original and a fine-tuned model.
+    /// Per-concept shifts between an original (`source`) and a fine-tuned (`target`) model.
     ConceptShifts,
-    /// Directions between the concepts of the source.
+    /// Directions between the concepts of the source (`concept_{i}_to_{j}` = c_j − c_i), and
+    /// the shift of means.
     IntraClusters,
-    /// First principal direction of the matched differences.
+    /// First principal direction of the matched differences, signed to point from source to
+    /// target.
     PcaOfDifferences,
 }
 
 impl ShiftMethod {
-    pub fn is_implemented(self) -> bool {
-        matches!(self, ShiftMethod::ShiftOfMeans | ShiftMethod::MeanOfShifts)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             ShiftMethod::ShiftOfMeans => "shift_of_means",
@@ -334,17 +337,97 @@ impl ShiftMethod {
             ShiftMethod::PcaOfDifferences => "pca_of_differences",
         }
     }
+
+    /// Whether the method decomposes the source into concepts.
+    pub fn decomposes(self) -> bool {
+        matches!(
+            self,
+            ShiftMethod::ConceptShifts | ShiftMethod::IntraClusters
+        )
+    }
 }
 
-/// `shift`: vectors pointing from `source` to `target`.
+/// `concept_shifts`: how a matched sample is given to one concept of the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftAssociation {
+    /// The concept with the largest activation (the seed's `concept_activation`).
+    Activation,
+    /// The concept with the largest cosine similarity to the sample.
+    Cosine,
+    /// The nearest concept.
+    L2,
+}
+
+/// `concept_shifts`: how the sample shifts of a concept become its shift vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftAggregation {
+    Mean,
+    /// Per coordinate.
+    Median,
+    /// Per coordinate, `trim` of the values cut at each end (SciPy's `trim_mean`).
+    TrimmedMean,
+}
+
+/// `concept_shifts`: which concepts the Hungarian matching pairs with the fine-tuned ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShiftMatch {
+    /// The shifted concepts (what each concept became).
+    Shifted,
+    /// The original concepts (the seed's choice).
+    Original,
+}
+
+/// `shift`: vectors pointing from `source` to `target`. Options that a method does not use are
+/// errors; defaults are filled in by `finish`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShiftParams {
     pub method: ShiftMethod,
+    /// The original features (`concept_shifts`: the model before fine-tuning).
     pub source: StageRef,
+    /// The features the vectors point to (`concept_shifts`: the fine-tuned model).
     pub target: StageRef,
     #[serde(default = "default_vector_column")]
     pub column: String,
+    /// `concept_shifts`, `intra_clusters`: concepts of the source decomposition (required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_concepts: Option<usize>,
+    /// `concept_shifts`, `intra_clusters`: default `kmeans` (the seed's scripts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decomposition: Option<DecomposeMethod>,
+    /// Decomposing methods and `pca_of_differences`; defaults to `[experiment] seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Decomposition iterations and tolerance; defaults as in `decompose`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_iter: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tol: Option<f64>,
+    /// `decomposition = "kmeans"`: number of initialisations (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_init: Option<usize>,
+    /// `decomposition = "pca"` and `pca_of_differences` (default `auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pca_solver: Option<PcaSolver>,
+    /// `decomposition = "snmf"`: the L1 weight on the codes (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snmf_alpha: Option<f64>,
+    /// `concept_shifts` (default `activation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association: Option<ShiftAssociation>,
+    /// `concept_shifts` (default `mean`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<ShiftAggregation>,
+    /// `aggregation = "trimmed_mean"`: fraction cut at each end, `0 <= trim < 0.5` (default 0.1,
+    /// the seed's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trim: Option<f64>,
+    /// `concept_shifts` (default `shifted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_concepts: Option<ShiftMatch>,
 }
 
 /// A stage's parameters, by kind.
@@ -497,6 +580,147 @@ impl KindParams for ShiftParams {
             ("target".to_string(), &self.target),
         ]
     }
+
+    fn finish(&mut self, seed: u64) -> Result<(), ParamError> {
+        let method = self.method;
+        let name = method.name();
+        let not_for = |key: &str, applies: &str| {
+            ParamError::new(
+                key,
+                format!("`{key}` does not apply to `method = \"{name}\"`"),
+            )
+            .help(format!("`{key}` applies to {applies} only"))
+        };
+        if method.decomposes() {
+            let k = self.num_concepts.ok_or_else(|| {
+                ParamError::new("", format!("`method = \"{name}\"` needs `num_concepts`"))
+                    .help("e.g. `num_concepts = 20`")
+            })?;
+            let least = if method == ShiftMethod::IntraClusters {
+                2
+            } else {
+                1
+            };
+            if k < least {
+                return Err(ParamError::new(
+                    "num_concepts",
+                    format!("`num_concepts` must be at least {least} for `method = \"{name}\"`"),
+                ));
+            }
+            let decomposition = *self.decomposition.get_or_insert(DecomposeMethod::Kmeans);
+            let (max_iter, tol) = match decomposition {
+                DecomposeMethod::Pca | DecomposeMethod::Simple => (0, 0.0),
+                DecomposeMethod::Kmeans => (300, 1e-4),
+                DecomposeMethod::Snmf => (1000, 1e-8),
+                DecomposeMethod::SemiNmf => (500, 1e-6),
+            };
+            self.max_iter.get_or_insert(max_iter);
+            self.tol.get_or_insert(tol);
+            let options = [
+                ("n_init", self.n_init.is_some(), DecomposeMethod::Kmeans),
+                (
+                    "pca_solver",
+                    self.pca_solver.is_some(),
+                    DecomposeMethod::Pca,
+                ),
+                (
+                    "snmf_alpha",
+                    self.snmf_alpha.is_some(),
+                    DecomposeMethod::Snmf,
+                ),
+            ];
+            for (key, set, owner) in options {
+                if set && decomposition != owner {
+                    let owner = serde_json::to_value(owner).expect("enum serialises");
+                    return Err(ParamError::new(
+                        key,
+                        format!("`{key}` applies to `decomposition = {owner}` only"),
+                    ));
+                }
+            }
+            match decomposition {
+                DecomposeMethod::Kmeans => {
+                    if self.n_init.get_or_insert(1) == &0 {
+                        return Err(ParamError::new("n_init", "`n_init` must be at least 1"));
+                    }
+                }
+                DecomposeMethod::Pca => {
+                    self.pca_solver.get_or_insert(PcaSolver::Auto);
+                }
+                DecomposeMethod::Snmf => {
+                    let alpha = *self.snmf_alpha.get_or_insert(1.0);
+                    if !(alpha.is_finite() && alpha >= 0.0) {
+                        return Err(ParamError::new(
+                            "snmf_alpha",
+                            "`snmf_alpha` must be a finite number >= 0",
+                        ));
+                    }
+                }
+                DecomposeMethod::SemiNmf | DecomposeMethod::Simple => {}
+            }
+        } else {
+            let decomposing = "`method = \"concept_shifts\"` and `\"intra_clusters\"`";
+            let options = [
+                ("num_concepts", self.num_concepts.is_some()),
+                ("decomposition", self.decomposition.is_some()),
+                ("max_iter", self.max_iter.is_some()),
+                ("tol", self.tol.is_some()),
+                ("n_init", self.n_init.is_some()),
+                ("snmf_alpha", self.snmf_alpha.is_some()),
+            ];
+            if let Some((key, _)) = options.iter().find(|(_, set)| *set) {
+                return Err(not_for(key, decomposing));
+            }
+            if method == ShiftMethod::PcaOfDifferences {
+                self.pca_solver.get_or_insert(PcaSolver::Auto);
+            } else if self.pca_solver.is_some() {
+                return Err(not_for(
+                    "pca_solver",
+                    "`method = \"pca_of_differences\"` and `decomposition = \"pca\"`",
+                ));
+            }
+        }
+        let seeded = method.decomposes() || method == ShiftMethod::PcaOfDifferences;
+        if seeded {
+            self.seed.get_or_insert(seed);
+        } else if self.seed.is_some() {
+            return Err(not_for(
+                "seed",
+                "`method = \"concept_shifts\"`, `\"intra_clusters\"` and `\"pca_of_differences\"`",
+            ));
+        }
+        if method == ShiftMethod::ConceptShifts {
+            self.association.get_or_insert(ShiftAssociation::Activation);
+            self.match_concepts.get_or_insert(ShiftMatch::Shifted);
+            let aggregation = *self.aggregation.get_or_insert(ShiftAggregation::Mean);
+            if aggregation == ShiftAggregation::TrimmedMean {
+                let trim = *self.trim.get_or_insert(0.1);
+                if !(0.0..0.5).contains(&trim) {
+                    return Err(ParamError::new(
+                        "trim",
+                        format!("`trim = {trim}` is out of range"),
+                    )
+                    .help("the fraction cut at each end: 0 <= trim < 0.5"));
+                }
+            } else if self.trim.is_some() {
+                return Err(ParamError::new(
+                    "trim",
+                    "`trim` applies to `aggregation = \"trimmed_mean\"` only",
+                ));
+            }
+        } else {
+            let options = [
+                ("association", self.association.is_some()),
+                ("aggregation", self.aggregation.is_some()),
+                ("trim", self.trim.is_some()),
+                ("match_concepts", self.match_concepts.is_some()),
+            ];
+            if let Some((key, _)) = options.iter().find(|(_, set)| *set) {
+                return Err(not_for(key, "`method = \"concept_shifts\"`"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,10 +779,54 @@ pub struct DataSpec {
     /// The folder images are resolved against.
     #[serde(default)]
     pub images: Option<PathBuf>,
+    /// COCO Karpathy: the split(s) to read (`train`, `restval`, `val`, `test`; several joined
+    /// by `+`, e.g. `train+restval`). VQAv2: the split whose file names are used (`val2014`).
     #[serde(default)]
     pub split: Option<String>,
+    /// A random subset of this many samples, exactly NumPy's
+    /// `default_rng(seed).choice(n, dataset_size, replace=False)` as the seed's `--dataset_size`.
+    #[serde(default)]
+    pub dataset_size: Option<usize>,
+    /// Seed of that subset; defaults to `[experiment] seed`.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Keep only samples whose metadata matches (after the subset, before `limit`).
+    #[serde(default)]
+    pub filter: DataFilter,
+    /// Keep at most this many samples (after the subset and the filter).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// VQAv2: image path under `images`, with `{split}` and `{image_id}` (12 digits) replaced.
+    #[serde(default)]
+    pub image_template: Option<String>,
+    /// What to do with a sample whose image file is missing.
+    #[serde(default)]
+    pub missing_images: MissingImagesPolicy,
+}
+
+/// Exact-match sample filters (the seed matched substrings: `no` also kept `none` and `snow`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataFilter {
+    /// VQAv2 `multiple_choice_answer` (trimmed, lower-cased), e.g. `["yes"]`.
+    #[serde(default)]
+    pub answers: Vec<String>,
+    /// `yes/no`, `number`, `other`.
+    #[serde(default)]
+    pub answer_types: Vec<String>,
+    /// e.g. `what color is the`.
+    #[serde(default)]
+    pub question_types: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingImagesPolicy {
+    /// Stop before running, naming the first sample and its path.
+    #[default]
+    Error,
+    /// Drop such samples (their number is logged and recorded in the manifest).
+    Skip,
 }
 
 /// `[experiment]`.
