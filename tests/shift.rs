@@ -479,3 +479,58 @@ fn shift_failures_at_run_time_name_the_inputs() {
         stderr(&out)
     );
 }
+
+/// `key_params` of stage `s` in an experiment with `[experiment] seed = 5`.
+fn key_params(dir: &Path, options: &str) -> Value {
+    let file = dir.join("keys.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[experiment]\nname = \"keys\"\nseed = 5\n\n[stage.x]\nkind = \"import\"\npath = \"x.npy\"\n\n[stage.s]\nkind = \"shift\"\nsource = \"x\"\ntarget = \"x\"\n{options}\n"
+        ),
+    )
+    .unwrap();
+    let experiment = xlvlm_spec::load(&file).unwrap_or_else(|e| panic!("{options}: {e:?}"));
+    experiment.stage("s").unwrap().instances[0]
+        .params
+        .key_params()
+}
+
+#[test]
+fn defaults_are_explicit_so_writing_them_out_keeps_the_cache_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_npy(&dir.path().join("x.npy"), 4, 2, &[0.0; 8]);
+    let implicit = key_params(dir.path(), "method = \"concept_shifts\"\nnum_concepts = 4");
+    let explicit = key_params(
+        dir.path(),
+        "method = \"concept_shifts\"\nnum_concepts = 4\ndecomposition = \"kmeans\"\nseed = 5\nmax_iter = 300\ntol = 1e-4\nn_init = 1\nassociation = \"activation\"\naggregation = \"mean\"\nmatch_concepts = \"shifted\"",
+    );
+    assert_eq!(implicit, explicit);
+    let trimmed = key_params(
+        dir.path(),
+        "method = \"concept_shifts\"\nnum_concepts = 4\naggregation = \"trimmed_mean\"",
+    );
+    assert_eq!(trimmed["trim"], 0.1);
+    let snmf = key_params(
+        dir.path(),
+        "method = \"intra_clusters\"\nnum_concepts = 2\ndecomposition = \"snmf\"",
+    );
+    assert_eq!(
+        (&snmf["snmf_alpha"], &snmf["max_iter"], &snmf["seed"]),
+        (
+            &serde_json::json!(1.0),
+            &serde_json::json!(1000),
+            &serde_json::json!(5)
+        )
+    );
+    let pca = key_params(dir.path(), "method = \"pca_of_differences\"");
+    assert_eq!(
+        (&pca["pca_solver"], &pca["seed"]),
+        (&serde_json::json!("auto"), &serde_json::json!(5))
+    );
+    // Methods without options key on exactly what they did before these options existed.
+    assert_eq!(
+        key_params(dir.path(), "method = \"shift_of_means\""),
+        serde_json::json!({ "method": "shift_of_means", "column": "vector" })
+    );
+}
