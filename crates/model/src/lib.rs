@@ -22,6 +22,9 @@
 //!   captured rows with per-position [`PositionMeta`] and optionally logits.
 //! * [`Vlm::generate`]: greedy decoding with a KV cache (EOS, max new tokens, a stop predicate).
 //! * [`parse_hook`]: hook names (`lm.layers.{i}`, ... and HF module-name aliases).
+//! * [`Vlm::init`] / [`Vlm::visit_params`] / [`Vlm::map_params`] / [`Vlm::save_checkpoint`]:
+//!   a freshly initialised model, every weight by its checkpoint name (training runs the same
+//!   forward on burn's `Autodiff` backend), and saving in the checkpoint's key layout.
 //! * [`inspect`]: a checkpoint summary without loading weights.
 //! * [`run_on`] + [`DeviceSpec`]: pick `cpu` (flex) or `cuda:N` (feature `cuda`) at run time.
 //!
@@ -58,4 +61,5 @@ pub use model::{
     Batch, Captured, CapturedRow, FinishReason, ForwardOutput, GenerateOptions, Generation, Logits,
     PixelValues, StopPredicate, Vlm,
 };
+pub use nn::{ParamMapper, ParamVisitor};
 pub use source::{default_cache_dir, resolve, resolve_with_cache};

@@ -264,6 +264,30 @@ impl<B: Backend> Vlm<B> {
     pub fn load_dir(dir: &Path, dtype: WeightDType, device: &B::Device) -> Result<Self> {
         let config = ModelConfig::from_dir(dir)?;
         let ckpt = Checkpoint::open(dir)?;
+        Self::from_checkpoint(config, &ckpt, dtype, device)
+    }
+
+    /// A freshly initialised model of `config` (the one `config.json` in `dir` would give):
+    /// `init(name, shape)` returns the row-major values of each weight, named and shaped as in a
+    /// Hub checkpoint (`language_model.model.layers.0.self_attn.q_proj.weight`, `[out, in]`).
+    pub fn init(
+        config: ModelConfig,
+        dir: &Path,
+        dtype: WeightDType,
+        device: &B::Device,
+        init: impl FnMut(&str, &[usize]) -> Vec<f32> + 'static,
+    ) -> Result<Self> {
+        let ckpt = Checkpoint::generated(dir, Box::new(init));
+        Self::from_checkpoint(config, &ckpt, dtype, device)
+    }
+
+    fn from_checkpoint(
+        config: ModelConfig,
+        ckpt: &Checkpoint,
+        dtype: WeightDType,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let dir = ckpt.dir();
         let burn_dtype = dtype.to_burn();
         let lm_prefixes = ["language_model.model.", "model.language_model.", "model."];
         let lm_prefix = lm_prefixes
@@ -282,7 +306,7 @@ impl<B: Backend> Vlm<B> {
             .map(|s| s.to_string())
             .collect();
         let text = TextModel::load(
-            &ckpt,
+            ckpt,
             &config.text,
             lm_prefix,
             &lm_head_names,
@@ -321,9 +345,9 @@ impl<B: Backend> Vlm<B> {
                     .to_string();
                 Some(Llava {
                     config: lc.clone(),
-                    tower: VisionTower::load(&ckpt, &lc.vision, vision_prefix, burn_dtype, device)?,
+                    tower: VisionTower::load(ckpt, &lc.vision, vision_prefix, burn_dtype, device)?,
                     projector: Projector::load(
-                        &ckpt,
+                        ckpt,
                         lc,
                         &projector_prefix,
                         config.text.hidden_size,
@@ -366,6 +390,81 @@ impl<B: Backend> Vlm<B> {
                 .llava
                 .as_ref()
                 .map_or(0, |l| l.tower.num_params + l.projector.num_params)
+    }
+
+    /// Calls `f(name, shape, values)` for every weight, with its checkpoint name and shape and
+    /// its values flattened row-major as the checkpoint stores them (a linear weight is
+    /// `[out, in]` here although the model holds it transposed). A tied LM head is not listed.
+    pub fn visit_params(&self, mut f: impl FnMut(&str, &[usize], Tensor<B, 1>)) {
+        if let Some(llava) = &self.llava {
+            llava.tower.visit(&mut f);
+            llava.projector.visit(&mut f);
+        }
+        self.text.visit(&mut f);
+    }
+
+    /// Replaces every weight by `f(name, shape, values)` (same order and layout as
+    /// [`Vlm::visit_params`]); training uses it to mark weights as requiring gradients and to
+    /// put updated values in. Returning the wrong number of values is an error.
+    pub fn map_params(
+        self,
+        mut f: impl FnMut(&str, &[usize], Tensor<B, 1>) -> Tensor<B, 1>,
+    ) -> Result<Self> {
+        let llava = match self.llava {
+            Some(l) => Some(Llava {
+                tower: l.tower.map(&mut f)?,
+                projector: l.projector.map(&mut f)?,
+                config: l.config,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            llava,
+            text: self.text.map(&mut f)?,
+            ..self
+        })
+    }
+
+    /// Writes every weight to `dir/model.safetensors` under its checkpoint name, in the dtype the
+    /// model holds, so that [`Vlm::load_dir`] (with the checkpoint's `config.json`) reads the same
+    /// model back. The other checkpoint files (config, tokenizer) are the caller's.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let mut tensors: Vec<(String, Vec<usize>, TensorData)> = Vec::new();
+        self.visit_params(|name, shape, values| {
+            tensors.push((name.to_string(), shape.to_vec(), values.into_data()));
+        });
+        let path = dir.join("model.safetensors");
+        let views = tensors
+            .iter()
+            .map(|(name, shape, data)| {
+                let dtype = match data.dtype {
+                    DType::F32 => safetensors::Dtype::F32,
+                    DType::F16 => safetensors::Dtype::F16,
+                    DType::BF16 => safetensors::Dtype::BF16,
+                    other => {
+                        return Err(ModelError::Input(format!(
+                            "weight {name} has dtype {other:?}, which a checkpoint cannot store"
+                        )));
+                    }
+                };
+                let view =
+                    safetensors::tensor::TensorView::new(dtype, shape.clone(), data.as_bytes())
+                        .map_err(|e| ModelError::Safetensors {
+                            path: path.clone(),
+                            message: format!("{name}: {e}"),
+                        })?;
+                Ok((name.clone(), view))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(views, Some(metadata), &path).map_err(|e| {
+            ModelError::Safetensors {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(path)
     }
 
     fn num_vision_layers(&self) -> usize {

@@ -6,8 +6,76 @@ use burn::tensor::{DType, Tensor, activation, backend::Backend};
 use crate::error::{ModelError, Result};
 use crate::weights::Checkpoint;
 
+/// Callback that sees one weight: checkpoint name, checkpoint shape, values flattened row-major.
+pub type ParamVisitor<'a, B> = dyn FnMut(&str, &[usize], Tensor<B, 1>) + 'a;
+/// Callback that replaces one weight (same arguments; returns the new flattened values).
+pub type ParamMapper<'a, B> = dyn FnMut(&str, &[usize], Tensor<B, 1>) -> Tensor<B, 1> + 'a;
+
+/// Visits a tensor stored as in the checkpoint.
+pub fn visit_tensor<B: Backend, const D: usize>(
+    f: &mut ParamVisitor<'_, B>,
+    name: &str,
+    t: &Tensor<B, D>,
+) {
+    let dims = t.dims();
+    f(
+        name,
+        &dims,
+        t.clone().reshape([dims.iter().product::<usize>()]),
+    );
+}
+
+/// Replaces a tensor stored as in the checkpoint.
+pub fn map_tensor<B: Backend, const D: usize>(
+    f: &mut ParamMapper<'_, B>,
+    name: &str,
+    t: Tensor<B, D>,
+) -> Result<Tensor<B, D>> {
+    let dims = t.dims();
+    let n = dims.iter().product::<usize>();
+    let out = checked(name, &dims, f(name, &dims, t.reshape([n])))?;
+    Ok(out.reshape(dims))
+}
+
+/// Visits a weight held transposed (`[in, out]`) whose checkpoint shape is `[out, ...in]`.
+pub fn visit_transposed<B: Backend>(
+    f: &mut ParamVisitor<'_, B>,
+    name: &str,
+    t: &Tensor<B, 2>,
+    shape: &[usize],
+) {
+    let n = shape.iter().product::<usize>();
+    f(name, shape, t.clone().transpose().reshape([n]));
+}
+
+/// Replaces a weight held transposed (`[in, out]`) whose checkpoint shape is `[out, ...in]`.
+pub fn map_transposed<B: Backend>(
+    f: &mut ParamMapper<'_, B>,
+    name: &str,
+    t: Tensor<B, 2>,
+    shape: &[usize],
+) -> Result<Tensor<B, 2>> {
+    let [in_features, out_features] = t.dims();
+    let n = in_features * out_features;
+    let out = checked(name, shape, f(name, shape, t.transpose().reshape([n])))?;
+    Ok(out.reshape([out_features, in_features]).transpose())
+}
+
+fn checked<B: Backend>(name: &str, shape: &[usize], t: Tensor<B, 1>) -> Result<Tensor<B, 1>> {
+    let n = shape.iter().product::<usize>();
+    if t.dims() != [n] {
+        return Err(ModelError::Input(format!(
+            "replacement for weight {name} has {} values, its shape {shape:?} needs {n}",
+            t.dims()[0]
+        )));
+    }
+    Ok(t)
+}
+
 /// `y = x W^T + b`, with `W` stored transposed (`[in, out]`).
 pub struct Linear<B: Backend> {
+    /// Checkpoint prefix (`{prefix}.weight`, `{prefix}.bias`).
+    prefix: String,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
 }
@@ -34,7 +102,43 @@ impl<B: Backend> Linear<B> {
         } else {
             None
         };
-        Ok(Self { weight, bias })
+        Ok(Self {
+            prefix: prefix.to_string(),
+            weight,
+            bias,
+        })
+    }
+
+    pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
+        let [in_features, out_features] = self.weight.dims();
+        visit_transposed(
+            f,
+            &format!("{}.weight", self.prefix),
+            &self.weight,
+            &[out_features, in_features],
+        );
+        if let Some(bias) = &self.bias {
+            visit_tensor(f, &format!("{}.bias", self.prefix), bias);
+        }
+    }
+
+    pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
+        let [in_features, out_features] = self.weight.dims();
+        let weight = map_transposed(
+            f,
+            &format!("{}.weight", self.prefix),
+            self.weight,
+            &[out_features, in_features],
+        )?;
+        let bias = match self.bias {
+            Some(bias) => Some(map_tensor(f, &format!("{}.bias", self.prefix), bias)?),
+            None => None,
+        };
+        Ok(Self {
+            prefix: self.prefix,
+            weight,
+            bias,
+        })
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -58,6 +162,7 @@ impl<B: Backend> Linear<B> {
 
 /// Llama RMSNorm: computed in f32, `weight * (x / sqrt(mean(x^2) + eps))`.
 pub struct RmsNorm<B: Backend> {
+    name: String,
     weight: Tensor<B, 1>,
     eps: f64,
 }
@@ -72,8 +177,20 @@ impl<B: Backend> RmsNorm<B> {
         device: &B::Device,
     ) -> Result<Self> {
         Ok(Self {
+            name: name.to_string(),
             weight: ckpt.tensor(name, [size], dtype, device)?,
             eps,
+        })
+    }
+
+    pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
+        visit_tensor(f, &self.name, &self.weight);
+    }
+
+    pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
+        Ok(Self {
+            weight: map_tensor(f, &self.name, self.weight)?,
+            ..self
         })
     }
 
@@ -88,6 +205,7 @@ impl<B: Backend> RmsNorm<B> {
 
 /// LayerNorm with affine weight and bias, computed in f32.
 pub struct LayerNorm<B: Backend> {
+    prefix: String,
     weight: Tensor<B, 1>,
     bias: Tensor<B, 1>,
     eps: f64,
@@ -103,9 +221,23 @@ impl<B: Backend> LayerNorm<B> {
         device: &B::Device,
     ) -> Result<Self> {
         Ok(Self {
+            prefix: prefix.to_string(),
             weight: ckpt.tensor(&format!("{prefix}.weight"), [size], dtype, device)?,
             bias: ckpt.tensor(&format!("{prefix}.bias"), [size], dtype, device)?,
             eps,
+        })
+    }
+
+    pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
+        visit_tensor(f, &format!("{}.weight", self.prefix), &self.weight);
+        visit_tensor(f, &format!("{}.bias", self.prefix), &self.bias);
+    }
+
+    pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
+        Ok(Self {
+            weight: map_tensor(f, &format!("{}.weight", self.prefix), self.weight)?,
+            bias: map_tensor(f, &format!("{}.bias", self.prefix), self.bias)?,
+            ..self
         })
     }
 

@@ -8,7 +8,10 @@ use burn::tensor::{
 
 use crate::config::{RopeScaling, TextConfig};
 use crate::error::{ModelError, Result};
-use crate::nn::{Activation, Linear, RmsNorm};
+use crate::nn::{
+    Activation, Linear, ParamMapper, ParamVisitor, RmsNorm, map_tensor, map_transposed,
+    visit_tensor, visit_transposed,
+};
 use crate::weights::Checkpoint;
 
 pub struct DecoderLayer<B: Backend> {
@@ -26,10 +29,14 @@ pub struct DecoderLayer<B: Backend> {
 /// The language model: embeddings, decoder layers, final norm and LM head.
 pub struct TextModel<B: Backend> {
     pub config: TextConfig,
+    embed_name: String,
     embed: Tensor<B, 2>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
+    /// `[hidden, vocab]`; the transposed embedding when tied.
     lm_head: Tensor<B, 2>,
+    /// Checkpoint name of the LM head; `None` when it is tied to the embedding.
+    lm_head_name: Option<String>,
     inv_freq: Vec<f32>,
     activation: Activation,
     num_params: usize,
@@ -137,7 +144,15 @@ impl<B: Backend> TextModel<B> {
             dtype,
             device,
         )?;
-        let lm_head = match lm_head_names.iter().find(|n| ckpt.contains(n)) {
+        let head_name = if c.tie_word_embeddings {
+            // a tied checkpoint on disk may still carry a copy of the head; transformers ties it
+            lm_head_names
+                .iter()
+                .find(|n| ckpt.contains(n) && !ckpt.is_generated())
+        } else {
+            lm_head_names.iter().find(|n| ckpt.contains(n))
+        };
+        let lm_head = match head_name {
             Some(name) => {
                 num_params += c.vocab_size * c.hidden_size;
                 ckpt.linear_weight(name, &[c.vocab_size, c.hidden_size], dtype, device)?
@@ -153,10 +168,12 @@ impl<B: Backend> TextModel<B> {
         };
         Ok(Self {
             config: c.clone(),
+            embed_name,
             embed,
             layers,
             norm,
             lm_head,
+            lm_head_name: head_name.cloned(),
             inv_freq: inv_freq(c),
             activation,
             num_params,
@@ -165,6 +182,63 @@ impl<B: Backend> TextModel<B> {
 
     pub fn num_params(&self) -> usize {
         self.num_params
+    }
+
+    /// Every weight in checkpoint order: embedding, layers, final norm, LM head (unless tied).
+    pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
+        visit_tensor(f, &self.embed_name, &self.embed);
+        for layer in &self.layers {
+            layer.input_norm.visit(f);
+            for linear in [&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj] {
+                linear.visit(f);
+            }
+            layer.post_attention_norm.visit(f);
+            for linear in [&layer.gate_proj, &layer.up_proj, &layer.down_proj] {
+                linear.visit(f);
+            }
+        }
+        self.norm.visit(f);
+        if let Some(name) = &self.lm_head_name {
+            let [hidden, vocab] = self.lm_head.dims();
+            visit_transposed(f, name, &self.lm_head, &[vocab, hidden]);
+        }
+    }
+
+    /// Replaces every weight (same order as [`TextModel::visit`]); a tied head follows the embedding.
+    pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
+        let embed = map_tensor(f, &self.embed_name, self.embed)?;
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| {
+                Ok(DecoderLayer {
+                    input_norm: l.input_norm.map(f)?,
+                    q_proj: l.q_proj.map(f)?,
+                    k_proj: l.k_proj.map(f)?,
+                    v_proj: l.v_proj.map(f)?,
+                    o_proj: l.o_proj.map(f)?,
+                    post_attention_norm: l.post_attention_norm.map(f)?,
+                    gate_proj: l.gate_proj.map(f)?,
+                    up_proj: l.up_proj.map(f)?,
+                    down_proj: l.down_proj.map(f)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm = self.norm.map(f)?;
+        let lm_head = match &self.lm_head_name {
+            Some(name) => {
+                let [hidden, vocab] = self.lm_head.dims();
+                map_transposed(f, name, self.lm_head, &[vocab, hidden])?
+            }
+            None => embed.clone().transpose(),
+        };
+        Ok(Self {
+            embed,
+            layers,
+            norm,
+            lm_head,
+            ..self
+        })
     }
 
     /// Token embeddings `[batch, seq, hidden]` for `ids` (`[batch][seq]`).

@@ -7,7 +7,10 @@ use burn::tensor::{
 
 use crate::config::{FeatureSelect, LlavaConfig, VisionConfig};
 use crate::error::{ModelError, Result};
-use crate::nn::{Activation, LayerNorm, Linear};
+use crate::nn::{
+    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, map_tensor, map_transposed,
+    visit_tensor, visit_transposed,
+};
 use crate::weights::Checkpoint;
 
 struct EncoderLayer<B: Backend> {
@@ -23,13 +26,19 @@ struct EncoderLayer<B: Backend> {
 
 pub struct VisionTower<B: Backend> {
     pub config: VisionConfig,
+    /// Checkpoint prefix (`vision_tower.vision_model.`, ...).
+    prefix: String,
     /// Patch convolution as a matmul: `[3 * p * p, hidden]`.
     patch_weight: Tensor<B, 2>,
     class_embedding: Tensor<B, 1>,
     position_embedding: Tensor<B, 2>,
     pre_layernorm: LayerNorm<B>,
     layers: Vec<EncoderLayer<B>>,
+    /// CLIP's final norm: LLaVA never uses it (it reads hidden states, not the pooled output),
+    /// but it is part of the checkpoint, so it is kept to be saved again.
+    post_layernorm: Option<LayerNorm<B>>,
     activation: Activation,
+    /// Parameters the forward pass uses (`post_layernorm` excluded).
     pub num_params: usize,
 }
 
@@ -111,15 +120,114 @@ impl<B: Backend> VisionTower<B> {
                 .sum::<usize>();
             layers.push(layer);
         }
+        let post_name = format!("{prefix}post_layernorm");
+        let post_layernorm = if ckpt.contains(&format!("{post_name}.weight")) {
+            Some(LayerNorm::load(ckpt, &post_name, h, eps, dtype, device)?)
+        } else {
+            None
+        };
         Ok(Self {
             config: c.clone(),
+            prefix: prefix.to_string(),
             patch_weight,
             class_embedding,
             position_embedding,
             pre_layernorm,
             layers,
+            post_layernorm,
             activation: Activation::parse(&c.hidden_act, "vision_config.hidden_act")?,
             num_params,
+        })
+    }
+
+    fn patch_shape(&self) -> [usize; 4] {
+        let c = &self.config;
+        [c.hidden_size, c.num_channels, c.patch_size, c.patch_size]
+    }
+
+    /// Every weight in checkpoint order.
+    pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
+        let p = &self.prefix;
+        visit_tensor(
+            f,
+            &format!("{p}embeddings.class_embedding"),
+            &self.class_embedding,
+        );
+        visit_transposed(
+            f,
+            &format!("{p}embeddings.patch_embedding.weight"),
+            &self.patch_weight,
+            &self.patch_shape(),
+        );
+        visit_tensor(
+            f,
+            &format!("{p}embeddings.position_embedding.weight"),
+            &self.position_embedding,
+        );
+        self.pre_layernorm.visit(f);
+        for layer in &self.layers {
+            layer.layer_norm1.visit(f);
+            for linear in [&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.out_proj] {
+                linear.visit(f);
+            }
+            layer.layer_norm2.visit(f);
+            layer.fc1.visit(f);
+            layer.fc2.visit(f);
+        }
+        if let Some(norm) = &self.post_layernorm {
+            norm.visit(f);
+        }
+    }
+
+    /// Replaces every weight (same order as [`VisionTower::visit`]).
+    pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
+        let p = self.prefix.clone();
+        let patch_shape = self.patch_shape();
+        let class_embedding = map_tensor(
+            f,
+            &format!("{p}embeddings.class_embedding"),
+            self.class_embedding,
+        )?;
+        let patch_weight = map_transposed(
+            f,
+            &format!("{p}embeddings.patch_embedding.weight"),
+            self.patch_weight,
+            &patch_shape,
+        )?;
+        let position_embedding = map_tensor(
+            f,
+            &format!("{p}embeddings.position_embedding.weight"),
+            self.position_embedding,
+        )?;
+        let pre_layernorm = self.pre_layernorm.map(f)?;
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| {
+                Ok(EncoderLayer {
+                    layer_norm1: l.layer_norm1.map(f)?,
+                    q_proj: l.q_proj.map(f)?,
+                    k_proj: l.k_proj.map(f)?,
+                    v_proj: l.v_proj.map(f)?,
+                    out_proj: l.out_proj.map(f)?,
+                    layer_norm2: l.layer_norm2.map(f)?,
+                    fc1: l.fc1.map(f)?,
+                    fc2: l.fc2.map(f)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let post_layernorm = match self.post_layernorm {
+            Some(norm) => Some(norm.map(f)?),
+            None => None,
+        };
+        Ok(Self {
+            class_embedding,
+            patch_weight,
+            position_embedding,
+            pre_layernorm,
+            layers,
+            post_layernorm,
+            ..self
         })
     }
 
@@ -211,6 +319,19 @@ impl<B: Backend> Projector<B> {
             linear_2,
             activation: Activation::parse(&c.projector_hidden_act, "projector_hidden_act")?,
             num_params,
+        })
+    }
+
+    pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
+        self.linear_1.visit(f);
+        self.linear_2.visit(f);
+    }
+
+    pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
+        Ok(Self {
+            linear_1: self.linear_1.map(f)?,
+            linear_2: self.linear_2.map(f)?,
+            ..self
         })
     }
 

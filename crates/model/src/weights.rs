@@ -3,6 +3,7 @@
 //! (dtype, shape, bounds) before its bytes become a burn tensor in the requested dtype, so a bad
 //! checkpoint is an error naming the file and tensor rather than a panic inside burn.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,11 +28,16 @@ struct Entry {
     range: (usize, usize),
 }
 
-/// All tensors of one checkpoint folder, by name.
+/// Produces the values of a tensor from its checkpoint name and shape (row-major, f32).
+pub type TensorInit = Box<dyn FnMut(&str, &[usize]) -> Vec<f32>>;
+
+/// All tensors of one checkpoint folder, by name; or, for a freshly initialised model, a function
+/// that makes every tensor the loader asks for.
 pub struct Checkpoint {
     dir: PathBuf,
     files: Vec<ShardFile>,
     entries: HashMap<String, Entry>,
+    init: Option<RefCell<TensorInit>>,
 }
 
 impl Checkpoint {
@@ -99,6 +105,35 @@ impl Checkpoint {
             dir: dir.to_path_buf(),
             files,
             entries,
+            init: None,
+        })
+    }
+
+    /// A checkpoint that has every tensor name: `init` makes each tensor when it is loaded.
+    /// The loader then picks the first key layout it tries, which is the Hub layout.
+    pub fn generated(dir: &Path, init: TensorInit) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+            entries: HashMap::new(),
+            init: Some(RefCell::new(init)),
+        }
+    }
+
+    /// Values of a generated tensor, checked against its shape; `None` for a checkpoint on disk.
+    fn generate(&self, name: &str, shape: &[usize]) -> Option<Result<Vec<f32>>> {
+        let init = self.init.as_ref()?;
+        let values = (init.borrow_mut())(name, shape);
+        let expected: usize = shape.iter().product();
+        Some(if values.len() == expected {
+            Ok(values)
+        } else {
+            Err(ModelError::TensorShape {
+                path: self.dir.clone(),
+                name: name.to_string(),
+                found: vec![values.len()],
+                expected: shape.to_vec(),
+            })
         })
     }
 
@@ -106,8 +141,13 @@ impl Checkpoint {
         &self.dir
     }
 
+    /// Whether the tensors come from an init function rather than files.
+    pub fn is_generated(&self) -> bool {
+        self.init.is_some()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
+        self.init.is_some() || self.entries.contains_key(name)
     }
 
     /// Total number of scalars in all tensors.
@@ -194,6 +234,10 @@ impl Checkpoint {
         dtype: DType,
         device: &B::Device,
     ) -> Result<Tensor<B, D>> {
+        if let Some(values) = self.generate(name, &shape) {
+            let data = TensorData::new(values?, shape);
+            return Ok(Tensor::from_data(data, (device, dtype)));
+        }
         let (entry, file, src_dtype, _) = self.entry(name, &shape)?;
         let bytes = self.bytes(entry, file, name)?.to_vec();
         let data = TensorData::from_bytes_vec(bytes, shape, src_dtype);
@@ -209,9 +253,20 @@ impl Checkpoint {
         dtype: DType,
         device: &B::Device,
     ) -> Result<Tensor<B, 2>> {
-        let (entry, file, src_dtype, size) = self.entry(name, shape)?;
         let out_features = shape[0];
         let in_features: usize = shape[1..].iter().product();
+        if let Some(values) = self.generate(name, shape) {
+            let values = values?;
+            let mut transposed = vec![0f32; values.len()];
+            for row in 0..out_features {
+                for col in 0..in_features {
+                    transposed[col * out_features + row] = values[row * in_features + col];
+                }
+            }
+            let data = TensorData::new(transposed, [in_features, out_features]);
+            return Ok(Tensor::from_data(data, (device, dtype)));
+        }
+        let (entry, file, src_dtype, size) = self.entry(name, shape)?;
         let src = self.bytes(entry, file, name)?;
         let mut dst = vec![0u8; src.len()];
         for row in 0..out_features {
