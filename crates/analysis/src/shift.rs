@@ -211,19 +211,12 @@ pub fn concept_shifts(
     let mut shifts = Matrix::zeros(concepts.rows, d);
     let mut stats = Vec::with_capacity(concepts.rows);
     for (c, idx) in members.iter().enumerate() {
-        let deltas: Vec<Vec<f64>> = idx
-            .iter()
-            .map(|&q| {
-                let (i, j) = pairs[q];
-                target
-                    .row(j)
-                    .iter()
-                    .zip(source.row(i))
-                    .map(|(&t, &s)| f64::from(t) - f64::from(s))
-                    .collect()
-            })
-            .collect();
-        let shift = aggregate(&deltas, d, p.aggregation);
+        let deltas = Deltas {
+            source,
+            target,
+            pairs: idx.iter().map(|&q| pairs[q]).collect(),
+        };
+        let shift = aggregate(&deltas, p.aggregation);
         stats.push(shift_stats(&deltas, &shift));
         for (o, v) in shifts.data[c * d..(c + 1) * d].iter_mut().zip(&shift) {
             *o = *v as f32;
@@ -307,42 +300,82 @@ fn associate(
         .collect())
 }
 
-fn aggregate(deltas: &[Vec<f64>], d: usize, how: Aggregation) -> Vec<f64> {
-    let n = deltas.len();
-    if n == 0 {
-        return vec![0.0; d];
+/// The shifts `target[j] − source[i]` of some pairs, computed when read: a concept may hold
+/// tens of thousands of samples of thousands of dimensions, too many to copy in f64.
+struct Deltas<'a> {
+    source: &'a Matrix,
+    target: &'a Matrix,
+    pairs: Vec<Pair>,
+}
+
+impl Deltas<'_> {
+    fn len(&self) -> usize {
+        self.pairs.len()
     }
-    match how {
-        Aggregation::Mean => mean_vector(deltas, d),
-        Aggregation::Median | Aggregation::TrimmedMean { .. } => {
-            let mut column = vec![0f64; n];
-            (0..d)
-                .map(|c| {
-                    column.iter_mut().zip(deltas).for_each(|(v, r)| *v = r[c]);
-                    column.sort_unstable_by(f64::total_cmp);
-                    match how {
-                        Aggregation::Median if n % 2 == 1 => column[n / 2],
-                        Aggregation::Median => 0.5 * (column[n / 2 - 1] + column[n / 2]),
-                        Aggregation::TrimmedMean { cut } => {
-                            let drop = (cut * n as f64).floor() as usize;
-                            let kept = &column[drop..n - drop];
-                            kept.iter().sum::<f64>() / kept.len() as f64
-                        }
-                        Aggregation::Mean => unreachable!("handled above"),
-                    }
-                })
-                .collect()
+
+    fn cols(&self) -> usize {
+        self.source.cols
+    }
+
+    /// Columns `from..from + out.len()` of shift `q`.
+    fn read(&self, q: usize, from: usize, out: &mut [f64]) {
+        let (i, j) = self.pairs[q];
+        let to = from + out.len();
+        let (t, s) = (&self.target.row(j)[from..to], &self.source.row(i)[from..to]);
+        for ((o, &t), &s) in out.iter_mut().zip(t).zip(s) {
+            *o = f64::from(t) - f64::from(s);
         }
     }
 }
 
-fn mean_vector(rows: &[Vec<f64>], d: usize) -> Vec<f64> {
-    let mut acc = vec![0f64; d];
-    for r in rows {
-        acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
+/// Columns per block of the median and trimmed mean: the block of every shift (`n x 64` f64)
+/// stays small while each source and target row is read in contiguous pieces.
+const COLUMN_BLOCK: usize = 64;
+
+fn aggregate(deltas: &Deltas<'_>, how: Aggregation) -> Vec<f64> {
+    let (n, d) = (deltas.len(), deltas.cols());
+    let mut out = vec![0f64; d];
+    if n == 0 {
+        return out;
     }
-    acc.iter_mut().for_each(|a| *a /= rows.len() as f64);
-    acc
+    let cut = match how {
+        Aggregation::Mean => {
+            let mut row = vec![0f64; d];
+            for q in 0..n {
+                deltas.read(q, 0, &mut row);
+                out.iter_mut().zip(&row).for_each(|(a, v)| *a += v);
+            }
+            out.iter_mut().for_each(|a| *a /= n as f64);
+            return out;
+        }
+        Aggregation::Median => None,
+        Aggregation::TrimmedMean { cut } => Some(cut),
+    };
+    let mut block = vec![0f64; n * COLUMN_BLOCK];
+    let mut column = vec![0f64; n];
+    for from in (0..d).step_by(COLUMN_BLOCK) {
+        let w = COLUMN_BLOCK.min(d - from);
+        for q in 0..n {
+            deltas.read(q, from, &mut block[q * w..(q + 1) * w]);
+        }
+        for (c, o) in out[from..from + w].iter_mut().enumerate() {
+            column
+                .iter_mut()
+                .enumerate()
+                .for_each(|(q, v)| *v = block[q * w + c]);
+            column.sort_unstable_by(f64::total_cmp);
+            *o = match cut {
+                None if n % 2 == 1 => column[n / 2],
+                None => 0.5 * (column[n / 2 - 1] + column[n / 2]),
+                Some(cut) => {
+                    let drop = (cut * n as f64).floor() as usize;
+                    let kept = &column[drop..n - drop];
+                    kept.iter().sum::<f64>() / kept.len() as f64
+                }
+            };
+        }
+    }
+    out
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -358,11 +391,10 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     if den > 0.0 { dot(a, b) / den } else { 0.0 }
 }
 
-/// Statistics of one concept. Pair means use `Σ_{i<j} x_i·x_j = (‖Σx‖² − Σ‖x‖²) / 2`, which
-/// is exact and linear in the number of samples (a concept may hold thousands).
-fn shift_stats(deltas: &[Vec<f64>], shift: &[f64]) -> ShiftStats {
-    let n = deltas.len();
-    let d = shift.len();
+/// Statistics of one concept, in one pass over its shifts. Pair means use
+/// `Σ_{i<j} x_i·x_j = (‖Σx‖² − Σ‖x‖²) / 2`, exact and linear in the number of samples.
+fn shift_stats(deltas: &Deltas<'_>, shift: &[f64]) -> ShiftStats {
+    let (n, d) = (deltas.len(), deltas.cols());
     let shift_norm = norm(shift);
     if n == 0 {
         return ShiftStats {
@@ -378,32 +410,38 @@ fn shift_stats(deltas: &[Vec<f64>], shift: &[f64]) -> ShiftStats {
         };
     }
     let nf = n as f64;
-    let norms: Vec<f64> = deltas.iter().map(|r| norm(r)).collect();
+    let mut row = vec![0f64; d];
+    let (mut sum, mut sum_sq, mut unit_sum) = (vec![0f64; d], vec![0f64; d], vec![0f64; d]);
+    let mut norms = Vec::with_capacity(n);
+    let (mut units_sq, mut cos_with, mut dot_with) = (0f64, 0f64, 0f64);
+    for q in 0..n {
+        deltas.read(q, 0, &mut row);
+        let l = norm(&row);
+        norms.push(l);
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        units_sq += if l > 0.0 { 1.0 } else { 0.0 };
+        for (c, &v) in row.iter().enumerate() {
+            sum[c] += v;
+            sum_sq[c] += v * v;
+            unit_sum[c] += v * inv;
+        }
+        cos_with += cosine(&row, shift);
+        dot_with += dot(&row, shift);
+    }
     let mean_norm = norms.iter().sum::<f64>() / nf;
     let std_norm = (norms.iter().map(|v| (v - mean_norm).powi(2)).sum::<f64>() / nf).sqrt();
-    let mean = mean_vector(deltas, d);
-    let var_sum: f64 = (0..d)
-        .map(|c| deltas.iter().map(|r| (r[c] - mean[c]).powi(2)).sum::<f64>() / nf)
+    let var_sum: f64 = sum
+        .iter()
+        .zip(&sum_sq)
+        .map(|(s, s2)| (s2 / nf - (s / nf).powi(2)).max(0.0))
         .sum();
     let (pair_cosine, pair_dot) = if n >= 2 {
-        let units: Vec<Vec<f64>> = deltas
-            .iter()
-            .zip(&norms)
-            .map(|(r, &l)| {
-                let s = if l > 0.0 { 1.0 / l } else { 0.0 };
-                r.iter().map(|v| v * s).collect()
-            })
-            .collect();
         let pairs = nf * (nf - 1.0);
-        let pair_mean = |rows: &[Vec<f64>]| {
-            let sum = mean_vector(rows, d)
-                .iter()
-                .map(|v| v * nf)
-                .collect::<Vec<_>>();
-            let sq: f64 = rows.iter().map(|r| dot(r, r)).sum();
-            (dot(&sum, &sum) - sq) / pairs
-        };
-        (Some(pair_mean(&units)), Some(pair_mean(deltas)))
+        let sq: f64 = norms.iter().map(|l| l * l).sum();
+        (
+            Some((dot(&unit_sum, &unit_sum) - units_sq) / pairs),
+            Some((dot(&sum, &sum) - sq) / pairs),
+        )
     } else {
         (None, None)
     };
@@ -415,8 +453,8 @@ fn shift_stats(deltas: &[Vec<f64>], shift: &[f64]) -> ShiftStats {
         std_vector_norm: Some(var_sum.sqrt()),
         pair_cosine,
         pair_dot,
-        mean_cosine_with_shift: Some(deltas.iter().map(|r| cosine(r, shift)).sum::<f64>() / nf),
-        mean_dot_with_shift: Some(deltas.iter().map(|r| dot(r, shift)).sum::<f64>() / nf),
+        mean_cosine_with_shift: Some(cos_with / nf),
+        mean_dot_with_shift: Some(dot_with / nf),
     }
 }
 
@@ -840,53 +878,87 @@ mod tests {
         assert!(shifted.recovery[k0].distance_shifted < 0.05);
     }
 
+    /// Source rows of zeros and target rows `rows`: the shifts are the rows.
+    fn as_sets(rows: &[Vec<f64>]) -> (Matrix, Matrix) {
+        let d = rows[0].len();
+        let t: Vec<f32> = rows.iter().flatten().map(|&v| v as f32).collect();
+        (
+            Matrix::zeros(rows.len(), d),
+            Matrix::new(rows.len(), d, t).unwrap(),
+        )
+    }
+
+    fn shifts_of<'a>(s: &'a Matrix, t: &'a Matrix) -> Deltas<'a> {
+        Deltas {
+            source: s,
+            target: t,
+            pairs: identity_pairs(s.rows),
+        }
+    }
+
     #[test]
     fn pair_statistics_match_brute_force() {
-        let deltas = vec![
+        let rows = vec![
             vec![1.0, 0.0, 2.0],
             vec![0.0, 1.0, -1.0],
             vec![1.0, 1.0, 0.0],
             vec![0.0, 0.0, 0.0],
         ];
-        let shift = aggregate(&deltas, 3, Aggregation::Mean);
+        let (s, t) = as_sets(&rows);
+        let deltas = shifts_of(&s, &t);
+        let shift = aggregate(&deltas, Aggregation::Mean);
         let st = shift_stats(&deltas, &shift);
         let (mut cos, mut dots, mut pairs) = (0.0, 0.0, 0.0);
         for i in 0..4 {
             for j in 0..i {
-                cos += cosine(&deltas[i], &deltas[j]);
-                dots += dot(&deltas[i], &deltas[j]);
+                cos += cosine(&rows[i], &rows[j]);
+                dots += dot(&rows[i], &rows[j]);
                 pairs += 1.0;
             }
         }
         assert!((st.pair_cosine.unwrap() - cos / pairs).abs() < 1e-12);
         assert!((st.pair_dot.unwrap() - dots / pairs).abs() < 1e-12);
-        let norms: Vec<f64> = deltas.iter().map(|r| norm(r)).collect();
+        let norms: Vec<f64> = rows.iter().map(|r| norm(r)).collect();
         let mean_norm = norms.iter().sum::<f64>() / 4.0;
         assert!((st.mean_sample_norm.unwrap() - mean_norm).abs() < 1e-12);
-        let with_mean: f64 = deltas.iter().map(|r| cosine(r, &shift)).sum::<f64>() / 4.0;
+        let std_norm = (norms.iter().map(|l| (l - mean_norm).powi(2)).sum::<f64>() / 4.0).sqrt();
+        assert!((st.std_sample_norm.unwrap() - std_norm).abs() < 1e-12);
+        let var: f64 = (0..3)
+            .map(|c| rows.iter().map(|r| (r[c] - shift[c]).powi(2)).sum::<f64>() / 4.0)
+            .sum();
+        assert!((st.std_vector_norm.unwrap() - var.sqrt()).abs() < 1e-12);
+        let with_mean: f64 = rows.iter().map(|r| cosine(r, &shift)).sum::<f64>() / 4.0;
         assert!((st.mean_cosine_with_shift.unwrap() - with_mean).abs() < 1e-12);
+        let dot_mean: f64 = rows.iter().map(|r| dot(r, &shift)).sum::<f64>() / 4.0;
+        assert!((st.mean_dot_with_shift.unwrap() - dot_mean).abs() < 1e-12);
         assert!((st.shift_norm - norm(&[0.5, 0.5, 0.25])).abs() < 1e-12);
     }
 
     #[test]
     fn median_and_trimmed_mean_follow_numpy_and_scipy() {
-        let deltas: Vec<Vec<f64>> = [1.0, 100.0, 3.0, 2.0]
+        let rows: Vec<Vec<f64>> = [1.0, 100.0, 3.0, 2.0]
             .iter()
             .map(|&v| vec![v, -v])
             .collect();
-        assert_eq!(aggregate(&deltas, 2, Aggregation::Median), vec![2.5, -2.5]);
+        let (s, t) = as_sets(&rows);
+        let deltas = shifts_of(&s, &t);
+        assert_eq!(aggregate(&deltas, Aggregation::Median), vec![2.5, -2.5]);
         // trim_mean([1, 2, 3, 100], 0.25) drops one value at each end.
         assert_eq!(
-            aggregate(&deltas, 2, Aggregation::TrimmedMean { cut: 0.25 }),
+            aggregate(&deltas, Aggregation::TrimmedMean { cut: 0.25 }),
             vec![2.5, -2.5]
         );
         // floor(0.1 * 4) = 0: nothing dropped.
         assert_eq!(
-            aggregate(&deltas, 2, Aggregation::TrimmedMean { cut: 0.1 }),
+            aggregate(&deltas, Aggregation::TrimmedMean { cut: 0.1 }),
             vec![26.5, -26.5]
         );
         let odd: Vec<Vec<f64>> = [5.0, 1.0, 3.0].iter().map(|&v| vec![v]).collect();
-        assert_eq!(aggregate(&odd, 1, Aggregation::Median), vec![3.0]);
+        let (s, t) = as_sets(&odd);
+        assert_eq!(
+            aggregate(&shifts_of(&s, &t), Aggregation::Median),
+            vec![3.0]
+        );
         let (s, t, _) = planted(&[vec![1.0]], &[vec![1.0]], 3);
         let bad = params(
             1,
@@ -898,6 +970,86 @@ mod tests {
             concept_shifts(&s, &t, &identity_pairs(3), &bad),
             Err(AnalysisError::InvalidParameter { name: "trim", .. })
         ));
+    }
+
+    #[test]
+    fn blocked_median_and_trimmed_mean_match_per_column_ones() {
+        // More columns than one block, and a block that is cut short.
+        let (n, d) = (7, 2 * COLUMN_BLOCK + 5);
+        let rows: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                (0..d)
+                    .map(|c| f64::from(noise(i, c) * 40.0).round())
+                    .collect()
+            })
+            .collect();
+        let (s, t) = as_sets(&rows);
+        let deltas = shifts_of(&s, &t);
+        let median = aggregate(&deltas, Aggregation::Median);
+        let trimmed = aggregate(&deltas, Aggregation::TrimmedMean { cut: 0.3 });
+        for c in 0..d {
+            let mut col: Vec<f64> = rows.iter().map(|r| r[c]).collect();
+            col.sort_by(f64::total_cmp);
+            assert_eq!(median[c], col[3], "column {c}");
+            // floor(0.3 * 7) = 2 values dropped at each end.
+            assert_eq!(
+                trimmed[c],
+                col[2..5].iter().sum::<f64>() / 3.0,
+                "column {c}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_decomposition_gives_mean_shifts_of_its_assigned_samples() {
+        let (centres, shifts) = planted_world();
+        let (source, target, labels) = planted(&centres, &shifts, 6);
+        let pairs = identity_pairs(labels.len());
+        let methods = [
+            Method::Pca {
+                solver: PcaSolver::Exact,
+            },
+            kmeans(),
+            Method::Snmf(crate::SnmfParams::default()),
+            Method::SemiNmf(crate::SemiNmfParams::default()),
+            Method::Simple,
+        ];
+        for method in methods {
+            let p = ConceptShiftParams {
+                method: method.clone(),
+                ..params(
+                    3,
+                    Association::Activation,
+                    Aggregation::Mean,
+                    MatchBy::Shifted,
+                )
+            };
+            let a = concept_shifts(&source, &target, &pairs, &p).unwrap();
+            for k in 0..3 {
+                let members: Vec<usize> =
+                    (0..pairs.len()).filter(|&q| a.assignment[q] == k).collect();
+                assert_eq!(a.stats[k].samples, members.len(), "{method:?}");
+                for c in 0..4 {
+                    let mean = if members.is_empty() {
+                        0.0
+                    } else {
+                        members
+                            .iter()
+                            .map(|&q| target.get(q, c) - source.get(q, c))
+                            .sum::<f32>()
+                            / members.len() as f32
+                    };
+                    assert!((a.shifts.get(k, c) - mean).abs() < 1e-4, "{method:?}");
+                    let moved = a.original.concepts.get(k, c) + a.shifts.get(k, c);
+                    assert!((a.shifted_concepts.get(k, c) - moved).abs() < 1e-5);
+                }
+            }
+            assert_eq!(a.shifted_activations.rows, target.rows);
+            assert!(a.shifted_activations.data.iter().all(|v| v.is_finite()));
+            let mut matched = a.matching.clone();
+            matched.sort_unstable();
+            assert_eq!(matched, vec![0, 1, 2], "{method:?}: a one-to-one matching");
+        }
     }
 
     #[test]
