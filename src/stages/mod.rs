@@ -7,6 +7,7 @@ mod evaluate;
 mod extract;
 mod ground;
 mod import;
+mod inference;
 mod shift;
 mod steer;
 

@@ -1,0 +1,372 @@
+//! The `extract` stage on the tiny LLaVA fixture and a generated shapes world: batching does
+//! not change the vectors, a killed run resumes to the same bytes, whole-word tokens of
+//! interest, and the feature table feeds `aggregate` unchanged.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[test]
+fn batch_of_eight_gives_the_vectors_of_batch_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "batch"
+{}
+[stage.b1]
+kind = "extract"
+model = "tiny"
+data = "vqa"
+hooks = ["lm.layers.0", "model.norm"]
+generate = {{ max_new_tokens = 4 }}
+batch_size = 1
+
+[stage.b8]
+from = "b1"
+batch_size = 8
+"#,
+            world_sections(dir.path())
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+    let one = read_table(&artifact(&store, "batch", "b1"), "shard");
+    let eight = read_table(&artifact(&store, "batch", "b8"), "shard");
+    for col in ["sample_id", "hook", "token_role", "token"] {
+        assert_eq!(strings(&one, col), strings(&eight, col), "{col}");
+    }
+    assert_eq!(one.ints("position"), eight.ints("position"));
+    assert_eq!(one.ints("token_id"), eight.ints("token_id"));
+    let (dim, a) = one.vector("vector").unwrap();
+    let (_, b) = eight.vector("vector").unwrap();
+    assert_eq!(dim, 64);
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "batch 8 differs from batch 1 by {worst}");
+    // every row is a real state: all positions of 16 samples at two hooks
+    assert!(one.bools("toi_found").unwrap().iter().all(|&f| f));
+    let hooks = strings(&one, "hook");
+    assert!(hooks.iter().all(|h| h == "lm.layers.0" || h == "lm.norm"));
+    let ids = strings(&one, "sample_id");
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 16);
+    let gen1 = read_table(&artifact(&store, "batch", "b1"), "generations");
+    let gen8 = read_table(&artifact(&store, "batch", "b8"), "generations");
+    assert_eq!(strings(&gen1, "generation"), strings(&gen8, "generation"));
+    assert_eq!(strings(&gen1, "task"), vec!["vqa".to_string(); 16]);
+    assert!(
+        gen1.ints("num_tokens")
+            .unwrap()
+            .iter()
+            .all(|&n| (1..=4).contains(&n))
+    );
+    let refs: Vec<Vec<String>> = strings(&gen1, "references")
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    assert!(
+        refs.iter().all(|r| r.len() == 10),
+        "VQA samples carry their 10 answers"
+    );
+}
+
+#[test]
+fn a_killed_extract_resumes_and_ends_with_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "resume"
+{}
+[stage.x]
+kind = "extract"
+model = "tiny"
+data = "vqa"
+hooks = ["lm.layers.1"]
+generate = {{ max_new_tokens = 3 }}
+tokens = {{ among = "generated" }}
+batch_size = 2
+shard_samples = 2
+
+[stage.m]
+kind = "aggregate"
+features = "x"
+"#,
+            world_sections(dir.path())
+        ),
+    )
+    .unwrap();
+    let reference = dir.path().join("reference");
+    run_ok(&reference, &file);
+
+    let store = dir.path().join("killed");
+    let mut child = xlvlm(&store)
+        .arg("run")
+        .arg(&file)
+        .env("XLVLM_TEST_SHARD_PAUSE_MS", "150")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done_lines = || -> usize {
+        std::fs::read_dir(store.join("staging"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("shards.done")).ok())
+                    .map(|t| t.lines().count())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    while done_lines() < 2 {
+        assert!(Instant::now() < deadline, "no shard was written in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let written = done_lines();
+    assert!(
+        (2..8).contains(&written),
+        "{written} shards were done at the kill"
+    );
+
+    let resumed = xlvlm(&store)
+        .arg("run")
+        .arg(&file)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("already written"),
+        "the resumed run rewrote every shard"
+    );
+    for stage in ["x", "m"] {
+        let manifest = |s: &std::path::Path| -> serde_json::Value {
+            let path = artifact(s, "resume", stage).join("manifest.json");
+            serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let (a, b) = (manifest(&reference), manifest(&store));
+        assert_eq!(a["key"], b["key"], "{stage}");
+        assert_eq!(a["files"], b["files"], "{stage}: different bytes");
+    }
+    let files = &serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(artifact(&store, "resume", "x").join("manifest.json")).unwrap(),
+    )
+    .unwrap()["files"];
+    let names: Vec<&str> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.iter().filter(|n| n.starts_with("shard-")).count(), 8);
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.starts_with("generations-"))
+            .count(),
+        8
+    );
+}
+
+/// Teacher forcing on responses we choose: `no` is found as a whole word only, the kept state
+/// is the one that predicts it, samples without it stay with `toi_found = false`.
+#[test]
+fn token_of_interest_matches_whole_words_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = repo().join("tests/fixtures/hf/image.png");
+    let answers = [
+        "no",
+        "snow",
+        "none",
+        "No, it is not.",
+        "a red car",
+        "covered",
+    ];
+    let mut jsonl = String::new();
+    for (i, a) in answers.iter().enumerate() {
+        jsonl.push_str(&format!(
+            "{{\"id\": \"s{i}\", \"image\": \"{}\", \"prompt\": \"Is it?\", \"answer\": \"{a}\"}}\n",
+            image.display()
+        ));
+    }
+    std::fs::write(dir.path().join("d.jsonl"), jsonl).unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "toi"
+
+[models.tiny]
+path = "{}"
+
+[data.d]
+format = "jsonl"
+annotations = "d.jsonl"
+
+[stage.no]
+kind = "extract"
+model = "tiny"
+data = "d"
+mode = "teacher_forcing"
+hooks = ["lm.layers.1"]
+tokens = {{ of_interest = "no" }}
+batch_size = 4
+
+[stage.colour]
+kind = "extract"
+model = "tiny"
+data = "d"
+mode = "teacher_forcing"
+hooks = ["lm.layers.1"]
+tokens = {{ class = "colors" }}
+
+[stage.only_no]
+from = "no"
+require_word_in = "response"
+
+[stage.first]
+kind = "extract"
+model = "tiny"
+data = "d"
+mode = "teacher_forcing"
+hooks = ["lm.layers.1"]
+tokens = {{ range = [0, 4], among = "generated" }}
+batch_size = 4
+
+[stage.m]
+kind = "aggregate"
+features = "no"
+filter = "toi_found"
+"#,
+            tiny_llava().display()
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+    let no = read_table(&artifact(&store, "toi", "no"), "shard");
+    assert_eq!(
+        strings(&no, "sample_id"),
+        ["s0", "s1", "s2", "s3", "s4", "s5"]
+    );
+    assert_eq!(
+        no.bools("toi_found").unwrap(),
+        [true, false, false, true, false, false]
+    );
+    // The state kept predicts the word's first token: the next position holds it.
+    let window = read_table(&artifact(&store, "toi", "first"), "shard");
+    let positions = no.ints("position").unwrap();
+    assert_eq!(positions[1], -1);
+    let (dim, v) = no.vector("vector").unwrap();
+    let (_, wv) = window.vector("vector").unwrap();
+    let w_ids = strings(&window, "sample_id");
+    let w_pos = window.ints("position").unwrap();
+    let w_tok = strings(&window, "token");
+    for (r, sample) in [(0usize, "s0"), (3, "s3")] {
+        let at = |q: i64| {
+            (0..w_ids.len())
+                .find(|&i| w_ids[i] == sample && w_pos[i] == q)
+                .unwrap_or_else(|| panic!("{sample}: position {q} not in the window"))
+        };
+        let next = w_tok[at(positions[r] + 1)].trim().to_lowercase();
+        assert!(
+            !next.is_empty() && "no".starts_with(&next),
+            "{sample}: the token after the kept state is `{next}`"
+        );
+        let kept = at(positions[r]);
+        assert_eq!(
+            &v[r * dim..(r + 1) * dim],
+            &wv[kept * dim..(kept + 1) * dim]
+        );
+    }
+    let row = |r: usize| &v[r * dim..(r + 1) * dim];
+    assert!(row(1).iter().all(|&x| x == 0.0), "not found: a zero vector");
+    assert!(row(0).iter().any(|&x| x != 0.0));
+
+    let colour = read_table(&artifact(&store, "toi", "colour"), "shard");
+    assert_eq!(
+        colour.bools("toi_found").unwrap(),
+        [false, false, false, false, true, false],
+        "`red` is a colour word, `covered` does not contain one"
+    );
+    let only = read_table(&artifact(&store, "toi", "only_no"), "shard");
+    assert_eq!(strings(&only, "sample_id"), ["s0", "s3"]);
+    // No generations in teacher forcing.
+    assert!(
+        !std::fs::read_dir(artifact(&store, "toi", "no"))
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("generations"))
+    );
+    // aggregate takes the feature table as it is: the two samples with the word remain.
+    let m =
+        xlvlm_store::read_parquet(&artifact(&store, "toi", "m").join("matrix.parquet")).unwrap();
+    assert_eq!(strings(&m, "sample_id"), ["s0", "s3"]);
+}
+
+#[test]
+fn bad_extract_settings_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "tokens = { of_interest = \"no\", index = 2 }",
+            "selects one way",
+        ),
+        ("tokens = { class = \"fruits\" }", "unknown word class"),
+        (
+            "mode = \"teacher_forcing\"\ngenerate = { max_new_tokens = 3 }",
+            "do not apply",
+        ),
+        ("hooks = []", "at least one hook"),
+        ("require_word_in = \"response\"", "needs a word selection"),
+        ("batch_size = 0", "at least 1"),
+    ];
+    for (extra, want) in cases {
+        let file = dir.path().join("bad.toml");
+        let hooks = if extra.starts_with("hooks") {
+            ""
+        } else {
+            "hooks = [\"lm.layers.0\"]\n"
+        };
+        std::fs::write(
+            &file,
+            format!(
+                "[experiment]\nname = \"bad\"\n\n[models.tiny]\npath = \"{}\"\n\n[data.d]\nformat = \"jsonl\"\nannotations = \"d.jsonl\"\n\n[stage.x]\nkind = \"extract\"\nmodel = \"tiny\"\ndata = \"d\"\n{hooks}{extra}\n",
+                tiny_llava().display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("d.jsonl"),
+            "{\"id\": 1, \"prompt\": \"hi\"}\n",
+        )
+        .unwrap();
+        let out = xlvlm(&dir.path().join("store"))
+            .arg("validate")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{extra}: {}", stderr(&out));
+    }
+}

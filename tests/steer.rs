@@ -1,0 +1,220 @@
+//! The `steer` stage: alpha = 0 reproduces the unsteered generations, a large alpha changes
+//! them, the projected formula holds at the hidden state, and a whole pipeline (extract →
+//! aggregate → decompose, extract ×2 → shift → steer with an alpha sweep) runs from a TOML.
+
+mod support;
+
+use support::*;
+use xlvlm_model::{
+    Batch, CaptureSpec, CpuBackend, HookPoint, Intervention, InterventionMode, Logits, Positions,
+    Vlm, WeightDType,
+};
+
+#[test]
+fn a_pipeline_from_extraction_to_steering_runs_and_alpha_zero_is_unsteered() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "steer"
+{}
+[stage.base]
+kind = "extract"
+model = "tiny"
+data = "captions"
+hooks = ["lm.layers.1"]
+generate = {{ max_new_tokens = 6 }}
+tokens = {{ mean_before = [] }}
+
+[stage.yes]
+kind = "extract"
+model = "tiny"
+data = "vqa"
+hooks = ["lm.layers.1"]
+generate = {{ max_new_tokens = 6 }}
+tokens = {{ among = "generated", index = -1 }}
+
+[stage.matrix]
+kind = "aggregate"
+features = "base"
+
+[stage.concepts]
+kind = "decompose"
+input = "matrix"
+method = "kmeans"
+num_concepts = 2
+
+[stage.shift]
+kind = "shift"
+method = "shift_of_means"
+source = "base"
+target = "yes"
+
+[stage.steered]
+kind = "steer"
+model = "tiny"
+data = "captions"
+vector = "shift"
+hooks = ["lm.layers.0", "lm.layers.1"]
+alpha = {{ sweep = [0, 400] }}
+generate = {{ max_new_tokens = 6 }}
+
+[stage.projected]
+from = "steered"
+alpha = 3
+mode = "projected"
+positions = "from_index"
+start_index = 5
+"#,
+            world_sections(dir.path())
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+    let base = read_table(&artifact(&store, "steer", "base"), "generations");
+    let zero = read_table(
+        &artifact(&store, "steer", "steered[alpha=0]"),
+        "generations",
+    );
+    let large = read_table(
+        &artifact(&store, "steer", "steered[alpha=400]"),
+        "generations",
+    );
+    assert_eq!(strings(&base, "sample_id"), strings(&zero, "sample_id"));
+    assert_eq!(
+        strings(&base, "generation"),
+        strings(&zero, "generation"),
+        "alpha = 0 must give the unsteered generations"
+    );
+    assert_eq!(base.ints("num_tokens"), zero.ints("num_tokens"));
+    let changed = strings(&base, "generation")
+        .iter()
+        .zip(strings(&large, "generation"))
+        .filter(|(a, b)| **a != *b)
+        .count();
+    assert!(changed > 0, "alpha = 400 changed no generation");
+    assert_eq!(strings(&zero, "task"), vec!["caption".to_string(); 8]);
+    assert!(strings(&zero, "prompt").iter().all(String::is_empty));
+    let refs: Vec<Vec<String>> = strings(&zero, "references")
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    assert!(refs.iter().all(|r| !r.is_empty()));
+    // one mean row per caption sample
+    let features = read_table(&artifact(&store, "steer", "base"), "shard");
+    assert_eq!(strings(&features, "sample_id").len(), 8);
+    assert!(std::fs::metadata(artifact(&store, "steer", "concepts")).is_ok());
+    let projected = read_table(&artifact(&store, "steer", "projected"), "generations");
+    assert_eq!(strings(&projected, "generation").len(), 8);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(artifact(&store, "steer", "steered[alpha=400]").join("manifest.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["summary"]["alpha"], 400.0);
+    assert_eq!(manifest["summary"]["vector_name"], "shift_of_means");
+
+    // a second run is fully cached
+    let again = run_ok(&store, &file);
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("ran"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+}
+
+/// `projected`: h' = h - (h . u) u + alpha u with u = v / |v|, at the selected position only.
+#[test]
+fn projected_mode_sets_the_projection_on_the_vector() {
+    let device = Default::default();
+    let model = Vlm::<CpuBackend>::load_dir(&tiny_llava(), WeightDType::F32, &device).unwrap();
+    let batch = Batch::left_padded(vec![vec![1, 50, 60, 70, 80, 90]], 0);
+    let hook = HookPoint::Layer(0);
+    let capture = [CaptureSpec {
+        hook,
+        positions: Positions::All,
+    }];
+    let plain = model.forward(&batch, &capture, &[], Logits::None).unwrap();
+    let h = plain.captures[0].rows[0].to_f32();
+    let width = 64;
+    let v: Vec<f32> = (0..width)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+        .collect();
+    let alpha = 0.75f32;
+    let steered = model
+        .forward(
+            &batch,
+            &capture,
+            &[Intervention {
+                hook,
+                vector: v.clone(),
+                alpha,
+                positions: Positions::Index(3),
+                mode: InterventionMode::Projected,
+            }],
+            Logits::None,
+        )
+        .unwrap();
+    let h2 = steered.captures[0].rows[0].to_f32();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let u: Vec<f32> = v.iter().map(|x| x / norm).collect();
+    for pos in 0..6 {
+        let row = &h[pos * width..(pos + 1) * width];
+        let got = &h2[pos * width..(pos + 1) * width];
+        if pos == 3 {
+            let along: f32 = row.iter().zip(&u).map(|(a, b)| a * b).sum();
+            for i in 0..width {
+                let want = row[i] - along * u[i] + alpha * u[i];
+                assert!(
+                    (got[i] - want).abs() < 1e-5,
+                    "component {i}: {} vs {want}",
+                    got[i]
+                );
+            }
+            let projection: f32 = got.iter().zip(&u).map(|(a, b)| a * b).sum();
+            assert!((projection - alpha).abs() < 1e-5, "{projection}");
+        } else {
+            assert_eq!(row, got, "position {pos} is not steered");
+        }
+    }
+}
+
+#[test]
+fn bad_steer_settings_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("d.jsonl"),
+        "{\"id\": 1, \"prompt\": \"hi\"}\n",
+    )
+    .unwrap();
+    let cases = [
+        ("positions = \"from_index\"", "needs `start_index`"),
+        (
+            "start_index = 3",
+            "applies to `positions = \"from_index\"` only",
+        ),
+        ("mode = \"multiply\"", "mode"),
+        ("generate = { max_new_tokens = 0 }", "at least 1"),
+    ];
+    for (extra, want) in cases {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[experiment]\nname = \"bad\"\n\n[models.tiny]\npath = \"{}\"\n\n[data.d]\nformat = \"jsonl\"\nannotations = \"d.jsonl\"\n\n[stage.v]\nkind = \"import\"\npath = \"d.jsonl\"\nformat = \"npy\"\n\n[stage.s]\nkind = \"steer\"\nmodel = \"tiny\"\ndata = \"d\"\nvector = \"v\"\nhooks = [\"lm.layers.0\"]\n{extra}\n",
+                tiny_llava().display()
+            ),
+        )
+        .unwrap();
+        let out = xlvlm(&dir.path().join("store"))
+            .arg("validate")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{extra}: {}", stderr(&out));
+    }
+}

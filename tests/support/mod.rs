@@ -1,0 +1,132 @@
+//! Helpers shared by the model-stage tests: a shapes world, the tiny LLaVA fixture, running
+//! the binary and reading the artifacts it wrote.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use xlvlm_store::{Column, FeatureTable, read_parquet};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The tiny random-weight LLaVA checkpoint (2 decoder layers, width 64).
+pub fn tiny_llava() -> PathBuf {
+    repo().join("tests/fixtures/hf/llava")
+}
+
+pub fn xlvlm(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xlvlm"));
+    c.env("XLVLM_STORE", store)
+        .env_remove("RUST_LOG")
+        .env_remove("XLVLM_TEST_SHARD_PAUSE_MS");
+    c
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `xlvlm run file` and fails the test with its stderr if it fails.
+pub fn run_ok(store: &Path, file: &Path) -> Output {
+    let out = xlvlm(store).arg("run").arg(file).output().unwrap();
+    assert!(out.status.success(), "xlvlm run failed:\n{}", stderr(&out));
+    out
+}
+
+/// A shapes world of 24 images in `dir/world`, and the `[models]`/`[data]` sections that read
+/// it with the tiny LLaVA: `vqa` (train questions) and `captions` (train captions).
+pub fn world_sections(dir: &Path) -> String {
+    let world = dir.join("world");
+    let options = xlvlm_data::WorldOptions {
+        threads: Some(1),
+        ..Default::default()
+    };
+    let summary = xlvlm_data::generate_world(&world, 3, 24, &options).unwrap();
+    let train = &summary.splits["train"];
+    format!(
+        r#"
+[models.tiny]
+path = "{model}"
+
+[data.vqa]
+format = "vqav2"
+questions = "{q}"
+annotations = "{a}"
+images = "{images}"
+image_template = "{template}"
+split = "train"
+limit = 16
+
+[data.captions]
+format = "coco_karpathy"
+annotations = "{captions}"
+images = "{images}"
+split = "train"
+limit = 8
+"#,
+        model = tiny_llava().display(),
+        q = world.join(&train.questions_file).display(),
+        a = world.join(&train.annotations_file).display(),
+        images = world.join(&summary.image_root).display(),
+        template = summary.image_template,
+        captions = world.join(&summary.captions_file).display(),
+    )
+}
+
+/// The artifact folder a stage's name points at.
+pub fn artifact(store: &Path, experiment: &str, label: &str) -> PathBuf {
+    let key = std::fs::read_to_string(store.join("names").join(experiment).join(label))
+        .unwrap_or_else(|e| panic!("no name for `{label}`: {e}"));
+    let key = key.trim();
+    store.join("objects").join(&key[..2]).join(&key[2..])
+}
+
+/// The files `prefix-*.parquet` of an artifact, concatenated in order.
+pub fn read_table(dir: &Path, prefix: &str) -> FeatureTable {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(&format!("{prefix}-")) && name.ends_with(".parquet")
+        })
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no {prefix}-*.parquet in {}",
+        dir.display()
+    );
+    let mut out: Option<FeatureTable> = None;
+    for f in files {
+        let part = read_parquet(&f).unwrap();
+        out = Some(match out {
+            None => part,
+            Some(mut acc) => {
+                for ((_, a), (_, b)) in acc.columns.iter_mut().zip(part.columns) {
+                    match (a, b) {
+                        (Column::Utf8(a), Column::Utf8(b)) => a.extend(b),
+                        (Column::Int64(a), Column::Int64(b)) => a.extend(b),
+                        (Column::Bool(a), Column::Bool(b)) => a.extend(b),
+                        (Column::Float64(a), Column::Float64(b)) => a.extend(b),
+                        (Column::Vector { values: a, .. }, Column::Vector { values: b, .. }) => {
+                            a.extend(b)
+                        }
+                        _ => panic!("shards disagree"),
+                    }
+                }
+                acc
+            }
+        });
+    }
+    out.unwrap()
+}
+
+pub fn strings(t: &FeatureTable, name: &str) -> Vec<String> {
+    t.strings(name)
+        .unwrap_or_else(|| panic!("no utf8 column {name}"))
+        .to_vec()
+}
