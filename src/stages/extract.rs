@@ -170,7 +170,7 @@ impl ModelWork for Extract<'_> {
             }
         }
         let end_ids: Vec<u32> = match &selector {
-            Selector::MeanBefore(ends) if ends.is_empty() => model.config().eos_token_ids.clone(),
+            Selector::MeanBefore([]) => model.config().eos_token_ids.clone(),
             Selector::MeanBefore(ends) => ends
                 .iter()
                 .map(|s| {
@@ -524,12 +524,12 @@ fn features_table(
 ) -> anyhow::Result<FeatureTable> {
     let mut token_text: BTreeMap<i64, String> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.token_id >= 0) {
-        if !token_text.contains_key(&r.token_id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = token_text.entry(r.token_id) {
             let text = processor
                 .tokenizer()
                 .decode(&[r.token_id as u32], false)
                 .with_context(|| format!("decoding token {}", r.token_id))?;
-            token_text.insert(r.token_id, text);
+            slot.insert(text);
         }
     }
     let mut values = Vec::with_capacity(rows.len() * width);
