@@ -52,10 +52,14 @@ pub fn run(ctx: &StageContext<'_>, p: &ExtractParams) -> anyhow::Result<StageOut
     }
     if samples.is_empty() {
         bail!(
-            "none of the {read} samples of dataset `{}` contains the selection's word(s) in its {:?}",
+            "none of the {read} samples of dataset `{}` has the selection's word(s) in its {}",
             ctx.node.data.as_ref().map_or("", |d| d.name.as_str()),
-            p.require_word_in
-                .expect("only this filter can empty the list")
+            match p.require_word_in {
+                Some(SampleField::Response) => "response",
+                Some(SampleField::References) => "references",
+                Some(SampleField::Prompt) => "prompt",
+                None => "samples",
+            }
         );
     }
     inference::with_model(
@@ -330,11 +334,7 @@ impl ModelWork for Extract<'_> {
                                     sample,
                                     hook: h,
                                     position: -1,
-                                    role: if among == Among::Prompt {
-                                        PROMPT
-                                    } else {
-                                        GENERATED
-                                    },
+                                    role: among_role(among),
                                     token_id: -1,
                                     values: Some(acc.iter().map(|a| (a / n) as f32).collect()),
                                     found: true,
@@ -344,7 +344,11 @@ impl ModelWork for Extract<'_> {
                                 sample,
                                 hook: h,
                                 position: -1,
-                                role: if hook.is_vision() { IMAGE } else { GENERATED },
+                                role: if hook.is_vision() {
+                                    IMAGE
+                                } else {
+                                    among_role(among)
+                                },
                                 token_id: -1,
                                 values: None,
                                 found: false,
@@ -392,6 +396,15 @@ impl ModelWork for Extract<'_> {
                 "samples_per_second": if seconds > 0.0 { ran as f64 / seconds } else { 0.0 },
             }),
         })
+    }
+}
+
+/// The role recorded on rows that stand for no single position (a mean, or nothing found).
+fn among_role(among: Among) -> &'static str {
+    match among {
+        Among::Image => IMAGE,
+        Among::Prompt => PROMPT,
+        Among::All | Among::Generated => GENERATED,
     }
 }
 

@@ -340,6 +340,7 @@ pub struct ExtractParams {
     pub data: String,
     /// Hook points (`lm.layers.31`, or the checkpoint's own module names).
     pub hooks: Vec<String>,
+    /// Default `generate`.
     #[serde(default)]
     pub mode: Option<ExtractMode>,
     /// Generation settings (generate mode only; filled with defaults there).
@@ -353,14 +354,17 @@ pub struct ExtractParams {
     /// Keep at most this many samples (after `require_word_in`).
     #[serde(default)]
     pub max_samples: Option<usize>,
+    /// The instruction built from each sample (default: the seed's `llava` templates).
     #[serde(default)]
     pub prompt: Option<PromptParams>,
-    /// Samples per forward pass (left padding; results match batch 1 within float rounding).
+    /// Samples per forward pass, default 8 (left padding; results match batch 1 within float
+    /// rounding).
     #[serde(default)]
     pub batch_size: Option<usize>,
-    /// Samples per output shard; a killed run resumes at the first unfinished shard.
+    /// Samples per output shard, default 64; a killed run resumes at the first unfinished shard.
     #[serde(default)]
     pub shard_samples: Option<usize>,
+    /// Storage of the `vector` column, default `f32`.
     #[serde(default)]
     pub vector_dtype: Option<VectorDtype>,
 }
@@ -387,7 +391,7 @@ pub(crate) fn check_sizes(
     shard_samples: &mut Option<usize>,
 ) -> Result<(), ParamError> {
     let b = *batch_size.get_or_insert(8);
-    let s = *shard_samples.get_or_insert(256);
+    let s = *shard_samples.get_or_insert(64);
     if b == 0 {
         return Err(ParamError::new("batch_size", "must be at least 1"));
     }

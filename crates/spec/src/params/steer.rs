@@ -58,21 +58,24 @@ pub struct SteerParams {
     /// Strength (sweepable: `alpha = { sweep = [0.5, 1, 2] }`).
     #[serde(default = "default_alpha")]
     pub alpha: f64,
+    /// Default `all` (the seed's `shift_hidden_states_add`).
     #[serde(default)]
     pub positions: Option<SteerPositions>,
     /// With `positions = "from_index"`: the first steered position.
     #[serde(default)]
     pub start_index: Option<usize>,
+    /// Default `add`.
     #[serde(default)]
     pub mode: Option<SteerMode>,
     #[serde(default)]
     pub generate: Option<GenerateParams>,
+    /// The instruction built from each sample (default: the seed's `llava` templates).
     #[serde(default)]
     pub prompt: Option<PromptParams>,
-    /// Samples per generation batch (left padding).
+    /// Samples per generation batch, default 8 (left padding).
     #[serde(default)]
     pub batch_size: Option<usize>,
-    /// Samples per output shard; a killed run resumes at the first unfinished shard.
+    /// Samples per output shard, default 64; a killed run resumes at the first unfinished shard.
     #[serde(default)]
     pub shard_samples: Option<usize>,
 }
