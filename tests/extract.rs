@@ -241,6 +241,10 @@ tokens = {{ class = "colors" }}
 from = "no"
 require_word_in = "response"
 
+[stage.raw]
+from = "no"
+prompt = {{ chat_template = false }}
+
 [stage.first]
 kind = "extract"
 model = "tiny"
@@ -306,6 +310,13 @@ filter = "toi_found"
         [false, false, false, false, true, false],
         "`red` is a colour word, `covered` does not contain one"
     );
+    let raw = read_table(&artifact(&store, "toi", "raw"), "shard");
+    assert_eq!(
+        raw.bools("toi_found").unwrap(),
+        no.bools("toi_found").unwrap(),
+        "raw-text prompts find the same words"
+    );
+    assert_ne!(raw.ints("position"), no.ints("position"), "but at other positions");
     let only = read_table(&artifact(&store, "toi", "only_no"), "shard");
     assert_eq!(strings(&only, "sample_id"), ["s0", "s3"]);
     // No generations in teacher forcing.

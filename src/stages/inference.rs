@@ -189,6 +189,14 @@ pub fn encode(
     prompt: &PromptParams,
     teacher_forcing: bool,
 ) -> anyhow::Result<Encoded> {
+    if prompt.chat_template
+        && processor.chat_template().is_none()
+        && processor.chat_template_error().is_none()
+    {
+        bail!(
+            "the checkpoint has no chat template (chat_template.json, chat_template.jinja or tokenizer_config.json); set `prompt = {{ chat_template = false }}` to send `<image>\\n{{instruction}}` as raw text"
+        );
+    }
     let inputs = |with_response: bool| -> Vec<xlvlm_processor::Sample<'_>> {
         samples
             .iter()
