@@ -316,7 +316,11 @@ filter = "toi_found"
         no.bools("toi_found").unwrap(),
         "raw-text prompts find the same words"
     );
-    assert_ne!(raw.ints("position"), no.ints("position"), "but at other positions");
+    assert_ne!(
+        raw.ints("position"),
+        no.ints("position"),
+        "but at other positions"
+    );
     let only = read_table(&artifact(&store, "toi", "only_no"), "shard");
     assert_eq!(strings(&only, "sample_id"), ["s0", "s3"]);
     // No generations in teacher forcing.
