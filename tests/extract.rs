@@ -355,6 +355,10 @@ fn bad_extract_settings_are_clear_errors() {
         ("hooks = []", "at least one hook"),
         ("require_word_in = \"response\"", "needs a word selection"),
         ("batch_size = 0", "at least 1"),
+        (
+            "tokens = { of_interest = \"no\", among = \"image\" }",
+            "hold no words",
+        ),
     ];
     for (extra, want) in cases {
         let file = dir.path().join("bad.toml");

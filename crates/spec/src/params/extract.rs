@@ -273,17 +273,22 @@ impl TokenSelection {
             )
             .help("`mean_before = []` uses the checkpoint's end-of-sequence tokens"));
         }
-        if self.among.is_none() {
-            let searches = self.of_interest.is_some()
-                || self.token_id.is_some()
-                || self.class.is_some()
-                || self.words.is_some()
-                || self.mean_before.is_some();
-            self.among = Some(if searches {
-                Among::Generated
-            } else {
-                Among::All
-            });
+        let searches = self.of_interest.is_some()
+            || self.token_id.is_some()
+            || self.class.is_some()
+            || self.words.is_some()
+            || self.mean_before.is_some();
+        let among = *self.among.get_or_insert(if searches {
+            Among::Generated
+        } else {
+            Among::All
+        });
+        if searches && among == Among::Image {
+            return Err(ParamError::new(
+                "tokens.among",
+                "image positions hold no words or token ids to search",
+            )
+            .help("use among = \"generated\", \"prompt\" or \"all\""));
         }
         Ok(())
     }
