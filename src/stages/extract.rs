@@ -217,6 +217,11 @@ impl ModelWork for Extract<'_> {
             .collect();
         let image_token = processor.image_token_id();
         let half = p.vector_dtype == Some(VectorDtype::F16);
+        let mode_name = if teacher_forcing {
+            "teacher_forcing"
+        } else {
+            "generate"
+        };
         let batch_size = p.batch_size.expect("filled by the spec");
         let shard_samples = p.shard_samples.expect("filled by the spec");
 
@@ -371,7 +376,9 @@ impl ModelWork for Extract<'_> {
             let table = features_table(processor, shard, &rows, &names, width, half)?
                 .with_metadata("xlvlm.model", model_name)
                 .with_metadata("xlvlm.hooks", names.join(","))
-                .with_metadata("xlvlm.dim", width.to_string());
+                .with_metadata("xlvlm.dim", width.to_string())
+                .with_metadata("xlvlm.model_dtype", format!("{:?}", model.dtype()))
+                .with_metadata("xlvlm.mode", mode_name);
             ctx.staging
                 .write_shard(s as u32, &table)
                 .with_context(|| format!("writing shard {s}"))?;
@@ -385,7 +392,7 @@ impl ModelWork for Extract<'_> {
                 "model": model_name,
                 "checkpoint": model.dir().display().to_string(),
                 "hooks": names,
-                "mode": if teacher_forcing { "teacher_forcing" } else { "generate" },
+                "mode": mode_name,
                 "dim": width,
                 "samples": samples.len(),
                 "shards": shards.len(),
