@@ -61,6 +61,21 @@ hooks = ["lm.layers.0", "lm.layers.1"]
 alpha = {{ sweep = [0, 400] }}
 generate = {{ max_new_tokens = 6 }}
 
+[stage.first_unsteered]
+from = "steered"
+alpha = 0
+generate = {{ max_new_tokens = 1 }}
+
+[stage.first_generated_only]
+from = "first_unsteered"
+alpha = 400
+positions = "generated"
+
+[stage.first_last_prompt]
+from = "first_unsteered"
+alpha = 400
+positions = "last_prompt_token"
+
 [stage.projected]
 from = "steered"
 alpha = 3
@@ -103,6 +118,16 @@ start_index = 5
         .map(|r| serde_json::from_str(r).unwrap())
         .collect();
     assert!(refs.iter().all(|r| !r.is_empty()));
+    // Steering generated tokens only leaves the first token, predicted by the prompt pass,
+    // as it was; steering the last prompt token changes it.
+    let first = |label: &str| {
+        strings(
+            &read_table(&artifact(&store, "steer", label), "generations"),
+            "generation",
+        )
+    };
+    assert_eq!(first("first_generated_only"), first("first_unsteered"));
+    assert_ne!(first("first_last_prompt"), first("first_unsteered"));
     // one mean row per caption sample
     let features = read_table(&artifact(&store, "steer", "base"), "shard");
     assert_eq!(strings(&features, "sample_id").len(), 8);
