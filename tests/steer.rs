@@ -146,6 +146,21 @@ start_index = 5
     let again = run_ok(&store, &file);
     let again = String::from_utf8_lossy(&again.stdout);
     assert!(again.contains("nothing to run"), "{again}");
+
+    // A vector the shift stage does not hold is named with the ones it does.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\n[stage.wrong]\nfrom = \"projected\"\nvector_name = \"nope\"\n"),
+    )
+    .unwrap();
+    let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("has no vector named `nope` (it has: shift_of_means)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `projected`: h' = h - (h . u) u + alpha u with u = v / |v|, at the selected position only.
