@@ -255,3 +255,109 @@ fn bad_steer_settings_are_clear_errors() {
         assert!(stderr(&out).contains(want), "{extra}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_killed_steer_resumes_and_ends_with_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "resume"
+{}
+[stage.a]
+kind = "extract"
+model = "tiny"
+data = "captions"
+mode = "teacher_forcing"
+hooks = ["lm.layers.1"]
+tokens = {{ among = "generated", index = 0 }}
+
+[stage.b]
+kind = "extract"
+model = "tiny"
+data = "captions"
+mode = "teacher_forcing"
+hooks = ["lm.layers.1"]
+tokens = {{ among = "generated", index = -1 }}
+
+[stage.v]
+kind = "shift"
+method = "shift_of_means"
+source = "a"
+target = "b"
+
+[stage.s]
+kind = "steer"
+model = "tiny"
+data = "captions"
+vector = "v"
+hooks = ["lm.layers.1"]
+alpha = 20
+generate = {{ max_new_tokens = 5 }}
+batch_size = 2
+shard_samples = 2
+"#,
+            world_sections(dir.path())
+        ),
+    )
+    .unwrap();
+    let reference = dir.path().join("reference");
+    run_ok(&reference, &file);
+
+    let store = dir.path().join("killed");
+    let mut child = xlvlm(&store)
+        .arg("run")
+        .arg(&file)
+        .env("XLVLM_TEST_SHARD_PAUSE_MS", "150")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Only the steer stage writes generations files here.
+    let written = || -> usize {
+        std::fs::read_dir(store.join("staging"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_dir(e.ok()?.path()).ok())
+                    .flatten()
+                    .filter(|f| {
+                        let name = f.as_ref().unwrap().file_name();
+                        let name = name.to_string_lossy();
+                        name.starts_with("generations-") && name.ends_with(".parquet")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while written() < 1 {
+        assert!(std::time::Instant::now() < deadline, "no shard in time");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        (1..4).contains(&written()),
+        "{} shards at the kill",
+        written()
+    );
+    let resumed = xlvlm(&store)
+        .arg("run")
+        .arg(&file)
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("already written"));
+    let manifest = |s: &std::path::Path| -> serde_json::Value {
+        let path = artifact(s, "resume", "s").join("manifest.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    assert_eq!(manifest(&reference)["files"], manifest(&store)["files"]);
+    assert_eq!(
+        manifest(&store)["files"].as_array().unwrap().len(),
+        4,
+        "8 captions in shards of 2"
+    );
+}
