@@ -241,6 +241,10 @@ tokens = {{ class = "colors" }}
 from = "no"
 require_word_in = "response"
 
+[stage.late]
+from = "no"
+tokens = {{ search_from = 1000 }}
+
 [stage.raw]
 from = "no"
 prompt = {{ chat_template = false }}
@@ -310,6 +314,11 @@ filter = "toi_found"
         [false, false, false, false, true, false],
         "`red` is a colour word, `covered` does not contain one"
     );
+    let late = read_table(&artifact(&store, "toi", "late"), "shard");
+    assert!(
+        late.bools("toi_found").unwrap().iter().all(|&f| !f),
+        "no state is kept before search_from"
+    );
     let raw = read_table(&artifact(&store, "toi", "raw"), "shard");
     assert_eq!(
         raw.bools("toi_found").unwrap(),
@@ -355,6 +364,7 @@ fn bad_extract_settings_are_clear_errors() {
         ("hooks = []", "at least one hook"),
         ("require_word_in = \"response\"", "needs a word selection"),
         ("batch_size = 0", "at least 1"),
+        ("tokens = { search_from = 3 }", "applies to of_interest"),
         (
             "tokens = { of_interest = \"no\", among = \"image\" }",
             "hold no words",

@@ -305,7 +305,14 @@ impl ModelWork for Extract<'_> {
                         let picked = if hook.is_vision() {
                             select_plain(&st.positions, &selector)
                         } else {
-                            select(processor, &seq, among, &selector, &end_ids)
+                            select(
+                                processor,
+                                &seq,
+                                among,
+                                &selector,
+                                &end_ids,
+                                p.tokens.search_from,
+                            )
                         };
                         let sample = offset + r;
                         match picked {
@@ -499,10 +506,17 @@ fn select(
     among: Among,
     selector: &Selector<'_>,
     end_ids: &[u32],
+    search_from: Option<i64>,
 ) -> Picked {
     let window = seq.window(among);
+    let from = match search_from {
+        Some(s) if s < 0 => seq.fed.saturating_sub(s.unsigned_abs() as usize),
+        Some(s) => s as usize,
+        None => 0,
+    };
     // The state that predicts the token at absolute position `a`.
-    let predicting = |a: usize| -> Option<usize> { a.checked_sub(1).filter(|&q| q < seq.fed) };
+    let predicting =
+        |a: usize| -> Option<usize> { a.checked_sub(1).filter(|&q| q < seq.fed && q >= from) };
     match selector {
         Selector::All | Selector::Index(_) | Selector::Range(..) => select_plain(&window, selector),
         Selector::Words(words) => {
@@ -526,6 +540,7 @@ fn select(
             Picked::Positions(first.into_iter().collect())
         }
         Selector::MeanBefore(_) => {
+            let window: Vec<usize> = window.into_iter().filter(|&q| q >= from).collect();
             let end = window
                 .iter()
                 .position(|&q| seq.ids.get(q + 1).is_some_and(|t| end_ids.contains(t)));

@@ -167,6 +167,11 @@ pub struct TokenSelection {
     /// Where to look. Default: `generated` for word, token and mean selections, `all` otherwise.
     #[serde(default)]
     pub among: Option<Among>,
+    /// Word, token-id and mean selections keep only states at this position or later
+    /// (negative: counted back from the end of the positions the model ran); the seed's
+    /// `--token_of_interest_start_token`.
+    #[serde(default)]
+    pub search_from: Option<i64>,
 }
 
 /// What [`TokenSelection`] resolves to.
@@ -283,6 +288,13 @@ impl TokenSelection {
         } else {
             Among::All
         });
+        if self.search_from.is_some() && !searches {
+            return Err(ParamError::new(
+                "tokens.search_from",
+                "applies to of_interest, token_id, class, words and mean_before",
+            )
+            .help("for positions from an index on use `range = [start, 1000000]`"));
+        }
         if searches && among == Among::Image {
             return Err(ParamError::new(
                 "tokens.among",
