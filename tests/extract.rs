@@ -399,3 +399,73 @@ fn bad_extract_settings_are_clear_errors() {
         assert!(stderr(&out).contains(want), "{extra}: {}", stderr(&out));
     }
 }
+
+/// Writing every default out keeps the cache key: nothing reruns.
+#[test]
+fn explicit_defaults_keep_the_cache_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = repo().join("tests/fixtures/hf/image.png");
+    std::fs::write(
+        dir.path().join("d.jsonl"),
+        format!(
+            "{{\"id\": \"a\", \"image\": \"{}\", \"prompt\": \"What is it?\"}}\n",
+            image.display()
+        ),
+    )
+    .unwrap();
+    let head = format!(
+        "[experiment]\nname = \"defaults\"\n\n[models.tiny]\npath = \"{}\"\n\n[data.d]\nformat = \"jsonl\"\nannotations = \"d.jsonl\"\n\n",
+        tiny_llava().display()
+    );
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{head}[stage.x]\nkind = \"extract\"\nmodel = \"tiny\"\ndata = \"d\"\nhooks = [\"lm.layers.0\"]\ngenerate = {{ max_new_tokens = 2 }}\n\n[stage.v]\nkind = \"shift\"\nmethod = \"shift_of_means\"\nsource = \"x\"\ntarget = \"x\"\n\n[stage.s]\nkind = \"steer\"\nmodel = \"tiny\"\ndata = \"d\"\nvector = \"v\"\nhooks = [\"lm.layers.0\"]\n"
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+    std::fs::write(
+        &file,
+        format!(
+            r#"{head}[stage.x]
+kind = "extract"
+model = "tiny"
+data = "d"
+hooks = ["lm.layers.0"]
+mode = "generate"
+generate = {{ max_new_tokens = 2, stop = [] }}
+tokens = {{ among = "all" }}
+prompt = {{ caption = "\nProvide a one-sentence caption for the provided image.", vqa_suffix = "\nAnswer the question using a single word or phrase.", chat_template = true }}
+batch_size = 8
+shard_samples = 64
+vector_dtype = "f32"
+
+[stage.v]
+kind = "shift"
+method = "shift_of_means"
+source = "x"
+target = "x"
+
+[stage.s]
+kind = "steer"
+model = "tiny"
+data = "d"
+vector = "v"
+hooks = ["lm.layers.0"]
+alpha = 1.0
+mode = "add"
+positions = "all"
+generate = {{ max_new_tokens = 50, stop = [] }}
+batch_size = 8
+shard_samples = 64
+"#
+        ),
+    )
+    .unwrap();
+    let again = run_ok(&store, &file);
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(again.contains("nothing to run"), "{again}");
+}
