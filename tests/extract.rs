@@ -293,7 +293,13 @@ filter = "toi_found"
                 .find(|&i| w_ids[i] == sample && w_pos[i] == q)
                 .unwrap_or_else(|| panic!("{sample}: position {q} not in the window"))
         };
-        let next = w_tok[at(positions[r] + 1)].trim().to_lowercase();
+        // the vocabulary entry: `▁no`, or a byte-fallback piece such as `<0x4E>` for `N`
+        let piece = &w_tok[at(positions[r] + 1)];
+        let next = match piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
+            Some(hex) => char::from(u8::from_str_radix(hex, 16).unwrap()).to_string(),
+            None => piece.trim_start_matches(['▁', 'Ġ']).to_string(),
+        }
+        .to_lowercase();
         assert!(
             !next.is_empty() && "no".starts_with(&next),
             "{sample}: the token after the kept state is `{next}`"

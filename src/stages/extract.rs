@@ -9,9 +9,10 @@
 //!
 //! Row semantics: `position` is the index in the unpadded sequence (prompt, then generated
 //! tokens) of the hidden state kept; `token_role`/`token_id`/`token` describe the token at that
-//! position. For a word or token-id selection the kept state is the one *before* the word:
-//! its next-token prediction is the word's first token (the seed's alignment). A `mean_before`
-//! row has `position = -1`, `token_id = -1` and `token = ""`.
+//! position (`token` is the vocabulary entry, as transformers' `convert_ids_to_tokens`: `▁yes`,
+//! `<0x4E>`). For a word or token-id selection the kept state is the one *before* the word: its
+//! next-token prediction is the word's first token (the seed's alignment). A `mean_before` row
+//! has `position = -1`, `token_id = -1` and `token = ""`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -560,10 +561,15 @@ fn features_table(
     let mut token_text: BTreeMap<i64, String> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.token_id >= 0) {
         if let std::collections::btree_map::Entry::Vacant(slot) = token_text.entry(r.token_id) {
-            let text = processor
-                .tokenizer()
-                .decode(&[r.token_id as u32], false)
-                .with_context(|| format!("decoding token {}", r.token_id))?;
+            // The vocabulary entry (`▁yes`, `Ġyes`, `<image>`): decoding one token alone drops
+            // a SentencePiece word's leading space and shows a bare `▁` as nothing.
+            let text = match processor.tokenizer().id_to_token(r.token_id as u32) {
+                Some(piece) => piece,
+                None => processor
+                    .tokenizer()
+                    .decode(&[r.token_id as u32], false)
+                    .with_context(|| format!("decoding token {}", r.token_id))?,
+            };
             slot.insert(text);
         }
     }
