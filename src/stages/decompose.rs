@@ -1,11 +1,9 @@
 //! `decompose`: concepts (K×D) and activations (N×K) of a matrix.
 
 use anyhow::{Context, bail};
-use xlvlm_analysis::{
-    KMeansParams, Matrix, Method, Model, PcaSolver, SemiNmfParams, SnmfParams, decompose,
-};
+use xlvlm_analysis::{Matrix, Model, decompose};
 use xlvlm_dag::{StageContext, StageOutput};
-use xlvlm_spec::{DecomposeMethod, DecomposeParams, PcaSolver as SpecSolver};
+use xlvlm_spec::DecomposeParams;
 use xlvlm_store::{Column, FeatureTable};
 
 pub fn run(ctx: &StageContext<'_>, p: &DecomposeParams) -> anyhow::Result<StageOutput> {
@@ -22,31 +20,14 @@ pub fn run(ctx: &StageContext<'_>, p: &DecomposeParams) -> anyhow::Result<StageO
         );
     }
     let x = Matrix::new(rows, dim, values.to_vec()).context("building the input matrix")?;
-    let max_iter = p.max_iter.expect("resolved by the spec");
-    let tol = p.tol.expect("resolved by the spec");
-    let method = match p.method {
-        DecomposeMethod::Pca => Method::Pca {
-            solver: match p.pca_solver.expect("resolved by the spec") {
-                SpecSolver::Auto => PcaSolver::Auto,
-                SpecSolver::Full => PcaSolver::Exact,
-                SpecSolver::Randomized => PcaSolver::Randomized,
-            },
-        },
-        DecomposeMethod::Kmeans => Method::KMeans(KMeansParams {
-            n_init: p.n_init.expect("resolved by the spec"),
-            max_iter,
-            tol,
-            ..KMeansParams::default()
-        }),
-        DecomposeMethod::Snmf => Method::Snmf(SnmfParams {
-            alpha: p.alpha.expect("resolved by the spec"),
-            max_iter,
-            tol,
-            ..SnmfParams::default()
-        }),
-        DecomposeMethod::SemiNmf => Method::SemiNmf(SemiNmfParams { max_iter, tol }),
-        DecomposeMethod::Simple => Method::Simple,
-    };
+    let method = super::decomposition_method(
+        p.method,
+        p.pca_solver,
+        p.n_init,
+        p.alpha,
+        p.max_iter,
+        p.tol,
+    );
     let seed = p.seed.expect("resolved by the spec");
     let d = decompose(&x, p.num_concepts, &method, seed).context("decomposition failed")?;
 

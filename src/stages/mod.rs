@@ -2,6 +2,7 @@
 //! their main table as Parquet: numbered shards (`shard-00000.parquet`, ...) or `matrix.parquet`.
 
 mod aggregate;
+mod dataset;
 mod decompose;
 mod evaluate;
 mod extract;
@@ -14,8 +15,9 @@ mod steer;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use xlvlm_analysis::{KMeansParams, Method, PcaSolver, SemiNmfParams, SnmfParams};
 use xlvlm_dag::{Executor, InputArtifact, StageContext, StageOutput};
-use xlvlm_spec::StageParams;
+use xlvlm_spec::{DecomposeMethod, PcaSolver as SpecPcaSolver, StageParams};
 use xlvlm_store::{Column, FeatureTable, read_parquet};
 
 /// Runs every stage kind this version implements.
@@ -33,6 +35,47 @@ impl Executor for Stages {
             StageParams::Ground(p) => ground::run(ctx, p),
             StageParams::Evaluate(p) => evaluate::run(ctx, p),
         }
+    }
+}
+
+/// The analysis crate's decomposition for a method and its options as the spec resolved them
+/// (every option the method uses is `Some`).
+fn decomposition_method(
+    method: DecomposeMethod,
+    pca_solver: Option<SpecPcaSolver>,
+    n_init: Option<usize>,
+    snmf_alpha: Option<f64>,
+    max_iter: Option<usize>,
+    tol: Option<f64>,
+) -> Method {
+    const RESOLVED: &str = "resolved by the spec";
+    let (max_iter, tol) = (max_iter.expect(RESOLVED), tol.expect(RESOLVED));
+    match method {
+        DecomposeMethod::Pca => Method::Pca {
+            solver: pca_solver_of(pca_solver.expect(RESOLVED)),
+        },
+        DecomposeMethod::Kmeans => Method::KMeans(KMeansParams {
+            n_init: n_init.expect(RESOLVED),
+            max_iter,
+            tol,
+            ..KMeansParams::default()
+        }),
+        DecomposeMethod::Snmf => Method::Snmf(SnmfParams {
+            alpha: snmf_alpha.expect(RESOLVED),
+            max_iter,
+            tol,
+            ..SnmfParams::default()
+        }),
+        DecomposeMethod::SemiNmf => Method::SemiNmf(SemiNmfParams { max_iter, tol }),
+        DecomposeMethod::Simple => Method::Simple,
+    }
+}
+
+fn pca_solver_of(solver: SpecPcaSolver) -> PcaSolver {
+    match solver {
+        SpecPcaSolver::Auto => PcaSolver::Auto,
+        SpecPcaSolver::Full => PcaSolver::Exact,
+        SpecPcaSolver::Randomized => PcaSolver::Randomized,
     }
 }
 

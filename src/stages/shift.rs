@@ -12,14 +12,13 @@ use std::collections::HashMap;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use xlvlm_analysis::{
-    Aggregation, Association, ConceptShiftAnalysis, ConceptShiftParams, KMeansParams, MatchBy,
-    Matrix, Method, Pair, PcaSolver, SemiNmfParams, SignRule, SnmfParams, concept_directions,
-    concept_shifts, decompose, mean_of_shifts, pca_of_differences, shift_of_means,
+    Aggregation, Association, ConceptShiftAnalysis, ConceptShiftParams, MatchBy, Matrix, Method,
+    Pair, SignRule, concept_directions, concept_shifts, decompose, mean_of_shifts,
+    pca_of_differences, shift_of_means,
 };
 use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
 use xlvlm_spec::{
-    DecomposeMethod, PcaSolver as SpecSolver, ShiftAggregation, ShiftAssociation, ShiftMatch,
-    ShiftMethod, ShiftParams,
+    ShiftAggregation, ShiftAssociation, ShiftMatch, ShiftMethod, ShiftParams,
 };
 use xlvlm_store::{Column, FeatureTable};
 
@@ -80,7 +79,7 @@ pub fn run(ctx: &StageContext<'_>, p: &ShiftParams) -> anyhow::Result<StageOutpu
         ShiftMethod::PcaOfDifferences => {
             let pairs = matched_pairs(&source, &target)?;
             summary["matched_samples"] = json!(pairs.len());
-            let solver = solver(p.pca_solver.expect(RESOLVED));
+            let solver = super::pca_solver_of(p.pca_solver.expect(RESOLVED));
             let seed = p.seed.expect(RESOLVED);
             let r = pca_of_differences(&source.x, &target.x, &pairs, solver, seed)
                 .context("PCA of the matched differences failed")?;
@@ -166,37 +165,16 @@ fn matched_pairs(source: &Side, target: &Side) -> anyhow::Result<Vec<Pair>> {
     Ok(pairs)
 }
 
-fn solver(s: SpecSolver) -> PcaSolver {
-    match s {
-        SpecSolver::Auto => PcaSolver::Auto,
-        SpecSolver::Full => PcaSolver::Exact,
-        SpecSolver::Randomized => PcaSolver::Randomized,
-    }
-}
-
 /// The decomposition the parameters name, with the defaults the spec filled in.
 fn decomposition(p: &ShiftParams) -> Method {
-    let max_iter = p.max_iter.expect(RESOLVED);
-    let tol = p.tol.expect(RESOLVED);
-    match p.decomposition.expect(RESOLVED) {
-        DecomposeMethod::Pca => Method::Pca {
-            solver: solver(p.pca_solver.expect(RESOLVED)),
-        },
-        DecomposeMethod::Kmeans => Method::KMeans(KMeansParams {
-            n_init: p.n_init.expect(RESOLVED),
-            max_iter,
-            tol,
-            ..KMeansParams::default()
-        }),
-        DecomposeMethod::Snmf => Method::Snmf(SnmfParams {
-            alpha: p.snmf_alpha.expect(RESOLVED),
-            max_iter,
-            tol,
-            ..SnmfParams::default()
-        }),
-        DecomposeMethod::SemiNmf => Method::SemiNmf(SemiNmfParams { max_iter, tol }),
-        DecomposeMethod::Simple => Method::Simple,
-    }
+    super::decomposition_method(
+        p.decomposition.expect(RESOLVED),
+        p.pca_solver,
+        p.n_init,
+        p.snmf_alpha,
+        p.max_iter,
+        p.tol,
+    )
 }
 
 fn check_concepts(k: usize, side: &Side) -> anyhow::Result<()> {

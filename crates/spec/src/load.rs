@@ -922,12 +922,7 @@ impl Loader {
                 }
                 // Defaults are made explicit so that writing them out does not change the key.
                 p.seed = Some(p.seed.unwrap_or(seed));
-                let (max_iter, tol) = match p.method {
-                    DecomposeMethod::Pca | DecomposeMethod::Simple => (0, 0.0),
-                    DecomposeMethod::Kmeans => (300, 1e-4),
-                    DecomposeMethod::Snmf => (1000, 1e-8),
-                    DecomposeMethod::SemiNmf => (500, 1e-6),
-                };
+                let (max_iter, tol) = p.method.default_iterations();
                 p.max_iter = Some(p.max_iter.unwrap_or(max_iter));
                 p.tol = Some(p.tol.unwrap_or(tol));
                 if p.method == DecomposeMethod::Snmf {

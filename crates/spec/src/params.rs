@@ -275,6 +275,19 @@ pub enum DecomposeMethod {
     Simple,
 }
 
+impl DecomposeMethod {
+    /// Default `(max_iter, tol)`: scikit-learn's for k-means and dictionary learning; PCA and
+    /// `simple` do not iterate.
+    pub fn default_iterations(self) -> (usize, f64) {
+        match self {
+            DecomposeMethod::Pca | DecomposeMethod::Simple => (0, 0.0),
+            DecomposeMethod::Kmeans => (300, 1e-4),
+            DecomposeMethod::Snmf => (1000, 1e-8),
+            DecomposeMethod::SemiNmf => (500, 1e-6),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PcaSolver {
@@ -608,12 +621,7 @@ impl KindParams for ShiftParams {
                 ));
             }
             let decomposition = *self.decomposition.get_or_insert(DecomposeMethod::Kmeans);
-            let (max_iter, tol) = match decomposition {
-                DecomposeMethod::Pca | DecomposeMethod::Simple => (0, 0.0),
-                DecomposeMethod::Kmeans => (300, 1e-4),
-                DecomposeMethod::Snmf => (1000, 1e-8),
-                DecomposeMethod::SemiNmf => (500, 1e-6),
-            };
+            let (max_iter, tol) = decomposition.default_iterations();
             self.max_iter.get_or_insert(max_iter);
             self.tol.get_or_insert(tol);
             let options = [
