@@ -52,6 +52,36 @@ pub fn run(ctx: &StageContext<'_>, p: &DecomposeParams) -> anyhow::Result<StageO
                 half: false,
             },
         );
+    let projected = match ctx.inputs.get("project") {
+        Some(other) => {
+            let table = super::read_main_table(other)?;
+            let other_ids = super::sample_ids(&table, &other.label)?.to_vec();
+            let (other_dim, values) = super::vectors(&table, &p.column, &other.label)?;
+            if other_dim != dim {
+                bail!(
+                    "`{}` has vectors of width {other_dim} but `{}` of width {dim}; only features of the same space can be projected",
+                    other.label,
+                    input.label
+                );
+            }
+            let y = Matrix::new(other_ids.len(), dim, values.to_vec())
+                .context("building the matrix to project")?;
+            let activations = d.transform(&y).context("projecting onto the concepts")?;
+            let table = FeatureTable::new()
+                .with_column("sample_id", Column::Utf8(other_ids))
+                .with_column(
+                    "vector",
+                    Column::Vector {
+                        dim: k,
+                        values: activations.data,
+                        half: false,
+                    },
+                );
+            ctx.staging.write_table("projected.parquet", &table)?;
+            Some(table.num_rows())
+        }
+        None => None,
+    };
     ctx.staging.write_table("concepts.parquet", &concepts)?;
     ctx.staging
         .write_table("activations.parquet", &activations)?;
@@ -60,6 +90,9 @@ pub fn run(ctx: &StageContext<'_>, p: &DecomposeParams) -> anyhow::Result<StageO
         "method": p.method, "num_concepts": k, "samples": rows, "dim": dim,
         "objective": d.objective, "iterations": d.iterations,
     });
+    if let Some(n) = projected {
+        summary["projected_samples"] = serde_json::json!(n);
+    }
     if let Model::Pca(m) = &d.model {
         summary["explained_variance"] = serde_json::json!(m.explained_variance);
         summary["explained_variance_ratio"] = serde_json::json!(m.explained_variance_ratio);

@@ -130,3 +130,20 @@ pub fn strings(t: &FeatureTable, name: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("no utf8 column {name}"))
         .to_vec()
 }
+
+/// Writes a row-major f32 matrix as a version-1 `.npy` file (NumPy's NEP 1 format).
+pub fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}

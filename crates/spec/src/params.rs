@@ -301,6 +301,10 @@ pub enum PcaSolver {
 #[serde(deny_unknown_fields)]
 pub struct DecomposeParams {
     pub input: StageRef,
+    /// Another matrix (e.g. the test split) projected onto the concepts fitted on `input`; its
+    /// activations go to `projected.parquet` (the seed's test-time dictionary evaluation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<StageRef>,
     #[serde(default = "default_vector_column")]
     pub column: String,
     pub method: DecomposeMethod,
@@ -582,7 +586,11 @@ impl KindParams for AggregateParams {
 
 impl KindParams for DecomposeParams {
     fn inputs(&self) -> Vec<(String, &StageRef)> {
-        vec![("input".to_string(), &self.input)]
+        let mut inputs = vec![("input".to_string(), &self.input)];
+        if let Some(project) = &self.project {
+            inputs.push(("project".to_string(), project));
+        }
+        inputs
     }
 }
 
