@@ -1,8 +1,810 @@
-//! `evaluate` stage.
+//! `evaluate`: metrics of generations (VQA accuracy, answer counts and predicted answer types,
+//! steering target rates, captioning scores, word-class rates), of concept dictionaries (word
+//! overlap, test grounding), or, with `collect`, a sweep table of another evaluate stage's
+//! instances.
+//!
+//! Outputs: `metrics.json` (every result, nested) and `metrics.parquet` (one row, one column per
+//! scalar metric); with `collect`, `table.parquet` + `table.csv` (one row per sweep point, one
+//! column per coordinate and metric) and `plot.svg`.
 
-use xlvlm_dag::{StageContext, StageOutput};
-use xlvlm_spec::EvaluateParams;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
-pub fn run(_ctx: &StageContext<'_>, _params: &EvaluateParams) -> anyhow::Result<StageOutput> {
-    anyhow::bail!("the `evaluate` stage is not implemented yet (validation rejects it)")
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
+use xlvlm_metrics::dictionary::{grounding_words_overlap, test_grounding_scores};
+use xlvlm_metrics::steering::{
+    SteeringSample, answer_counts, majority_types, predicted_answer_types, word_class_rates,
+};
+use xlvlm_metrics::words::WordClass;
+use xlvlm_metrics::{
+    VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores, target_rates, vqa_accuracy,
+};
+use xlvlm_spec::{EvaluateParams, Metric, VqaAccuracyMode, WordClassName};
+use xlvlm_store::{Column, FeatureTable, read_parquet};
+
+pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOutput> {
+    if p.collect.is_some() {
+        return sweep_table(ctx, p);
+    }
+    let wants = |m: Metric| p.metrics.as_ref().is_none_or(|list| list.contains(&m));
+    let mut report = serde_json::Map::new();
+    let mut scalars = Scalars::default();
+
+    if let Some(input) = ctx.inputs.get("input") {
+        let rows = read_generations(input)?;
+        let baseline = match ctx.inputs.get("baseline") {
+            Some(b) => Some(
+                read_generations(b)?
+                    .into_iter()
+                    .map(|g| (g.sample_id, g.generation))
+                    .collect::<HashMap<_, _>>(),
+            ),
+            None => None,
+        };
+        scalars.int("num_samples", rows.len());
+        generation_metrics(
+            p,
+            &wants,
+            &rows,
+            baseline.as_ref(),
+            &mut report,
+            &mut scalars,
+        )
+        .with_context(|| format!("evaluating the generations of `{}`", input.label))?;
+    }
+    if let Some(ground) = ctx.inputs.get("ground") {
+        dictionary_metrics(ctx, ground, &wants, &mut report, &mut scalars)?;
+    }
+
+    report.insert("scalars".into(), scalars.to_json());
+    ctx.staging
+        .write_file("metrics.json", &serde_json::to_vec_pretty(&report)?)?;
+    ctx.staging
+        .write_table("metrics.parquet", &scalars.to_table())?;
+    Ok(StageOutput {
+        rows: Some(1),
+        summary: scalars.to_json(),
+    })
+}
+
+/// One generated answer or caption with its ground truth.
+struct Generated {
+    sample_id: String,
+    task: String,
+    generation: String,
+    references: Vec<String>,
+    answer_type: String,
+    question_type: String,
+}
+
+/// The Parquet files holding an artifact's generations (`generations-NNNNN.parquet`), or else
+/// its main table (an imported table with the generations columns).
+pub(crate) fn table_files(input: &InputArtifact) -> anyhow::Result<Vec<PathBuf>> {
+    let generations: Vec<PathBuf> = input
+        .manifest
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("generations-") && f.path.ends_with(".parquet"))
+        .map(|f| input.dir.join(&f.path))
+        .collect();
+    if generations.is_empty() {
+        return super::main_table_files(input);
+    }
+    Ok(generations)
+}
+
+fn strings_of<'t>(
+    table: &'t FeatureTable,
+    column: &str,
+    label: &str,
+) -> anyhow::Result<&'t [String]> {
+    table.strings(column).with_context(|| {
+        let have: Vec<&str> = table.columns.iter().map(|(n, _)| n.as_str()).collect();
+        format!(
+            "`{label}` has no string column `{column}` (columns: {}); evaluate reads generations \
+             (sample_id, task, generation, references, answer_type, question_type)",
+            have.join(", ")
+        )
+    })
+}
+
+fn read_generations(input: &InputArtifact) -> anyhow::Result<Vec<Generated>> {
+    let label = &input.label;
+    let mut out = Vec::new();
+    for path in table_files(input)? {
+        let table = read_parquet(&path).with_context(|| format!("reading `{label}`"))?;
+        let ids = strings_of(&table, "sample_id", label)?;
+        let tasks = strings_of(&table, "task", label)?;
+        let gens = strings_of(&table, "generation", label)?;
+        let refs = strings_of(&table, "references", label)?;
+        let empty = vec![String::new(); ids.len()];
+        let answer_types = table.strings("answer_type").unwrap_or(&empty);
+        let question_types = table.strings("question_type").unwrap_or(&empty);
+        for i in 0..ids.len() {
+            let references: Vec<String> = serde_json::from_str(&refs[i]).with_context(|| {
+                format!(
+                    "`{label}`, sample `{}`: `references` must be a JSON array of strings, got {:?}",
+                    ids[i], refs[i]
+                )
+            })?;
+            out.push(Generated {
+                sample_id: ids[i].clone(),
+                task: tasks[i].to_lowercase(),
+                generation: gens[i].clone(),
+                references,
+                answer_type: answer_types[i].clone(),
+                question_type: question_types[i].clone(),
+            });
+        }
+    }
+    if out.is_empty() {
+        bail!("`{label}` has no generations");
+    }
+    let mut seen = HashMap::new();
+    for g in &out {
+        if seen.insert(g.sample_id.as_str(), ()).is_some() {
+            bail!("`{label}`: sample `{}` appears twice", g.sample_id);
+        }
+    }
+    Ok(out)
+}
+
+fn generation_metrics(
+    p: &EvaluateParams,
+    wants: &dyn Fn(Metric) -> bool,
+    rows: &[Generated],
+    baseline: Option<&HashMap<String, String>>,
+    report: &mut serde_json::Map<String, Value>,
+    scalars: &mut Scalars,
+) -> anyhow::Result<()> {
+    let vqa: Vec<&Generated> = rows.iter().filter(|g| g.task == "vqa").collect();
+    let captions: Vec<&Generated> = rows
+        .iter()
+        .filter(|g| g.task == "captioning" || g.task == "caption")
+        .collect();
+    let explicit = |m: Metric| p.metrics.as_ref().is_some_and(|l| l.contains(&m));
+    for (m, have, what) in [
+        (Metric::VqaAccuracy, !vqa.is_empty(), "VQA"),
+        (Metric::AnswerCounts, !vqa.is_empty(), "VQA"),
+        (Metric::AnswerTypes, !vqa.is_empty(), "VQA"),
+        (Metric::Captioning, !captions.is_empty(), "captioning"),
+        (Metric::WordRates, !captions.is_empty(), "captioning"),
+    ] {
+        if explicit(m) && !have {
+            bail!(
+                "metric `{}` needs {what} samples (task column) and there are none",
+                m.name()
+            );
+        }
+    }
+
+    if !vqa.is_empty()
+        && (wants(Metric::VqaAccuracy) || wants(Metric::AnswerCounts) || wants(Metric::AnswerTypes))
+    {
+        // Question ids are row numbers of the VQA samples; errors name the sample.
+        let predictions: Vec<VqaPrediction> = vqa
+            .iter()
+            .enumerate()
+            .map(|(i, g)| VqaPrediction {
+                question_id: i as u64,
+                answer: g.generation.clone(),
+            })
+            .collect();
+        if let Some(g) = vqa.iter().find(|g| g.references.is_empty()) {
+            bail!("VQA sample `{}` has no reference answers", g.sample_id);
+        }
+        let annotations: Vec<VqaAnnotation> = vqa
+            .iter()
+            .enumerate()
+            .map(|(i, g)| VqaAnnotation {
+                question_id: i as u64,
+                question_type: g.question_type.clone(),
+                answer_type: g.answer_type.clone(),
+                answers: g.references.clone(),
+            })
+            .collect();
+        let mode = match p.vqa_accuracy {
+            VqaAccuracyMode::Official => VqaAccuracy::Official,
+            VqaAccuracyMode::XlVlms => VqaAccuracy::XlVlms,
+        };
+        let vqa_report = vqa_accuracy(&predictions, &annotations, mode)?;
+        if wants(Metric::VqaAccuracy) {
+            scalars.float("vqa_accuracy", vqa_report.overall);
+            for (t, acc) in &vqa_report.per_answer_type {
+                scalars.float(&format!("vqa_accuracy_{}", column_safe(t)), *acc);
+            }
+            report.insert(
+                "vqa_accuracy".into(),
+                json!({
+                    "mode": vqa_report.mode,
+                    "overall": vqa_report.overall,
+                    "per_answer_type": vqa_report.per_answer_type,
+                    "per_question_type": vqa_report.per_question_type,
+                    "questions": vqa_report.questions.iter().zip(&vqa).map(|(q, g)| json!({
+                        "sample_id": g.sample_id,
+                        "prediction": q.normalized_prediction,
+                        "accuracy": q.accuracy,
+                    })).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        let normalized: Vec<String> = vqa_report
+            .questions
+            .iter()
+            .map(|q| q.normalized_prediction.clone())
+            .collect();
+        if wants(Metric::AnswerCounts) {
+            let items: Vec<(String, String)> = vqa
+                .iter()
+                .zip(&normalized)
+                .map(|(g, n)| (g.answer_type.clone(), n.clone()))
+                .collect();
+            report.insert("answer_counts".into(), json!(answer_counts(&items)));
+        }
+        if wants(Metric::AnswerTypes) {
+            // The answer → type map comes from the reference answers of the evaluated questions
+            // (xl-vlms read it from a file made the same way from the annotations).
+            let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for g in &vqa {
+                by_type
+                    .entry(g.answer_type.clone())
+                    .or_default()
+                    .extend(g.references.iter().map(|r| r.trim().to_lowercase()));
+            }
+            let by_type: Vec<(String, Vec<String>)> = by_type.into_iter().collect();
+            let types = predicted_answer_types(&normalized, &majority_types(&by_type));
+            for (t, n) in &types {
+                scalars.int(&format!("predicted_{}", column_safe(t)), *n);
+            }
+            report.insert("predicted_answer_types".into(), json!(types));
+        }
+    }
+
+    if !p.prediction_words.is_empty() && wants(Metric::TargetRate) {
+        let samples: Vec<SteeringSample> = rows
+            .iter()
+            .map(|g| SteeringSample {
+                prediction: g.generation.clone(),
+                targets: g.references.clone(),
+                baseline: baseline.and_then(|b| b.get(&g.sample_id).cloned()),
+            })
+            .collect();
+        if let Some(b) = baseline {
+            let matched = rows.iter().filter(|g| b.contains_key(&g.sample_id)).count();
+            if matched == 0 {
+                bail!("the baseline shares no sample id with the evaluated generations");
+            }
+        }
+        let r = target_rates(&samples, &p.prediction_words, &p.target_words)?;
+        scalars.int("num_preds_with_toi", r.num_preds_with_toi);
+        scalars.int(
+            "num_preds_and_targets_with_toi",
+            r.num_preds_and_targets_with_toi,
+        );
+        scalars.float("percent_preds_with_toi", r.percent_preds_with_toi);
+        scalars.float(
+            "percent_preds_and_targets_with_toi",
+            r.percent_preds_and_targets_with_toi,
+        );
+        if baseline.is_some() {
+            scalars.int("num_with_baseline", r.num_with_baseline);
+            scalars.int(
+                "num_preds_and_baseline_preds_with_toi",
+                r.num_preds_and_baseline_preds_with_toi,
+            );
+            scalars.int("num_preds_changed", r.num_preds_changed);
+            if let Some(pc) = r.percent_preds_changed {
+                scalars.float("percent_preds_changed", pc);
+            }
+        }
+        report.insert(
+            "target_rate".into(),
+            json!({
+                "prediction_words": p.prediction_words,
+                "target_words": p.target_words,
+                "counts": r,
+            }),
+        );
+    }
+
+    if !captions.is_empty() && wants(Metric::Captioning) {
+        if let Some(g) = captions.iter().find(|g| g.references.is_empty()) {
+            bail!(
+                "captioning sample `{}` has no reference captions",
+                g.sample_id
+            );
+        }
+        let hyps: BTreeMap<String, String> = captions
+            .iter()
+            .map(|g| (g.sample_id.clone(), g.generation.clone()))
+            .collect();
+        let refs: BTreeMap<String, Vec<String>> = captions
+            .iter()
+            .map(|g| (g.sample_id.clone(), g.references.clone()))
+            .collect();
+        let scores = caption_scores(&hyps, &refs)?;
+        let c = scores.corpus;
+        for (i, b) in c.bleu.iter().enumerate() {
+            scalars.float(&format!("bleu_{}", i + 1), *b);
+        }
+        scalars.float("meteor", c.meteor);
+        scalars.float("rouge_l", c.rouge_l);
+        scalars.float("cider", c.cider);
+        report.insert(
+            "captioning".into(),
+            json!({
+                "corpus": c,
+                "per_image": scores.per_image,
+                // METEOR runs its exact and stem modules (no synonym or paraphrase data).
+                "meteor_modules": ["exact", "stem"],
+            }),
+        );
+    }
+
+    if !captions.is_empty() && wants(Metric::WordRates) && !p.word_classes.is_empty() {
+        let texts: Vec<String> = captions.iter().map(|g| g.generation.clone()).collect();
+        let classes: Vec<WordClass> = p.word_classes.iter().map(|c| word_class(*c)).collect();
+        let rates = word_class_rates(&texts, &classes);
+        for (name, r) in &rates {
+            scalars.float(
+                &format!("percent_captions_with_{name}"),
+                r.percent_captions_with_word,
+            );
+        }
+        report.insert("word_rates".into(), json!(rates));
+    }
+    Ok(())
+}
+
+fn word_class(c: WordClassName) -> WordClass {
+    match c {
+        WordClassName::Colors => WordClass::Colors,
+        WordClassName::Places => WordClass::Places,
+        WordClassName::Sentiments => WordClass::Sentiments,
+        WordClassName::PositiveSentiments => WordClass::PositiveSentiments,
+        WordClassName::NegativeSentiments => WordClass::NegativeSentiments,
+    }
+}
+
+/// Concept words of a `ground` artifact, per concept in concept order.
+fn concept_words(ground: &InputArtifact) -> anyhow::Result<Vec<Vec<String>>> {
+    let path = ground.dir.join("grounding.json");
+    if ground.manifest.file("grounding.json").is_none() {
+        bail!(
+            "`{}` is a {} stage; `ground` must name a ground stage",
+            ground.label,
+            ground.manifest.kind
+        );
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading `{}`", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
+    let concepts = json["concepts"]
+        .as_array()
+        .with_context(|| format!("`{}` has no `concepts` list", path.display()))?;
+    concepts
+        .iter()
+        .map(|c| {
+            c["words"]
+                .as_array()
+                .map(|ws| {
+                    ws.iter()
+                        .filter_map(|w| w["word"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .with_context(|| format!("`{}`: a concept without `words`", path.display()))
+        })
+        .collect()
+}
+
+fn dictionary_metrics(
+    ctx: &StageContext<'_>,
+    ground: &InputArtifact,
+    wants: &dyn Fn(Metric) -> bool,
+    report: &mut serde_json::Map<String, Value>,
+    scalars: &mut Scalars,
+) -> anyhow::Result<()> {
+    let words = concept_words(ground)?;
+    if wants(Metric::Overlap) {
+        let overlap = grounding_words_overlap(&words)
+            .with_context(|| format!("word overlap of `{}`", ground.label))?;
+        scalars.float("overlap", overlap.metric);
+        report.insert("overlap".into(), json!(overlap));
+    }
+    let (Some(acts), Some(caps)) = (ctx.inputs.get("activations"), ctx.inputs.get("captions"))
+    else {
+        return Ok(());
+    };
+    if !wants(Metric::TestGrounding) {
+        return Ok(());
+    }
+    if acts.manifest.file("activations.parquet").is_none() {
+        bail!(
+            "`{}` is a {} stage without `activations.parquet`; `activations` must name a decompose stage",
+            acts.label,
+            acts.manifest.kind
+        );
+    }
+    let table = read_parquet(&acts.dir.join("activations.parquet"))
+        .with_context(|| format!("reading `{}`", acts.label))?;
+    let ids = super::sample_ids(&table, &acts.label)?;
+    let (k, values) = super::vectors(&table, "vector", &acts.label)?;
+    if k != words.len() {
+        bail!(
+            "`{}` has {k} concepts but `{}` grounded {}",
+            acts.label,
+            ground.label,
+            words.len()
+        );
+    }
+    let captions: HashMap<String, Vec<String>> = read_generations(caps)?
+        .into_iter()
+        .map(|g| (g.sample_id, g.references))
+        .collect();
+    let (mut rows, mut texts) = (Vec::new(), Vec::new());
+    for (id, row) in ids.iter().zip(values.chunks_exact(k)) {
+        // A sample's caption words are those of all its reference captions.
+        if let Some(refs) = captions.get(id) {
+            rows.push(row.to_vec());
+            texts.push(refs.join(" \n "));
+        }
+    }
+    if rows.is_empty() {
+        bail!(
+            "no sample of `{}` has captions in `{}`",
+            acts.label,
+            caps.label
+        );
+    }
+    let s = test_grounding_scores(&rows, &words, &texts)?;
+    scalars.int("grounding_samples", rows.len());
+    scalars.float("grounding_top_1_mean", s.top_1_mean);
+    scalars.float("grounding_top_1_std", s.top_1_std);
+    scalars.float("grounding_top_3_mean", s.top_3_mean);
+    scalars.float("grounding_top_3_std", s.top_3_std);
+    report.insert("test_grounding".into(), json!(s));
+    Ok(())
+}
+
+/// `yes/no` → `yes_no`: metric names usable as column names in any tool.
+fn column_safe(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() { "none".into() } else { out }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Scalar {
+    Int(i64),
+    Float(f64),
+}
+
+/// Scalar metrics in the order they were computed.
+#[derive(Default)]
+struct Scalars(Vec<(String, Scalar)>);
+
+impl Scalars {
+    fn int(&mut self, name: &str, v: usize) {
+        self.0.push((name.to_string(), Scalar::Int(v as i64)));
+    }
+
+    fn float(&mut self, name: &str, v: f64) {
+        self.0.push((name.to_string(), Scalar::Float(v)));
+    }
+
+    fn to_json(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(n, v)| {
+                    let v = match v {
+                        Scalar::Int(i) => json!(i),
+                        Scalar::Float(f) => json!(f),
+                    };
+                    (n.clone(), v)
+                })
+                .collect(),
+        )
+    }
+
+    fn to_table(&self) -> FeatureTable {
+        let mut t = FeatureTable::new();
+        for (n, v) in &self.0 {
+            t = t.with_column(
+                n.clone(),
+                match v {
+                    Scalar::Int(i) => Column::Int64(vec![*i]),
+                    Scalar::Float(f) => Column::Float64(vec![*f]),
+                },
+            );
+        }
+        t
+    }
+}
+
+/// A collected instance: its sweep coordinates, label and scalar metrics.
+struct SweepRow {
+    coords: BTreeMap<String, String>,
+    label: String,
+    values: HashMap<String, Scalar>,
+}
+
+/// One table row per instance of the collected stage, in sweep order: its coordinates, its
+/// label, and every column of its `metrics.parquet`.
+fn sweep_table(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOutput> {
+    let mut instances: Vec<(usize, &InputArtifact)> = ctx
+        .inputs
+        .iter()
+        .filter_map(|(role, a)| {
+            role.strip_prefix("collect.")
+                .and_then(|i| i.parse::<usize>().ok())
+                .map(|i| (i, a))
+        })
+        .collect();
+    instances.sort_by_key(|(i, _)| *i);
+    if instances.is_empty() {
+        bail!("`collect` found no instance to gather");
+    }
+    let mut coord_names: Vec<String> = Vec::new();
+    let mut metric_names: Vec<String> = Vec::new();
+    let mut rows: Vec<SweepRow> = Vec::new();
+    for (_, a) in &instances {
+        if a.manifest.file("metrics.parquet").is_none() {
+            bail!(
+                "`{}` is a {} stage without `metrics.parquet`; `collect` must name an evaluate stage",
+                a.label,
+                a.manifest.kind
+            );
+        }
+        let t = read_parquet(&a.dir.join("metrics.parquet"))
+            .with_context(|| format!("reading the metrics of `{}`", a.label))?;
+        let mut values = HashMap::new();
+        for (name, col) in &t.columns {
+            let v = match col {
+                Column::Int64(v) if v.len() == 1 => Scalar::Int(v[0]),
+                Column::Float64(v) if v.len() == 1 => Scalar::Float(v[0]),
+                _ => bail!("`{}`: metrics column `{name}` is not one number", a.label),
+            };
+            if !metric_names.contains(name) {
+                metric_names.push(name.clone());
+            }
+            values.insert(name.clone(), v);
+        }
+        for c in a.coords.keys() {
+            if !coord_names.contains(c) {
+                coord_names.push(c.clone());
+            }
+        }
+        rows.push(SweepRow {
+            coords: a.coords.clone(),
+            label: a.label.clone(),
+            values,
+        });
+    }
+
+    let mut table = FeatureTable::new();
+    let mut numeric_coords = Vec::new();
+    for c in &coord_names {
+        let labels: Vec<String> = rows
+            .iter()
+            .map(|r| r.coords.get(c).cloned().unwrap_or_default())
+            .collect();
+        let numbers: Option<Vec<f64>> = labels.iter().map(|l| l.parse::<f64>().ok()).collect();
+        table = match numbers {
+            Some(n) => {
+                numeric_coords.push(c.clone());
+                table.with_column(c.clone(), Column::Float64(n))
+            }
+            None => table.with_column(c.clone(), Column::Utf8(labels)),
+        };
+    }
+    table = table.with_column(
+        "instance",
+        Column::Utf8(rows.iter().map(|r| r.label.clone()).collect()),
+    );
+    for m in &metric_names {
+        let cells: Vec<Option<&Scalar>> = rows.iter().map(|r| r.values.get(m)).collect();
+        let ints: Option<Vec<i64>> = cells
+            .iter()
+            .map(|c| match c {
+                Some(Scalar::Int(i)) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        let col = match ints {
+            Some(i) => Column::Int64(i),
+            // A metric missing at some sweep point is NaN there.
+            None => Column::Float64(
+                cells
+                    .iter()
+                    .map(|c| match c {
+                        Some(Scalar::Int(i)) => *i as f64,
+                        Some(Scalar::Float(f)) => *f,
+                        None => f64::NAN,
+                    })
+                    .collect(),
+            ),
+        };
+        table = table.with_column(m.clone(), col);
+    }
+    ctx.staging.write_table("table.parquet", &table)?;
+    ctx.staging
+        .write_file("table.csv", to_csv(&table).as_bytes())?;
+
+    let plot = p
+        .plot
+        .clone()
+        .unwrap_or(xlvlm_spec::PlotParams { x: None, y: vec![] });
+    let x = match &plot.x {
+        Some(x) if !coord_names.contains(x) => bail!(
+            "`plot.x = {x:?}` is not a sweep coordinate of the table (coordinates: {})",
+            coord_names.join(", ")
+        ),
+        Some(x) if !numeric_coords.contains(x) => {
+            bail!("`plot.x = {x:?}` has values that are not numbers")
+        }
+        Some(x) => Some(x.clone()),
+        None => numeric_coords.first().cloned(),
+    };
+    let ys: Vec<String> = if plot.y.is_empty() {
+        [
+            "percent_preds_with_toi",
+            "percent_preds_changed",
+            "vqa_accuracy",
+            "cider",
+        ]
+        .iter()
+        .filter(|m| metric_names.iter().any(|n| n == *m))
+        .map(|m| m.to_string())
+        .collect()
+    } else {
+        for y in &plot.y {
+            if !metric_names.contains(y) {
+                bail!(
+                    "`plot.y` names `{y}`, which the table does not have (metrics: {})",
+                    metric_names.join(", ")
+                );
+            }
+        }
+        plot.y.clone()
+    };
+    let plotted = match (&x, ys.is_empty()) {
+        (Some(x), false) => {
+            let svg = plot_svg(&table, x, &ys)?;
+            ctx.staging.write_file("plot.svg", svg.as_bytes())?;
+            true
+        }
+        _ => false,
+    };
+    Ok(StageOutput {
+        rows: Some(rows.len() as u64),
+        summary: json!({
+            "instances": rows.len(),
+            "coordinates": coord_names,
+            "metrics": metric_names,
+            "plot": plotted.then(|| json!({"x": x, "y": ys})),
+        }),
+    })
+}
+
+fn to_csv(table: &FeatureTable) -> String {
+    fn field(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut out = table
+        .columns
+        .iter()
+        .map(|(n, _)| field(n))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for r in 0..table.num_rows() {
+        let cells: Vec<String> = table
+            .columns
+            .iter()
+            .map(|(_, c)| match c {
+                Column::Utf8(v) => field(&v[r]),
+                Column::Int64(v) => v[r].to_string(),
+                Column::Float64(v) if v[r].is_nan() => String::new(),
+                Column::Float64(v) => v[r].to_string(),
+                Column::Bool(v) => v[r].to_string(),
+                Column::Vector { .. } => String::new(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Lines of `ys` against `x`, sorted by x, one colour per metric, with a legend.
+fn plot_svg(table: &FeatureTable, x: &str, ys: &[String]) -> anyhow::Result<String> {
+    use plotters::prelude::*;
+    let xs = table.floats(x).context("x column")?.to_vec();
+    let series: Vec<(String, Vec<(f64, f64)>)> = ys
+        .iter()
+        .map(|y| {
+            let values: Vec<f64> = match table.column(y) {
+                Some(Column::Int64(v)) => v.iter().map(|i| *i as f64).collect(),
+                Some(Column::Float64(v)) => v.clone(),
+                _ => vec![],
+            };
+            let mut pts: Vec<(f64, f64)> = xs
+                .iter()
+                .copied()
+                .zip(values)
+                .filter(|(a, b)| a.is_finite() && b.is_finite())
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (y.clone(), pts)
+        })
+        .collect();
+    let all = series.iter().flat_map(|(_, p)| p.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (a, b) in all {
+        x0 = x0.min(*a);
+        x1 = x1.max(*a);
+        y0 = y0.min(*b);
+        y1 = y1.max(*b);
+    }
+    if x0 > x1 {
+        bail!("nothing to plot: every plotted value is missing");
+    }
+    let pad = |lo: f64, hi: f64| {
+        let d = if hi > lo { (hi - lo) * 0.05 } else { 1.0 };
+        (lo - d, hi + d)
+    };
+    let (x0, x1) = pad(x0, x1);
+    let (y0, y1) = pad(y0, y1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
+        let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the plot: {e}");
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x)
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(name.clone())
+                .legend(move |(a, b)| PathElement::new(vec![(a, b), (a + 16, b)], color));
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
 }

@@ -128,8 +128,10 @@ impl StageKind {
                 | StageKind::Extract
                 | StageKind::Aggregate
                 | StageKind::Decompose
+                | StageKind::Ground
                 | StageKind::Shift
                 | StageKind::Steer
+                | StageKind::Evaluate
         )
     }
 

@@ -1,38 +1,254 @@
-//! `evaluate`: metrics over generations, concepts or shifts.
+//! `evaluate`: metrics over generations (VQA accuracy, captioning scores, steering target
+//! rates, word-class rates), over concept dictionaries (word overlap, test grounding), and
+//! sweep tables gathering the metrics of every instance of a swept `evaluate` stage.
 
 use serde::{Deserialize, Serialize};
 
-use super::{KindParams, StageRef, StageRefs};
+use super::{KindParams, ParamError, StageRef};
+
+/// Which VQA accuracy formula to compute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VqaAccuracyMode {
+    /// The official VQAv2 evaluator (10-choose-9 average, official normalisation).
+    #[default]
+    Official,
+    /// xl-vlms' simplified `min(1, matches / 3)` with a macro average over answer types.
+    XlVlms,
+}
+
+/// A metric family `evaluate` can compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// VQA accuracy, overall, per answer type and per question type (VQA generations).
+    VqaAccuracy,
+    /// Raw answers counted per answer type (VQA generations).
+    AnswerCounts,
+    /// Predicted answer types (VQA generations).
+    AnswerTypes,
+    /// Predictions with a word of interest, with targets too, changed against the baseline
+    /// (needs `prediction_words` and `target_words`).
+    TargetRate,
+    /// BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (captioning generations).
+    Captioning,
+    /// Rates of the `word_classes` words in captions (captioning generations).
+    WordRates,
+    /// Overlap between the grounding words of concepts (`ground`).
+    Overlap,
+    /// Top-1/top-3 concept words against caption words (`ground`, `activations`, `captions`).
+    TestGrounding,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::VqaAccuracy => "vqa_accuracy",
+            Metric::AnswerCounts => "answer_counts",
+            Metric::AnswerTypes => "answer_types",
+            Metric::TargetRate => "target_rate",
+            Metric::Captioning => "captioning",
+            Metric::WordRates => "word_rates",
+            Metric::Overlap => "overlap",
+            Metric::TestGrounding => "test_grounding",
+        }
+    }
+}
+
+/// A class of words (xl-vlms `WORDS`) whose rate in captions is reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WordClassName {
+    Colors,
+    Places,
+    Sentiments,
+    PositiveSentiments,
+    NegativeSentiments,
+}
+
+/// The plot of a sweep table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlotParams {
+    /// The sweep coordinate on the x axis (`steered.alpha`); default: the first numeric one.
+    #[serde(default)]
+    pub x: Option<String>,
+    /// Metric columns drawn as lines; default: those of `percent_preds_with_toi`,
+    /// `percent_preds_changed`, `vqa_accuracy` and `cider` that the table has.
+    #[serde(default)]
+    pub y: Vec<String>,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateParams {
-    /// The stage(s) evaluated.
+    /// Generations to score: an `extract` stage in generate mode, or a `steer` stage.
     #[serde(default)]
-    pub input: Option<StageRefs>,
-    /// A swept stage whose instances are gathered into one table (one row per sweep point).
+    pub input: Option<StageRef>,
+    /// Generations of the same samples without steering, for changed predictions.
+    #[serde(default)]
+    pub baseline: Option<StageRef>,
+    /// A `ground` stage: dictionary metrics of its concepts.
+    #[serde(default)]
+    pub ground: Option<StageRef>,
+    /// Per-sample concept activations for test grounding: a `decompose` stage.
+    #[serde(default)]
+    pub activations: Option<StageRef>,
+    /// Reference captions of those samples for test grounding: a stage whose table has
+    /// `sample_id` and `references` columns (generations).
+    #[serde(default)]
+    pub captions: Option<StageRef>,
+    /// A swept `evaluate` stage: one table row per instance (a sweep table), instead of metrics.
     #[serde(default)]
     pub collect: Option<StageRef>,
-    /// Metric names.
-    pub metrics: Vec<String>,
+    /// Metric families to compute; default: every one the inputs allow.
+    #[serde(default)]
+    pub metrics: Option<Vec<Metric>>,
+    #[serde(default)]
+    pub vqa_accuracy: VqaAccuracyMode,
+    /// Words or phrases of interest in predictions (`no` when steering yes→no), matched as whole
+    /// words, case-insensitively.
+    #[serde(default)]
+    pub prediction_words: Vec<String>,
+    /// Words or phrases of interest in the ground truth (`yes` when steering yes→no).
+    #[serde(default)]
+    pub target_words: Vec<String>,
+    /// Word classes whose rates in generated captions are reported.
+    #[serde(default = "default_word_classes")]
+    pub word_classes: Vec<WordClassName>,
+    /// With `collect`: the plot of the table.
+    #[serde(default)]
+    pub plot: Option<PlotParams>,
+}
+
+fn default_word_classes() -> Vec<WordClassName> {
+    vec![
+        WordClassName::Colors,
+        WordClassName::Places,
+        WordClassName::Sentiments,
+    ]
 }
 
 impl KindParams for EvaluateParams {
     fn inputs(&self) -> Vec<(String, &StageRef)> {
-        let mut inputs: Vec<(String, &StageRef)> = self
-            .input
-            .iter()
-            .flat_map(|refs| refs.0.iter())
-            .enumerate()
-            .map(|(i, r)| (format!("input.{i}"), r))
-            .collect();
-        if let Some(c) = &self.collect {
-            inputs.push(("collect".to_string(), c));
-        }
-        inputs
+        [
+            ("input", &self.input),
+            ("baseline", &self.baseline),
+            ("ground", &self.ground),
+            ("activations", &self.activations),
+            ("captions", &self.captions),
+            ("collect", &self.collect),
+        ]
+        .into_iter()
+        .filter_map(|(role, r)| r.as_ref().map(|r| (role.to_string(), r)))
+        .collect()
     }
 
     fn gathers(&self) -> &[&'static str] {
-        &["collect"]
+        if self.collect.is_some() {
+            &["collect"]
+        } else {
+            &[]
+        }
+    }
+
+    fn finish(&mut self, _seed: u64) -> Result<(), ParamError> {
+        if self.collect.is_some() {
+            for (key, set) in [
+                ("input", self.input.is_some()),
+                ("baseline", self.baseline.is_some()),
+                ("ground", self.ground.is_some()),
+                ("activations", self.activations.is_some()),
+                ("captions", self.captions.is_some()),
+                ("metrics", self.metrics.is_some()),
+            ] {
+                if set {
+                    return Err(ParamError::new(
+                        key,
+                        "cannot be combined with `collect`",
+                    )
+                    .help("a sweep table gathers the metrics of another evaluate stage; compute them there"));
+                }
+            }
+            return Ok(());
+        }
+        if self.plot.is_some() {
+            return Err(ParamError::new("plot", "needs `collect` (a sweep table)"));
+        }
+        if self.baseline.is_some() && self.input.is_none() {
+            return Err(ParamError::new("baseline", "needs `input`"));
+        }
+        if self.input.is_none() && self.ground.is_none() {
+            return Err(ParamError::new("", "has nothing to evaluate").help(
+                "set `input` (generations), `ground` (a concept dictionary) or `collect` (a sweep table)",
+            ));
+        }
+        for (key, set) in [
+            ("activations", self.activations.is_some()),
+            ("captions", self.captions.is_some()),
+        ] {
+            if set && self.ground.is_none() {
+                return Err(ParamError::new(key, "needs `ground`"));
+            }
+        }
+        if self.activations.is_some() != self.captions.is_some() {
+            return Err(ParamError::new(
+                if self.activations.is_some() {
+                    "captions"
+                } else {
+                    "activations"
+                },
+                "test grounding needs both `activations` and `captions`",
+            ));
+        }
+        if self.prediction_words.is_empty() != self.target_words.is_empty() {
+            return Err(ParamError::new(
+                if self.prediction_words.is_empty() {
+                    "prediction_words"
+                } else {
+                    "target_words"
+                },
+                "target rates need both `prediction_words` and `target_words`",
+            ));
+        }
+        for (key, words) in [
+            ("prediction_words", &self.prediction_words),
+            ("target_words", &self.target_words),
+        ] {
+            if words.iter().any(|w| !w.chars().any(char::is_alphanumeric)) {
+                return Err(ParamError::new(
+                    key,
+                    "holds an entry without any letter or digit",
+                ));
+            }
+        }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.sort();
+            metrics.dedup();
+            for m in metrics.iter() {
+                let missing = match m {
+                    Metric::VqaAccuracy
+                    | Metric::AnswerCounts
+                    | Metric::AnswerTypes
+                    | Metric::Captioning
+                    | Metric::WordRates => self.input.is_none().then_some("`input`"),
+                    Metric::TargetRate => (self.input.is_none()
+                        || self.prediction_words.is_empty())
+                    .then_some("`input`, `prediction_words` and `target_words`"),
+                    Metric::Overlap => self.ground.is_none().then_some("`ground`"),
+                    Metric::TestGrounding => self
+                        .activations
+                        .is_none()
+                        .then_some("`ground`, `activations` and `captions`"),
+                };
+                if let Some(missing) = missing {
+                    return Err(ParamError::new(
+                        "metrics",
+                        format!("`{}` needs {missing}", m.name()),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }

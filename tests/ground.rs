@@ -1,0 +1,327 @@
+//! The `ground` stage end to end: imported features → `simple` decomposition (whose concepts are
+//! the largest rows, so they are known exactly) → grounding through a checkpoint whose LM head
+//! is planted: a concept along a direction grounds to the tokens whose head rows point there, in
+//! logit order, with stop words, short words and repeats filtered; the final norm option changes
+//! the words the way RMSNorm says; most-activating samples and the concept grid follow the
+//! activations.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use safetensors::tensor::TensorView;
+use serde_json::Value;
+use xlvlm_processor::image_crate::{Rgb, RgbImage};
+use xlvlm_store::{Column, FeatureTable, Store, read_parquet, write_parquet};
+
+const VOCAB: usize = 448;
+const HIDDEN: usize = 64;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn xlvlm(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xlvlm"));
+    c.env("XLVLM_STORE", store).env_remove("RUST_LOG");
+    c
+}
+
+fn artifact(store: &Path, experiment: &str, label: &str) -> PathBuf {
+    let s = Store::open(store).unwrap();
+    let key = s
+        .resolve_name(experiment, &xlvlm_dag::name_file(label))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no artifact named {label}"));
+    s.artifact_dir(&key)
+}
+
+/// The tiny LLaVA fixture's config and tokenizer, with a model.safetensors holding only what
+/// grounding reads: the embedding (which names the key layout), a planted LM head and a final
+/// norm weight.
+fn planted_checkpoint(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let fixture = repo().join("tests/fixtures/hf/llava");
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let mut head = vec![0f32; VOCAB * HIDDEN];
+    // Token ids of the fixture tokenizer: 329 `▁the`, 384 `▁The`, 382 `▁dog`, 390 `▁man`,
+    // 385 `▁green`, 265 `3`, 389 `▁red`, 312 `▁a`, 392 `▁picture`, 391 `▁image`.
+    for (token, dim, value) in [
+        (329, 0, 5.0),
+        (384, 0, 4.5),
+        (382, 0, 4.0),
+        (390, 0, 3.5),
+        (385, 0, 3.0),
+        (265, 0, 2.5),
+        (389, 0, 2.0),
+        (312, 0, 1.5),
+        (392, 1, 5.0),
+        (391, 1, 4.0),
+        (389, 1, 3.0),
+    ] {
+        head[token * HIDDEN + dim] = value;
+    }
+    let embed = vec![0.5f32; VOCAB * HIDDEN];
+    let mut norm = vec![1f32; HIDDEN];
+    norm[1] = 0.01;
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (head, embed, norm) = (bytes(&head), bytes(&embed), bytes(&norm));
+    let view = |shape: Vec<usize>, data: &'static [u8]| {
+        TensorView::new(safetensors::Dtype::F32, shape, data).unwrap()
+    };
+    let leak = |v: Vec<u8>| -> &'static [u8] { Box::leak(v.into_boxed_slice()) };
+    let tensors = vec![
+        (
+            "language_model.lm_head.weight",
+            view(vec![VOCAB, HIDDEN], leak(head)),
+        ),
+        (
+            "language_model.model.embed_tokens.weight",
+            view(vec![VOCAB, HIDDEN], leak(embed)),
+        ),
+        (
+            "language_model.model.norm.weight",
+            view(vec![HIDDEN], leak(norm)),
+        ),
+    ];
+    safetensors::serialize_to_file(tensors, None, &dir.join("model.safetensors")).unwrap();
+}
+
+/// Six samples: two large rows (the `simple` concepts: 10·e0 and e0 + 10·e1) and four small
+/// ones, each with a one-colour image.
+fn features(dir: &Path) {
+    let rows: [(&str, [f32; 2], [u8; 3]); 6] = [
+        ("s0", [10.0, 0.0], [255, 0, 0]),
+        ("s1", [1.0, 10.0], [0, 255, 0]),
+        ("s2", [2.0, 0.0], [0, 0, 255]),
+        ("s3", [0.0, 2.0], [255, 255, 0]),
+        ("s4", [0.5, 0.5], [0, 255, 255]),
+        ("s5", [1.0, 0.0], [255, 0, 255]),
+    ];
+    let mut values = Vec::new();
+    let mut images = Vec::new();
+    for (id, v, rgb) in rows {
+        let mut row = vec![0f32; HIDDEN];
+        row[..2].copy_from_slice(&v);
+        values.extend(row);
+        let path = dir.join(format!("{id}.png"));
+        RgbImage::from_pixel(20, 10, Rgb(rgb)).save(&path).unwrap();
+        images.push(path.display().to_string());
+    }
+    let table = FeatureTable::new()
+        .with_column(
+            "sample_id",
+            Column::Utf8(rows.iter().map(|r| r.0.to_string()).collect()),
+        )
+        .with_column("image", Column::Utf8(images))
+        .with_column(
+            "vector",
+            Column::Vector {
+                dim: HIDDEN,
+                values,
+                half: false,
+            },
+        );
+    write_parquet(&dir.join("features.parquet"), &table).unwrap();
+}
+
+fn words_of(concept: &Value) -> Vec<String> {
+    concept["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["word"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn planted_concepts_ground_to_their_tokens_and_most_activating_images() {
+    let dir = tempfile::tempdir().unwrap();
+    planted_checkpoint(&dir.path().join("ckpt"));
+    features(dir.path());
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        r#"
+[experiment]
+name = "ground"
+
+[models.tiny]
+path = "ckpt"
+
+[stage.feats]
+kind = "import"
+path = "features.parquet"
+
+[stage.concepts]
+kind = "decompose"
+input = "feats"
+method = "simple"
+num_concepts = 2
+
+[stage.words]
+kind = "ground"
+concepts = "concepts"
+model = "tiny"
+features = "feats"
+num_grounded_text_tokens = 3
+num_most_activating_samples = 3
+thumbnail_size = 16
+
+[stage.normed]
+from = "words"
+final_norm = true
+
+[stage.dict]
+kind = "evaluate"
+ground = "words"
+"#,
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Which concept is which: read the decomposition.
+    let concepts =
+        read_parquet(&artifact(&store, "ground", "concepts").join("concepts.parquet")).unwrap();
+    let (dim, values) = concepts.vector("vector").unwrap();
+    assert_eq!(dim, HIDDEN);
+    let e0_concept = if values[0] == 10.0 { 0 } else { 1 };
+    let e1_concept = 1 - e0_concept;
+
+    let a = artifact(&store, "ground", "words");
+    let g: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("grounding.json")).unwrap()).unwrap();
+    let c = g["concepts"].as_array().unwrap();
+    // Along e0: `the`/`The` and `man` are stop words, `a` is too short; `3` is a number.
+    assert_eq!(words_of(&c[e0_concept]), ["dog", "green", "3"]);
+    assert_eq!(words_of(&c[e1_concept]), ["picture", "image", "red"]);
+    // Scores are the logits: 10 · 4 for `dog`.
+    assert_eq!(c[e0_concept]["words"][0]["score"], 40.0);
+    assert_eq!(c[e0_concept]["words"][0]["token_id"], 382);
+
+    // The final norm scales dimension 1 by 0.01: e0 + 10·e1 then points mostly along e0.
+    let n: Value = serde_json::from_str(
+        &std::fs::read_to_string(artifact(&store, "ground", "normed").join("grounding.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(words_of(&n["concepts"][e1_concept]), ["dog", "green", "3"]);
+
+    // Most-activating samples: the concept's own row, then the nearest rows.
+    let samples = |k: usize| -> Vec<String> {
+        c[k]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sample_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(samples(e0_concept), ["s0", "s2", "s5"]);
+    assert_eq!(samples(e1_concept)[0], "s1");
+    assert_eq!(c[e0_concept]["samples"][0]["activation"], 1.0);
+    assert!(
+        c[e0_concept]["samples"][0]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with("s0.png")
+    );
+
+    // The tables say the same, one row per (concept, rank).
+    let w = read_parquet(&a.join("words.parquet")).unwrap();
+    assert_eq!(w.num_rows(), 6);
+    let s = read_parquet(&a.join("samples.parquet")).unwrap();
+    assert_eq!(s.num_rows(), 6);
+    assert_eq!(
+        s.strings("image").unwrap().len(),
+        s.strings("sample_id").unwrap().len()
+    );
+
+    // The grid: one row of three 16-px tiles per concept with 4-px gutters; the first tile of
+    // the e0 concept is its own (red) image.
+    let grid = xlvlm_processor::image_crate::open(a.join("grid.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(grid.dimensions(), (4 + 3 * 20, 4 + 2 * 20));
+    let y = 4 + e0_concept as u32 * 20 + 8;
+    assert_eq!(grid.get_pixel(4 + 8, y).0, [255, 0, 0]);
+    let text = std::fs::read_to_string(a.join("grid.txt")).unwrap();
+    assert!(text.contains("dog, green, 3"), "{text}");
+
+    // Dictionary overlap of the two word sets: they share nothing.
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(artifact(&store, "ground", "dict").join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["overlap"]["metric"], 0.0);
+}
+
+#[test]
+fn bad_ground_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    planted_checkpoint(&dir.path().join("ckpt"));
+    // Features of the wrong width for the model (8 instead of 64).
+    let table = FeatureTable::new()
+        .with_column("sample_id", Column::Utf8(vec!["a".into(), "b".into()]))
+        .with_column(
+            "vector",
+            Column::Vector {
+                dim: 8,
+                values: (0..16).map(|i| i as f32).collect(),
+                half: false,
+            },
+        );
+    write_parquet(&dir.path().join("narrow.parquet"), &table).unwrap();
+    let base = "[experiment]\nname = \"bad\"\n[models.tiny]\npath = \"ckpt\"\n\
+                [stage.f]\nkind = \"import\"\npath = \"narrow.parquet\"\n\
+                [stage.c]\nkind = \"decompose\"\ninput = \"f\"\nmethod = \"simple\"\nnum_concepts = 2\n";
+    let store = dir.path().join("store");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        format!("{base}[stage.g]\nkind = \"ground\"\nconcepts = \"c\"\nmodel = \"tiny\"\n"),
+    )
+    .unwrap();
+    let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("8 dimensions") && err.contains("hidden size 64"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Grounding from something that is not a decomposition.
+    std::fs::write(
+        &file,
+        format!("{base}[stage.g]\nkind = \"ground\"\nconcepts = \"f\"\nmodel = \"tiny\"\n"),
+    )
+    .unwrap();
+    let out = xlvlm(&store).arg("run").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("must name a decompose or shift stage"),
+        "{err}"
+    );
+
+    // More words than tokens considered.
+    std::fs::write(
+        &file,
+        format!(
+            "{base}[stage.g]\nkind = \"ground\"\nconcepts = \"c\"\nmodel = \"tiny\"\n\
+             pre_num_top_tokens = 5\nnum_grounded_text_tokens = 10\n"
+        ),
+    )
+    .unwrap();
+    let out = xlvlm(&store).arg("validate").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("pre_num_top_tokens"), "{err}");
+}
