@@ -126,6 +126,38 @@ fn features(dir: &Path) {
     write_parquet(&dir.join("features.parquet"), &table).unwrap();
 }
 
+/// Reference captions of s0 and s1 as a generations table (the other samples have none).
+fn captions(dir: &Path) {
+    let refs = [
+        ("s0", vec!["A dog on the green grass.", "a dog"]),
+        ("s1", vec!["A red picture."]),
+    ];
+    let table = FeatureTable::new()
+        .with_column(
+            "sample_id",
+            Column::Utf8(refs.iter().map(|r| r.0.to_string()).collect()),
+        )
+        .with_column("task", Column::Utf8(vec!["caption".into(); 2]))
+        .with_column("generation", Column::Utf8(vec![String::new(); 2]))
+        .with_column(
+            "references",
+            Column::Utf8(
+                refs.iter()
+                    .map(|r| serde_json::to_string(&r.1).unwrap())
+                    .collect(),
+            ),
+        )
+        .with_column(
+            "vector",
+            Column::Vector {
+                dim: 1,
+                values: vec![0.0; 2],
+                half: false,
+            },
+        );
+    write_parquet(&dir.join("captions.parquet"), &table).unwrap();
+}
+
 fn words_of(concept: &Value) -> Vec<String> {
     concept["words"]
         .as_array()
@@ -140,6 +172,7 @@ fn planted_concepts_ground_to_their_tokens_and_most_activating_images() {
     let dir = tempfile::tempdir().unwrap();
     planted_checkpoint(&dir.path().join("ckpt"));
     features(dir.path());
+    captions(dir.path());
     let file = dir.path().join("exp.toml");
     std::fs::write(
         &file,
@@ -176,6 +209,16 @@ final_norm = true
 [stage.dict]
 kind = "evaluate"
 ground = "words"
+
+[stage.caps]
+kind = "import"
+path = "captions.parquet"
+
+[stage.test]
+kind = "evaluate"
+ground = "words"
+activations = "concepts"
+captions = "caps"
 "#,
     )
     .unwrap();
@@ -261,6 +304,20 @@ ground = "words"
     )
     .unwrap();
     assert_eq!(m["overlap"]["metric"], 0.0);
+    assert!(m.get("test_grounding").is_none());
+
+    // Test grounding on the samples with captions: s0's top concept (dog, green, 3) finds two
+    // of its three words in s0's captions, the other concept none; s1's top concept (picture,
+    // image, red) finds two.
+    let t: Value = serde_json::from_str(
+        &std::fs::read_to_string(artifact(&store, "ground", "test").join("metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let close = |v: &Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-12;
+    assert_eq!(t["scalars"]["grounding_samples"], 2);
+    assert!(close(&t["test_grounding"]["top_1_mean"], 2.0 / 3.0));
+    assert!(close(&t["test_grounding"]["top_1_std"], 0.0));
+    assert!(close(&t["test_grounding"]["top_3_mean"], 1.0 / 3.0));
 }
 
 #[test]
