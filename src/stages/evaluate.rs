@@ -681,7 +681,7 @@ fn sweep_table(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<Sta
     };
     let plotted = match (&x, ys.is_empty()) {
         (Some(x), false) => {
-            let svg = plot_svg(&table, x, &ys)?;
+            let svg = plot_svg(&table, x, &ys, &coord_names)?;
             ctx.staging.write_file("plot.svg", svg.as_bytes())?;
             true
         }
@@ -732,28 +732,58 @@ fn to_csv(table: &FeatureTable) -> String {
     out
 }
 
-/// Lines of `ys` against `x`, sorted by x, one colour per metric, with a legend.
-fn plot_svg(table: &FeatureTable, x: &str, ys: &[String]) -> anyhow::Result<String> {
+/// Lines of `ys` against `x`, sorted by x, one per metric and per combination of the other
+/// coordinates (`coords`; a grid sweep gives one line per point of the other axes), with a
+/// legend.
+fn plot_svg(
+    table: &FeatureTable,
+    x: &str,
+    ys: &[String],
+    coords: &[String],
+) -> anyhow::Result<String> {
     use plotters::prelude::*;
     let xs = table.floats(x).context("x column")?.to_vec();
-    let series: Vec<(String, Vec<(f64, f64)>)> = ys
-        .iter()
-        .map(|y| {
-            let values: Vec<f64> = match table.column(y) {
-                Some(Column::Int64(v)) => v.iter().map(|i| *i as f64).collect(),
-                Some(Column::Float64(v)) => v.clone(),
-                _ => vec![],
-            };
-            let mut pts: Vec<(f64, f64)> = xs
+    // Rows grouped by the values of the coordinates other than x, in first-seen order.
+    let others: Vec<&String> = coords.iter().filter(|c| *c != x).collect();
+    let cell = |c: &str, r: usize| match table.column(c) {
+        Some(Column::Utf8(v)) => v[r].clone(),
+        Some(Column::Float64(v)) => v[r].to_string(),
+        _ => String::new(),
+    };
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for r in 0..table.num_rows() {
+        let name = others
+            .iter()
+            .map(|c| format!("{c}={}", cell(c, r)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, rows)) => rows.push(r),
+            None => groups.push((name, vec![r])),
+        }
+    }
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for y in ys {
+        let values: Vec<f64> = match table.column(y) {
+            Some(Column::Int64(v)) => v.iter().map(|i| *i as f64).collect(),
+            Some(Column::Float64(v)) => v.clone(),
+            _ => vec![],
+        };
+        for (group, rows) in &groups {
+            let mut pts: Vec<(f64, f64)> = rows
                 .iter()
-                .copied()
-                .zip(values)
+                .map(|&r| (xs[r], values[r]))
                 .filter(|(a, b)| a.is_finite() && b.is_finite())
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (y.clone(), pts)
-        })
-        .collect();
+            let label = if group.is_empty() {
+                y.clone()
+            } else {
+                format!("{y} ({group})")
+            };
+            series.push((label, pts));
+        }
+    }
     let all = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (a, b) in all {
