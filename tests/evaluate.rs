@@ -384,7 +384,7 @@ word_classes = ["colors"]
     let a = artifact(&store, "caps", "eval");
     let t = read_parquet(&a.join("metrics.parquet")).unwrap();
     assert_eq!(
-        t.floats("percent_captions_with_colors").unwrap()[0],
+        t.floats("rate_colors").unwrap()[0],
         expected["colors"].percent_captions_with_word
     );
     assert_eq!(

@@ -124,13 +124,26 @@ fn features(dir: &Path) {
             },
         );
     write_parquet(&dir.join("features.parquet"), &table).unwrap();
+    // Held-out samples t0, t1 (the vectors of s0, s1) for test grounding.
+    let (_, all) = table.vector("vector").unwrap();
+    let heldout = FeatureTable::new()
+        .with_column("sample_id", Column::Utf8(vec!["t0".into(), "t1".into()]))
+        .with_column(
+            "vector",
+            Column::Vector {
+                dim: HIDDEN,
+                values: all[..2 * HIDDEN].to_vec(),
+                half: false,
+            },
+        );
+    write_parquet(&dir.join("heldout.parquet"), &heldout).unwrap();
 }
 
-/// Reference captions of s0 and s1 as a generations table (the other samples have none).
+/// Reference captions of the held-out t0 and t1 as a generations table.
 fn captions(dir: &Path) {
     let refs = [
-        ("s0", vec!["A dog on the green grass.", "a dog"]),
-        ("s1", vec!["A red picture."]),
+        ("t0", vec!["A dog on the green grass.", "a dog"]),
+        ("t1", vec!["A red picture."]),
     ];
     let table = FeatureTable::new()
         .with_column(
@@ -187,9 +200,14 @@ path = "ckpt"
 kind = "import"
 path = "features.parquet"
 
+[stage.heldout]
+kind = "import"
+path = "heldout.parquet"
+
 [stage.concepts]
 kind = "decompose"
 input = "feats"
+project = "heldout"
 method = "simple"
 num_concepts = 2
 
@@ -306,9 +324,9 @@ captions = "caps"
     assert_eq!(m["overlap"]["metric"], 0.0);
     assert!(m.get("test_grounding").is_none());
 
-    // Test grounding on the samples with captions: s0's top concept (dog, green, 3) finds two
-    // of its three words in s0's captions, the other concept none; s1's top concept (picture,
-    // image, red) finds two.
+    // Test grounding on the held-out samples (the decomposition's projected.parquet): t0's top
+    // concept (dog, green, 3) finds two of its three words in t0's captions, the other concept
+    // none; t1's top concept (picture, image, red) finds two.
     let t: Value = serde_json::from_str(
         &std::fs::read_to_string(artifact(&store, "ground", "test").join("metrics.json")).unwrap(),
     )

@@ -22,7 +22,7 @@ use xlvlm_metrics::{
     VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores, target_rates, vqa_accuracy,
 };
 use xlvlm_spec::{EvaluateParams, Metric, VqaAccuracyMode, WordClassName};
-use xlvlm_store::{Column, FeatureTable, read_parquet};
+use xlvlm_store::{Column, FeatureTable, read_parquet, read_parquet_columns};
 
 pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOutput> {
     if p.collect.is_some() {
@@ -146,6 +146,29 @@ fn read_generations(input: &InputArtifact) -> anyhow::Result<Vec<Generated>> {
     for g in &out {
         if seen.insert(g.sample_id.as_str(), ()).is_some() {
             bail!("`{label}`: sample `{}` appears twice", g.sample_id);
+        }
+    }
+    Ok(out)
+}
+
+/// `sample_id` → reference captions of a table with `sample_id` and `references` columns.
+fn read_references(input: &InputArtifact) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let label = &input.label;
+    let mut out = HashMap::new();
+    for path in table_files(input)? {
+        let table =
+            read_parquet_columns(&path, &["sample_id", "references"]).with_context(|| {
+                format!("`captions` = `{label}` needs `sample_id` and `references` columns")
+            })?;
+        let ids = strings_of(&table, "sample_id", label)?;
+        let refs = strings_of(&table, "references", label)?;
+        for (id, r) in ids.iter().zip(refs) {
+            let references: Vec<String> = serde_json::from_str(r).with_context(|| {
+                format!(
+                    "`{label}`, sample `{id}`: `references` must be a JSON array of strings, got {r:?}"
+                )
+            })?;
+            out.entry(id.clone()).or_insert(references);
         }
     }
     Ok(out)
@@ -348,10 +371,7 @@ fn generation_metrics(
         let classes: Vec<WordClass> = p.word_classes.iter().map(|c| word_class(*c)).collect();
         let rates = word_class_rates(&texts, &classes);
         for (name, r) in &rates {
-            scalars.float(
-                &format!("percent_captions_with_{name}"),
-                r.percent_captions_with_word,
-            );
+            scalars.float(&format!("rate_{name}"), r.percent_captions_with_word);
         }
         report.insert("word_rates".into(), json!(rates));
     }
@@ -421,15 +441,19 @@ fn dictionary_metrics(
     if !wants(Metric::TestGrounding) {
         return Ok(());
     }
-    if acts.manifest.file("activations.parquet").is_none() {
-        bail!(
-            "`{}` is a {} stage without `activations.parquet`; `activations` must name a decompose stage",
-            acts.label,
-            acts.manifest.kind
-        );
-    }
-    let table = read_parquet(&acts.dir.join("activations.parquet"))
-        .with_context(|| format!("reading `{}`", acts.label))?;
+    // A decomposition's held-out samples (`project`) when it has them, else its own samples.
+    let file = ["projected.parquet", "activations.parquet"]
+        .into_iter()
+        .find(|f| acts.manifest.file(f).is_some())
+        .with_context(|| {
+            format!(
+                "`{}` is a {} stage without `projected.parquet` or `activations.parquet`; \
+                 `activations` must name a decompose stage",
+                acts.label, acts.manifest.kind
+            )
+        })?;
+    let table =
+        read_parquet(&acts.dir.join(file)).with_context(|| format!("reading `{}`", acts.label))?;
     let ids = super::sample_ids(&table, &acts.label)?;
     let (k, values) = super::vectors(&table, "vector", &acts.label)?;
     if k != words.len() {
@@ -440,10 +464,7 @@ fn dictionary_metrics(
             words.len()
         );
     }
-    let captions: HashMap<String, Vec<String>> = read_generations(caps)?
-        .into_iter()
-        .map(|g| (g.sample_id, g.references))
-        .collect();
+    let captions = read_references(caps)?;
     let (mut rows, mut texts) = (Vec::new(), Vec::new());
     for (id, row) in ids.iter().zip(values.chunks_exact(k)) {
         // A sample's caption words are those of all its reference captions.
