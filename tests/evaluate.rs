@@ -2,44 +2,17 @@
 //! generations columns): VQA accuracy against the official evaluator's goldens (the metrics
 //! crate's fixtures, made by tools/refgen/metrics_goldens.py), xl-vlms' formula, target rates
 //! against a baseline with whole-word matching, captioning scores, dictionary metrics, and a
-//! sweep table gathering every instance of a swept evaluate stage.
+//! sweep table gathering every instance of a swept evaluate stage; and the whole chain on real
+//! generations: extract → shift → steer with an alpha sweep → evaluate → sweep table, with the
+//! concept dictionary of the same features grounded through the tiny LLaVA.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
+
+use std::path::Path;
 
 use serde_json::Value;
-use xlvlm_store::{Column, FeatureTable, Store, read_parquet, write_parquet};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn xlvlm(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xlvlm"));
-    c.env("XLVLM_STORE", store).env_remove("RUST_LOG");
-    c
-}
-
-fn run_ok(store: &Path, file: &Path) -> Output {
-    let out = xlvlm(store).arg("run").arg(file).output().unwrap();
-    assert!(
-        out.status.success(),
-        "xlvlm run failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The artifact folder a stage instance's name points at.
-fn artifact(store: &Path, experiment: &str, label: &str) -> PathBuf {
-    let s = Store::open(store).unwrap();
-    let key = s
-        .resolve_name(experiment, &xlvlm_dag::name_file(label))
-        .unwrap()
-        .unwrap_or_else(|| panic!("no artifact named {label}"));
-    s.artifact_dir(&key)
-}
+use support::{artifact, read_table, repo, run_ok, world_sections, xlvlm};
+use xlvlm_store::{Column, FeatureTable, read_parquet, write_parquet};
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -88,7 +61,7 @@ fn write_generations(path: &Path, rows: &[Row<'_>]) {
     write_parquet(path, &table).unwrap();
 }
 
-fn strings(v: &Value) -> Vec<String> {
+fn json_strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap()
         .iter()
@@ -106,7 +79,7 @@ fn golden_rows(g: &Value) -> Vec<(String, String, Vec<String>, String, String)> 
             (
                 format!("q{}", q["question_id"]),
                 q["prediction"].as_str().unwrap().to_string(),
-                strings(&q["answers"]),
+                json_strings(&q["answers"]),
                 q["answer_type"].as_str().unwrap().to_string(),
                 q["question_type"].as_str().unwrap().to_string(),
             )
@@ -324,7 +297,7 @@ fn captioning_scores_match_the_metrics_crate_and_word_rates_count_words() {
             id,
             task: "captioning",
             generation: hyps[id].as_str().unwrap(),
-            references: strings(&refs[id]),
+            references: json_strings(&refs[id]),
             answer_type: "",
             question_type: "",
         })
@@ -526,4 +499,167 @@ fn bad_evaluate_parameters_are_clear_errors() {
     assert!(!out.status.success());
     assert!(err.contains("no string column `task`"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn steering_generations_are_evaluated_per_alpha_and_gathered_into_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "chain"
+{}
+[stage.base]
+kind = "extract"
+model = "tiny"
+data = "captions"
+hooks = ["lm.layers.1"]
+generate = {{ max_new_tokens = 6 }}
+tokens = {{ mean_before = [] }}
+
+[stage.answers]
+kind = "extract"
+model = "tiny"
+data = "vqa"
+hooks = ["lm.layers.1"]
+generate = {{ max_new_tokens = 3 }}
+tokens = {{ among = "generated", index = -1 }}
+
+[stage.shift]
+kind = "shift"
+method = "shift_of_means"
+source = "base"
+target = "answers"
+
+[stage.steered]
+kind = "steer"
+model = "tiny"
+data = "captions"
+vector = "shift"
+hooks = ["lm.layers.0", "lm.layers.1"]
+alpha = {{ sweep = [0, 400] }}
+generate = {{ max_new_tokens = 6 }}
+
+[stage.eval]
+kind = "evaluate"
+input = "steered"
+baseline = "base"
+prediction_words = ["red"]
+target_words = ["red"]
+
+[stage.table]
+kind = "evaluate"
+collect = "eval"
+
+[stage.accuracy]
+kind = "evaluate"
+input = "answers"
+
+[stage.matrix]
+kind = "aggregate"
+features = "base"
+
+[stage.concepts]
+kind = "decompose"
+input = "matrix"
+method = "kmeans"
+num_concepts = 2
+
+[stage.grounding]
+kind = "ground"
+concepts = "concepts"
+model = "tiny"
+features = "base"
+num_grounded_text_tokens = 3
+num_most_activating_samples = 2
+"#,
+            world_sections(dir.path())
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+
+    // One row per alpha, with the instance's own metrics.
+    let a = artifact(&store, "chain", "table");
+    let t = read_parquet(&a.join("table.parquet")).unwrap();
+    assert_eq!(t.num_rows(), 2);
+    assert_eq!(t.floats("steered.alpha").unwrap(), [0.0, 400.0]);
+    let changed = t.ints("num_preds_changed").unwrap();
+    // alpha = 0 reproduces the baseline's generations; alpha = 400 changes some.
+    assert_eq!(changed[0], 0);
+    assert!(changed[1] > 0);
+    assert_eq!(t.ints("num_samples").unwrap(), [8, 8]);
+    for m in [
+        "bleu_4",
+        "meteor",
+        "rouge_l",
+        "cider",
+        "rate_colors",
+        "num_preds_with_toi",
+    ] {
+        assert!(t.column(m).is_some(), "the table has no `{m}`");
+    }
+    let one =
+        read_parquet(&artifact(&store, "chain", "eval[steered.alpha=400]").join("metrics.parquet"))
+            .unwrap();
+    assert_eq!(
+        t.floats("cider").unwrap()[1],
+        one.floats("cider").unwrap()[0]
+    );
+    let svg = std::fs::read_to_string(a.join("plot.svg")).unwrap();
+    assert!(svg.contains("percent_preds_changed") && svg.contains("steered.alpha"));
+
+    // Scores computed here from the generation files match the metrics crate directly.
+    let gens = read_table(
+        &artifact(&store, "chain", "steered[alpha=400]"),
+        "generations",
+    );
+    let ids = support::strings(&gens, "sample_id");
+    let hyps: std::collections::BTreeMap<String, String> = ids
+        .iter()
+        .cloned()
+        .zip(support::strings(&gens, "generation"))
+        .collect();
+    let refs: std::collections::BTreeMap<String, Vec<String>> = ids
+        .iter()
+        .cloned()
+        .zip(
+            support::strings(&gens, "references")
+                .iter()
+                .map(|r| serde_json::from_str(r).unwrap()),
+        )
+        .collect();
+    let direct = xlvlm_metrics::caption_scores(&hyps, &refs).unwrap();
+    assert_eq!(one.floats("cider").unwrap()[0], direct.corpus.cider);
+    assert_eq!(one.floats("bleu_1").unwrap()[0], direct.corpus.bleu[0]);
+
+    // VQA accuracy of the tiny model's answers: a percentage over the 16 questions.
+    let acc = read_parquet(&artifact(&store, "chain", "accuracy").join("metrics.parquet")).unwrap();
+    assert_eq!(acc.ints("num_samples").unwrap()[0], 16);
+    let overall = acc.floats("vqa_accuracy").unwrap()[0];
+    assert!((0.0..=100.0).contains(&overall));
+
+    // The dictionary of the captions' features, grounded: two concepts with at most three
+    // filtered words each, and their most-activating images (which exist) in a two-row grid.
+    let g = json(&artifact(&store, "chain", "grounding").join("grounding.json"));
+    let concepts = g["concepts"].as_array().unwrap();
+    assert_eq!(concepts.len(), 2);
+    for c in concepts {
+        let words = c["words"].as_array().unwrap();
+        assert!(words.len() <= 3);
+        for w in words {
+            assert!(xlvlm_metrics::vocabulary::is_grounding_word(
+                w["word"].as_str().unwrap()
+            ));
+        }
+        for s in c["samples"].as_array().unwrap() {
+            assert!(Path::new(s["image"].as_str().unwrap()).is_file(), "{s}");
+        }
+    }
+    let manifest = json(&artifact(&store, "chain", "grounding").join("manifest.json"));
+    assert_eq!(manifest["summary"]["missing_images"], 0);
+    assert_eq!(manifest["summary"]["grid"], true);
 }

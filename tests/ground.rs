@@ -5,35 +5,18 @@
 //! the words the way RMSNorm says; most-activating samples and the concept grid follow the
 //! activations.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+
+use std::path::Path;
 
 use safetensors::tensor::TensorView;
 use serde_json::Value;
+use support::{artifact, repo, xlvlm};
 use xlvlm_processor::image_crate::{Rgb, RgbImage};
-use xlvlm_store::{Column, FeatureTable, Store, read_parquet, write_parquet};
+use xlvlm_store::{Column, FeatureTable, read_parquet, write_parquet};
 
 const VOCAB: usize = 448;
 const HIDDEN: usize = 64;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn xlvlm(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xlvlm"));
-    c.env("XLVLM_STORE", store).env_remove("RUST_LOG");
-    c
-}
-
-fn artifact(store: &Path, experiment: &str, label: &str) -> PathBuf {
-    let s = Store::open(store).unwrap();
-    let key = s
-        .resolve_name(experiment, &xlvlm_dag::name_file(label))
-        .unwrap()
-        .unwrap_or_else(|| panic!("no artifact named {label}"));
-    s.artifact_dir(&key)
-}
 
 /// The tiny LLaVA fixture's config and tokenizer, with a model.safetensors holding only what
 /// grounding reads: the embedding (which names the key layout), a planted LM head and a final
