@@ -298,6 +298,11 @@ captions = "caps"
     assert_eq!(grid.get_pixel(4 + 8, y).0, [255, 0, 0]);
     let text = std::fs::read_to_string(a.join("grid.txt")).unwrap();
     assert!(text.contains("dog, green, 3"), "{text}");
+    // The SVG grid: each row under its concept's words, the six tiles embedded.
+    let svg = std::fs::read_to_string(a.join("grid.svg")).unwrap();
+    assert!(svg.contains(&format!("concept {e0_concept}: dog, green, 3")));
+    assert_eq!(svg.matches("<image ").count(), 6);
+    assert_eq!(svg.matches("data:image/png;base64,").count(), 6);
 
     // Dictionary overlap of the two word sets: they share nothing.
     let m: Value = serde_json::from_str(

@@ -821,7 +821,9 @@ fn plot_svg(
         (lo - d, hi + d)
     };
     let (x0, x1) = pad(x0, x1);
-    let (y0, y1) = pad(y0, y1);
+    let (y0, mut y1) = pad(y0, y1);
+    // Room above the data for the legend (one line per series).
+    y1 += (y1 - y0) * (0.07 * series.len() as f64).min(0.8);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
@@ -839,7 +841,21 @@ fn plot_svg(
             .draw()
             .map_err(|e| err(&e))?;
         for (i, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            // matplotlib's tab10 colours, distinct on white
+            const TAB10: [(u8, u8, u8); 10] = [
+                (31, 119, 180),
+                (255, 127, 14),
+                (44, 160, 44),
+                (214, 39, 40),
+                (148, 103, 189),
+                (140, 86, 75),
+                (227, 119, 194),
+                (127, 127, 127),
+                (188, 189, 34),
+                (23, 190, 207),
+            ];
+            let (r, g, b) = TAB10[i % TAB10.len()];
+            let color = RGBColor(r, g, b).to_rgba();
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?
@@ -851,6 +867,7 @@ fn plot_svg(
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()

@@ -4,13 +4,15 @@
 //!
 //! Outputs: `grounding.json` (everything, per concept), `words.parquet` (concept, rank, token_id,
 //! word, score), `samples.parquet` (concept, rank, sample_id, image, activation), and with images
-//! `grid.png` + `grid.txt` (the words of each grid row).
+//! `grid.png` (thumbnails), `grid.svg` (thumbnails under each concept's words) and `grid.txt`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
@@ -483,22 +485,38 @@ fn write_tables(ctx: &StageContext<'_>, grounded: &[GroundedConcept]) -> anyhow:
 }
 
 /// Draws one row per concept of its most-activating images (a grey tile where an image is
-/// missing or unreadable), with a 4-pixel white gutter; returns how many tiles are grey.
+/// missing or unreadable), with 4-pixel white gutters, as `grid.png` (images only) and
+/// `grid.svg` (each row under a line naming the concept and its words, the tiles embedded as
+/// PNG); `grid.txt` lists the words of each row. Returns how many tiles are grey.
 fn write_grid(
     ctx: &StageContext<'_>,
     grounded: &[GroundedConcept],
     size: u32,
 ) -> anyhow::Result<usize> {
     const GAP: u32 = 4;
+    const TEXT: u32 = 18;
     let cols = grounded.iter().map(|g| g.samples.len()).max().unwrap_or(0) as u32;
     let rows = grounded.len() as u32;
+    let width = GAP + cols.max(1) * (size + GAP);
     let mut grid = RgbImage::from_pixel(
-        GAP + cols.max(1) * (size + GAP),
+        width,
         GAP + rows.max(1) * (size + GAP),
         Rgb([255, 255, 255]),
     );
+    let svg_height = GAP + rows.max(1) * (TEXT + size + GAP);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{svg_height}\" \
+         viewBox=\"0 0 {width} {svg_height}\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
     let mut missing = 0;
     for (r, g) in grounded.iter().enumerate() {
+        let words: Vec<&str> = g.words.iter().map(|w| w.word.as_str()).collect();
+        let row_y = GAP + r as u32 * (TEXT + size + GAP);
+        svg.push_str(&format!(
+            "<text x=\"{GAP}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"13\">{}</text>\n",
+            row_y + TEXT - 5,
+            xml_escape(&format!("concept {}: {}", g.concept, words.join(", ")))
+        ));
         for (c, s) in g.samples.iter().enumerate() {
             let tile = s
                 .image
@@ -515,15 +533,17 @@ fn write_grid(
             let x = GAP + c as u32 * (size + GAP);
             let y = GAP + r as u32 * (size + GAP);
             imageops::replace(&mut grid, &tile, i64::from(x), i64::from(y));
+            svg.push_str(&format!(
+                "<image x=\"{x}\" y=\"{}\" width=\"{size}\" height=\"{size}\" href=\"data:image/png;base64,{}\"><title>{}</title></image>\n",
+                row_y + TEXT,
+                BASE64_STANDARD.encode(png_bytes(&tile)?),
+                xml_escape(&s.sample_id)
+            ));
         }
     }
-    let mut png = Vec::new();
-    grid.write_to(
-        &mut std::io::Cursor::new(&mut png),
-        image_crate::ImageFormat::Png,
-    )
-    .context("encoding grid.png")?;
-    ctx.staging.write_file("grid.png", &png)?;
+    svg.push_str("</svg>\n");
+    ctx.staging.write_file("grid.png", &png_bytes(&grid)?)?;
+    ctx.staging.write_file("grid.svg", svg.as_bytes())?;
     let text: String = grounded
         .iter()
         .map(|g| {
@@ -533,4 +553,22 @@ fn write_grid(
         .collect();
     ctx.staging.write_file("grid.txt", text.as_bytes())?;
     Ok(missing)
+}
+
+fn png_bytes(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
+    let mut png = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut png),
+            image_crate::ImageFormat::Png,
+        )
+        .context("encoding a PNG")?;
+    Ok(png)
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
