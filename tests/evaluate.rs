@@ -318,11 +318,41 @@ path = "caps.parquet"
 kind = "evaluate"
 input = "caps"
 word_classes = ["colors"]
+
+[stage.full_meteor]
+kind = "evaluate"
+input = "caps"
+metrics = ["captioning"]
+meteor = { synsets = "wordnet/english.synsets", exceptions = "wordnet/english.exceptions", paraphrases = "paraphrase-en-subset.txt" }
 "#,
+    )
+    .unwrap();
+    // The parts of METEOR's WordNet data and paraphrase table that these captions reach (the
+    // metrics crate's fixtures, cut from the full files by its refgen script).
+    let fixtures = repo().join("crates/metrics/tests/fixtures");
+    std::fs::create_dir(dir.path().join("wordnet")).unwrap();
+    for f in ["english.synsets", "english.exceptions"] {
+        std::fs::copy(
+            fixtures.join("wordnet_subset").join(f),
+            dir.path().join("wordnet").join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        fixtures.join("paraphrase_subset/paraphrase-en-subset.txt"),
+        dir.path().join("paraphrase-en-subset.txt"),
     )
     .unwrap();
     let store = dir.path().join("store");
     run_ok(&store, &file);
+    // With all four modules, METEOR is pycocoevalcap's.
+    let full =
+        read_parquet(&artifact(&store, "caps", "full_meteor").join("metrics.parquet")).unwrap();
+    let (a, b) = (
+        full.floats("meteor").unwrap()[0],
+        g["scores"]["METEOR"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-9, "full meteor: {a} vs {b}");
     let m = json(&artifact(&store, "caps", "eval").join("metrics.json"));
     assert_eq!(m["scalars"]["num_samples"], ids.len());
     // pycocoevalcap's corpus scores on the same captions (BLEU, ROUGE-L, CIDEr-D to 1e-6).

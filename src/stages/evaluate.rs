@@ -14,12 +14,13 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
 use xlvlm_metrics::dictionary::{grounding_words_overlap, test_grounding_scores};
+use xlvlm_metrics::meteor::{MeteorResources, Paraphrases, Synonyms};
 use xlvlm_metrics::steering::{
     SteeringSample, answer_counts, majority_types, predicted_answer_types, word_class_rates,
 };
 use xlvlm_metrics::words::WordClass;
 use xlvlm_metrics::{
-    VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores, target_rates, vqa_accuracy,
+    VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores_with, target_rates, vqa_accuracy,
 };
 use xlvlm_spec::{EvaluateParams, Metric, VqaAccuracyMode, WordClassName};
 use xlvlm_store::{Column, FeatureTable, read_parquet, read_parquet_columns};
@@ -90,7 +91,13 @@ pub(crate) fn table_files(input: &InputArtifact) -> anyhow::Result<Vec<PathBuf>>
         .map(|f| input.dir.join(&f.path))
         .collect();
     if generations.is_empty() {
-        return super::main_table_files(input);
+        return super::main_table_files(input).with_context(|| {
+            format!(
+                "`{}` has no generations; evaluate reads those of an extract stage in generate \
+                 mode or of a steer stage",
+                input.label
+            )
+        });
     }
     Ok(generations)
 }
@@ -347,7 +354,8 @@ fn generation_metrics(
             .iter()
             .map(|g| (g.sample_id.clone(), g.references.clone()))
             .collect();
-        let scores = caption_scores(&hyps, &refs)?;
+        let resources = meteor_resources(p)?;
+        let scores = caption_scores_with(&hyps, &refs, &resources)?;
         let c = scores.corpus;
         for (i, b) in c.bleu.iter().enumerate() {
             scalars.float(&format!("bleu_{}", i + 1), *b);
@@ -360,8 +368,11 @@ fn generation_metrics(
             json!({
                 "corpus": c,
                 "per_image": scores.per_image,
-                // METEOR runs its exact and stem modules (no synonym or paraphrase data).
-                "meteor_modules": ["exact", "stem"],
+                "meteor_modules": if p.meteor.is_some() {
+                    json!(["exact", "stem", "synonym", "paraphrase"])
+                } else {
+                    json!(["exact", "stem"])
+                },
             }),
         );
     }
@@ -376,6 +387,22 @@ fn generation_metrics(
         report.insert("word_rates".into(), json!(rates));
     }
     Ok(())
+}
+
+/// METEOR's synonym and paraphrase data when `meteor` names them, else none (exact and stem
+/// modules only).
+fn meteor_resources(p: &EvaluateParams) -> anyhow::Result<MeteorResources> {
+    let Some(m) = &p.meteor else {
+        return Ok(MeteorResources::default());
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading METEOR data `{}`", path.display()))
+    };
+    Ok(MeteorResources {
+        synonyms: Some(Synonyms::parse(&read(&m.synsets)?, &read(&m.exceptions)?)?),
+        paraphrases: Some(Paraphrases::load(&m.paraphrases)?),
+    })
 }
 
 fn word_class(c: WordClassName) -> WordClass {
@@ -517,11 +544,23 @@ struct Scalars(Vec<(String, Scalar)>);
 
 impl Scalars {
     fn int(&mut self, name: &str, v: usize) {
-        self.0.push((name.to_string(), Scalar::Int(v as i64)));
+        self.push(name, Scalar::Int(v as i64));
     }
 
     fn float(&mut self, name: &str, v: f64) {
-        self.0.push((name.to_string(), Scalar::Float(v)));
+        self.push(name, Scalar::Float(v));
+    }
+
+    /// Two answer types that differ only in punctuation (`yes/no`, `yes no`) would share a
+    /// column name: the later one gets a numbered suffix.
+    fn push(&mut self, name: &str, v: Scalar) {
+        let mut unique = name.to_string();
+        let mut n = 2;
+        while self.0.iter().any(|(m, _)| *m == unique) {
+            unique = format!("{name}_{n}");
+            n += 1;
+        }
+        self.0.push((unique, v));
     }
 
     fn to_json(&self) -> Value {

@@ -2,6 +2,8 @@
 //! rates, word-class rates), over concept dictionaries (word overlap, test grounding), and
 //! sweep tables gathering the metrics of every instance of a swept `evaluate` stage.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use super::{KindParams, ParamError, StageRef};
@@ -79,6 +81,20 @@ pub struct PlotParams {
     pub y: Vec<String>,
 }
 
+/// The data files of METEOR's synonym and paraphrase modules (from a METEOR 1.5 installation,
+/// such as the one inside pycocoevalcap): with them, METEOR equals pycocoevalcap's; without
+/// them it runs the exact and stem modules only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeteorData {
+    /// `english.synsets` (`unzip meteor-1.5.jar 'synonym/*'`).
+    pub synsets: PathBuf,
+    /// `english.exceptions`, beside it.
+    pub exceptions: PathBuf,
+    /// `data/paraphrase-en.gz`.
+    pub paraphrases: PathBuf,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateParams {
@@ -116,6 +132,9 @@ pub struct EvaluateParams {
     /// Word classes whose rates in generated captions are reported.
     #[serde(default = "default_word_classes")]
     pub word_classes: Vec<WordClassName>,
+    /// METEOR's synonym and paraphrase data, for captioning.
+    #[serde(default)]
+    pub meteor: Option<MeteorData>,
     /// With `collect`: the plot of the table.
     #[serde(default)]
     pub plot: Option<PlotParams>,
@@ -144,6 +163,28 @@ impl KindParams for EvaluateParams {
         .collect()
     }
 
+    fn files(&self) -> Vec<(String, &Path)> {
+        match &self.meteor {
+            Some(m) => vec![
+                ("meteor.synsets".to_string(), m.synsets.as_path()),
+                ("meteor.exceptions".to_string(), m.exceptions.as_path()),
+                ("meteor.paraphrases".to_string(), m.paraphrases.as_path()),
+            ],
+            None => Vec::new(),
+        }
+    }
+
+    fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        match &mut self.meteor {
+            Some(m) => vec![
+                ("meteor.synsets", &mut m.synsets),
+                ("meteor.exceptions", &mut m.exceptions),
+                ("meteor.paraphrases", &mut m.paraphrases),
+            ],
+            None => Vec::new(),
+        }
+    }
+
     fn gathers(&self) -> &[&'static str] {
         if self.collect.is_some() {
             &["collect"]
@@ -161,6 +202,7 @@ impl KindParams for EvaluateParams {
                 ("activations", self.activations.is_some()),
                 ("captions", self.captions.is_some()),
                 ("metrics", self.metrics.is_some()),
+                ("meteor", self.meteor.is_some()),
             ] {
                 if set {
                     return Err(ParamError::new(
