@@ -475,3 +475,44 @@ shard_samples = 64
     let again = String::from_utf8_lossy(&again.stdout);
     assert!(again.contains("nothing to run"), "{again}");
 }
+
+/// Vision hooks have one row per vision position of each sample's image.
+#[test]
+fn vision_hooks_give_one_row_per_image_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = repo().join("tests/fixtures/hf/image.png");
+    let mut jsonl = String::new();
+    for i in 0..3 {
+        jsonl.push_str(&format!(
+            "{{\"id\": \"v{i}\", \"image\": \"{}\", \"prompt\": \"What is it?\"}}\n",
+            image.display()
+        ));
+    }
+    std::fs::write(dir.path().join("d.jsonl"), jsonl).unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[experiment]\nname = \"vision\"\n\n[models.tiny]\npath = \"{}\"\n\n[data.d]\nformat = \"jsonl\"\nannotations = \"d.jsonl\"\n\n[stage.x]\nkind = \"extract\"\nmodel = \"tiny\"\ndata = \"d\"\nmode = \"teacher_forcing\"\nhooks = [\"projector\", \"vision.layers.0\"]\n\n[stage.last]\nfrom = \"x\"\nhooks = [\"vision.layers.2\"]\ntokens = {{ index = -1 }}\n",
+            tiny_llava().display()
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+    let t = read_table(&artifact(&store, "vision", "x"), "shard");
+    let hooks = strings(&t, "hook");
+    // 16 projected image features, 17 encoder positions (class token first) per image
+    assert_eq!(hooks.iter().filter(|h| *h == "projector").count(), 3 * 16);
+    assert_eq!(
+        hooks.iter().filter(|h| *h == "vision.layers.0").count(),
+        3 * 17
+    );
+    assert!(strings(&t, "token_role").iter().all(|r| r == "image"));
+    assert!(t.ints("token_id").unwrap().iter().all(|&i| i == -1));
+    let last = read_table(&artifact(&store, "vision", "last"), "shard");
+    assert_eq!(last.ints("position").unwrap(), [16, 16, 16]);
+    // the same image gives the same features in every sample of the batch
+    let (dim, v) = last.vector("vector").unwrap();
+    assert_eq!(&v[..dim], &v[dim..2 * dim]);
+}
