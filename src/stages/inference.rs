@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xlvlm_dag::{NodeModel, StageContext};
 use xlvlm_data::{Sample, Task};
 use xlvlm_model::{BackendTask, DeviceSpec, FinishReason, Vlm, WeightDType, run_on};
-use xlvlm_processor::{ContentPart, ImageInput, Message, Padding, Processor, Prompt};
+use xlvlm_processor::{ContentPart, ImageInput, Message, Padding, Processor, Prompt, load_image};
 use xlvlm_spec::{Dtype, PromptParams};
 use xlvlm_store::{Column, FeatureTable};
 
@@ -197,22 +197,41 @@ pub fn encode(
             "the checkpoint has no chat template (chat_template.json, chat_template.jinja or tokenizer_config.json); set `prompt = {{ chat_template = false }}` to send `<image>\\n{{instruction}}` as raw text"
         );
     }
+    // Teacher forcing encodes every sample twice (with and without its response): decode each
+    // image once.
+    let decoded: Vec<Option<xlvlm_processor::image_crate::DynamicImage>> = if teacher_forcing {
+        samples
+            .iter()
+            .map(|s| {
+                s.image
+                    .as_deref()
+                    .map(|path| {
+                        load_image(path)
+                            .with_context(|| format!("sample `{}`: reading its image", s.id))
+                    })
+                    .transpose()
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        Vec::new()
+    };
     let inputs = |with_response: bool| -> Vec<xlvlm_processor::Sample<'_>> {
         samples
             .iter()
-            .map(|s| xlvlm_processor::Sample {
+            .enumerate()
+            .map(|(i, s)| xlvlm_processor::Sample {
                 prompt: prompt_of(
                     processor,
                     s,
                     prompt,
                     s.response.as_deref().filter(|_| with_response),
                 ),
-                images: s
-                    .image
-                    .as_deref()
-                    .map(ImageInput::Path)
-                    .into_iter()
-                    .collect(),
+                images: match decoded.get(i) {
+                    Some(image) => image.as_ref().map(ImageInput::Decoded),
+                    None => s.image.as_deref().map(ImageInput::Path),
+                }
+                .into_iter()
+                .collect(),
             })
             .collect()
     };
