@@ -156,6 +156,15 @@ metrics = ["vqa_accuracy"]
             g["note"], g["prediction"]
         );
     }
+    // Per sample, in scores.parquet too.
+    let scores = read_parquet(&a.join("scores.parquet")).unwrap();
+    let golden_acc: Vec<f64> = official["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["accuracy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.floats("vqa_accuracy").unwrap(), golden_acc);
     // The one-row table holds the same numbers, with column-safe answer-type names.
     let t = read_parquet(&a.join("metrics.parquet")).unwrap();
     assert_eq!(t.num_rows(), 1);
@@ -281,6 +290,21 @@ target_words = ["yes"]
     assert_eq!(s["num_preds_changed"], 4);
     assert_eq!(s["num_with_baseline"], 6);
     assert_eq!(s["percent_preds_with_toi"], 50.0);
+    // The same, sample by sample.
+    let t = read_parquet(&artifact(&store, "rates", "eval").join("scores.parquet")).unwrap();
+    assert_eq!(
+        t.strings("sample_id").unwrap(),
+        ["a", "b", "c", "d", "e", "f"]
+    );
+    assert_eq!(
+        t.bools("has_toi").unwrap(),
+        [true, true, false, false, true, false]
+    );
+    assert_eq!(
+        t.bools("changed").unwrap(),
+        [true, true, true, true, false, false]
+    );
+    assert_eq!(t.strings("baseline").unwrap()[1], "Yes");
     // and VQA accuracy still runs on the same rows: a, b, c wrong; d (`none` → `0`) wrong; e, f right.
     assert!((s["vqa_accuracy"].as_f64().unwrap() - 2.0 / 6.0 * 100.0).abs() < 0.01);
 }

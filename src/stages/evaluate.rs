@@ -3,9 +3,10 @@
 //! overlap, test grounding), or, with `collect`, a sweep table of another evaluate stage's
 //! instances.
 //!
-//! Outputs: `metrics.json` (every result, nested) and `metrics.parquet` (one row, one column per
-//! scalar metric); with `collect`, `table.parquet` + `table.csv` (one row per sweep point, one
-//! column per coordinate and metric) and `plot.svg`.
+//! Outputs: `metrics.json` (every result, nested), `metrics.parquet` (one row, one column per
+//! scalar metric) and, for generations, `scores.parquet` (one row per sample: its VQA accuracy,
+//! caption scores, target-rate flags); with `collect`, `table.parquet` + `table.csv` (one row
+//! per sweep point, one column per coordinate and metric) and `plot.svg`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
 use xlvlm_metrics::dictionary::{grounding_words_overlap, test_grounding_scores};
 use xlvlm_metrics::meteor::{MeteorResources, Paraphrases, Synonyms};
 use xlvlm_metrics::steering::{
-    SteeringSample, answer_counts, majority_types, predicted_answer_types, word_class_rates,
+    SampleFlags, SteeringSample, answer_counts, majority_types, predicted_answer_types,
+    sample_flags, word_class_rates,
 };
 use xlvlm_metrics::words::WordClass;
 use xlvlm_metrics::{
@@ -45,6 +47,7 @@ pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOu
             None => None,
         };
         scalars.int("num_samples", rows.len());
+        let mut per_sample = PerSample::new(&rows);
         generation_metrics(
             p,
             &wants,
@@ -52,8 +55,11 @@ pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOu
             baseline.as_ref(),
             &mut report,
             &mut scalars,
+            &mut per_sample,
         )
         .with_context(|| format!("evaluating the generations of `{}`", input.label))?;
+        ctx.staging
+            .write_table("scores.parquet", &per_sample.into_table(&rows))?;
     }
     if let Some(ground) = ctx.inputs.get("ground") {
         dictionary_metrics(ctx, ground, &wants, &mut report, &mut scalars)?;
@@ -78,6 +84,38 @@ struct Generated {
     references: Vec<String>,
     answer_type: String,
     question_type: String,
+}
+
+/// Per-sample results, one row per evaluated generation (`scores.parquet`): the columns each
+/// metric adds, NaN or empty where a metric does not apply to a sample.
+struct PerSample {
+    row: HashMap<String, usize>,
+    columns: Vec<(String, Column)>,
+}
+
+impl PerSample {
+    fn new(rows: &[Generated]) -> PerSample {
+        PerSample {
+            row: rows
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.sample_id.clone(), i))
+                .collect(),
+            columns: Vec::new(),
+        }
+    }
+
+    fn into_table(self, rows: &[Generated]) -> FeatureTable {
+        let strings = |f: &dyn Fn(&Generated) -> String| Column::Utf8(rows.iter().map(f).collect());
+        let mut t = FeatureTable::new()
+            .with_column("sample_id", strings(&|g| g.sample_id.clone()))
+            .with_column("task", strings(&|g| g.task.clone()))
+            .with_column("generation", strings(&|g| g.generation.clone()));
+        for (name, column) in self.columns {
+            t = t.with_column(name, column);
+        }
+        t
+    }
 }
 
 /// The Parquet files holding an artifact's generations (`generations-NNNNN.parquet`), or else
@@ -188,6 +226,7 @@ fn generation_metrics(
     baseline: Option<&HashMap<String, String>>,
     report: &mut serde_json::Map<String, Value>,
     scalars: &mut Scalars,
+    per_sample: &mut PerSample,
 ) -> anyhow::Result<()> {
     let vqa: Vec<&Generated> = rows.iter().filter(|g| g.task == "vqa").collect();
     let captions: Vec<&Generated> = rows
@@ -265,6 +304,19 @@ fn generation_metrics(
             .iter()
             .map(|q| q.normalized_prediction.clone())
             .collect();
+        let mut prediction = vec![String::new(); rows.len()];
+        let mut accuracy = vec![f64::NAN; rows.len()];
+        for (q, g) in vqa_report.questions.iter().zip(&vqa) {
+            let i = per_sample.row[&g.sample_id];
+            prediction[i] = q.normalized_prediction.clone();
+            accuracy[i] = q.accuracy;
+        }
+        per_sample
+            .columns
+            .push(("vqa_prediction".into(), Column::Utf8(prediction)));
+        per_sample
+            .columns
+            .push(("vqa_accuracy".into(), Column::Float64(accuracy)));
         if wants(Metric::AnswerCounts) {
             let items: Vec<(String, String)> = vqa
                 .iter()
@@ -308,6 +360,38 @@ fn generation_metrics(
             }
         }
         let r = target_rates(&samples, &p.prediction_words, &p.target_words)?;
+        let flags: Vec<SampleFlags> = samples
+            .iter()
+            .map(|s| sample_flags(s, &p.prediction_words, &p.target_words))
+            .collect();
+        let bools = |f: &dyn Fn(&SampleFlags) -> bool| Column::Bool(flags.iter().map(f).collect());
+        per_sample
+            .columns
+            .push(("has_toi".into(), bools(&|f| f.prediction_has_toi)));
+        per_sample
+            .columns
+            .push(("targets_have_toi".into(), bools(&|f| f.targets_have_toi)));
+        if baseline.is_some() {
+            per_sample.columns.push((
+                "baseline".into(),
+                Column::Utf8(
+                    samples
+                        .iter()
+                        .map(|s| s.baseline.clone().unwrap_or_default())
+                        .collect(),
+                ),
+            ));
+            per_sample
+                .columns
+                .push(("has_baseline".into(), bools(&|f| f.changed.is_some())));
+            per_sample.columns.push((
+                "baseline_has_toi".into(),
+                bools(&|f| f.baseline_has_toi == Some(true)),
+            ));
+            per_sample
+                .columns
+                .push(("changed".into(), bools(&|f| f.changed == Some(true))));
+        }
         scalars.int("num_preds_with_toi", r.num_preds_with_toi);
         scalars.int(
             "num_preds_and_targets_with_toi",
@@ -356,6 +440,22 @@ fn generation_metrics(
             .collect();
         let resources = meteor_resources(p)?;
         let scores = caption_scores_with(&hyps, &refs, &resources)?;
+        let mut per_image: [Vec<f64>; 4] = std::array::from_fn(|_| vec![f64::NAN; rows.len()]);
+        for (id, sc) in &scores.per_image {
+            let i = per_sample.row[id];
+            per_image[0][i] = sc.bleu[3];
+            per_image[1][i] = sc.meteor;
+            per_image[2][i] = sc.rouge_l;
+            per_image[3][i] = sc.cider;
+        }
+        for (name, values) in ["bleu_4", "meteor", "rouge_l", "cider"]
+            .iter()
+            .zip(per_image)
+        {
+            per_sample
+                .columns
+                .push((name.to_string(), Column::Float64(values)));
+        }
         let c = scores.corpus;
         for (i, b) in c.bleu.iter().enumerate() {
             scalars.float(&format!("bleu_{}", i + 1), *b);

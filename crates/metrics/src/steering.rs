@@ -74,23 +74,19 @@ pub fn target_rates(
         percent_preds_changed: None,
     };
     for s in samples {
-        let pred_words = words_of(&s.prediction);
-        let has_toi = contains_any(&pred_words, prediction_words);
-        if has_toi {
+        let f = sample_flags(s, prediction_words, target_words);
+        if f.prediction_has_toi {
             r.num_preds_with_toi += 1;
-            if s.targets
-                .iter()
-                .any(|t| contains_any(&words_of(t), target_words))
-            {
+            if f.targets_have_toi {
                 r.num_preds_and_targets_with_toi += 1;
             }
         }
-        if let Some(baseline) = &s.baseline {
+        if let Some(baseline_has_toi) = f.baseline_has_toi {
             r.num_with_baseline += 1;
-            if has_toi && contains_any(&words_of(baseline), target_words) {
+            if f.prediction_has_toi && baseline_has_toi {
                 r.num_preds_and_baseline_preds_with_toi += 1;
             }
-            if s.prediction.trim().to_lowercase() != baseline.trim().to_lowercase() {
+            if f.changed == Some(true) {
                 r.num_preds_changed += 1;
             }
         }
@@ -101,6 +97,42 @@ pub fn target_rates(
     r.percent_preds_changed =
         (r.num_with_baseline > 0).then(|| percent(r.num_preds_changed, r.num_with_baseline));
     Ok(r)
+}
+
+/// What [`target_rates`] counts, for one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleFlags {
+    /// The prediction contains a prediction word of interest.
+    pub prediction_has_toi: bool,
+    /// Some target contains a target word of interest.
+    pub targets_have_toi: bool,
+    /// The baseline prediction contains a target word of interest (`None` without a baseline).
+    pub baseline_has_toi: Option<bool>,
+    /// The prediction differs from the baseline (lower-cased, trimmed; `None` without one).
+    pub changed: Option<bool>,
+}
+
+/// The target-rate flags of one sample (whole-word matching, see [`target_rates`]).
+pub fn sample_flags(
+    sample: &SteeringSample,
+    prediction_words: &[String],
+    target_words: &[String],
+) -> SampleFlags {
+    SampleFlags {
+        prediction_has_toi: contains_any(&words_of(&sample.prediction), prediction_words),
+        targets_have_toi: sample
+            .targets
+            .iter()
+            .any(|t| contains_any(&words_of(t), target_words)),
+        baseline_has_toi: sample
+            .baseline
+            .as_ref()
+            .map(|b| contains_any(&words_of(b), target_words)),
+        changed: sample
+            .baseline
+            .as_ref()
+            .map(|b| sample.prediction.trim().to_lowercase() != b.trim().to_lowercase()),
+    }
 }
 
 /// Counts of raw predictions per answer type, plus `"overall"` (the sum over types).
