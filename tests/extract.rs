@@ -30,6 +30,10 @@ batch_size = 1
 [stage.b8]
 from = "b1"
 batch_size = 8
+
+[stage.half]
+from = "b8"
+vector_dtype = "f16"
 "#,
             world_sections(dir.path())
         ),
@@ -54,6 +58,18 @@ batch_size = 8
         .map(|(x, y)| (x - y).abs() / (1.0 + x.abs()))
         .fold(0f32, f32::max);
     assert!(worst < 1e-5, "batch 8 differs from batch 1 by {worst}");
+    let half = read_table(&artifact(&store, "batch", "half"), "shard");
+    assert!(matches!(
+        half.column("vector"),
+        Some(xlvlm_store::Column::Vector { half: true, .. })
+    ));
+    let (_, h) = half.vector("vector").unwrap();
+    assert!(
+        b.iter()
+            .zip(h)
+            .all(|(x, y)| (x - y).abs() <= 1e-3 * x.abs().max(1e-2)),
+        "f16 storage rounds to the nearest half"
+    );
     // every row is a real state: all positions of 16 samples at two hooks
     assert!(one.bools("toi_found").unwrap().iter().all(|&f| f));
     let hooks = strings(&one, "hook");
