@@ -628,6 +628,14 @@ model = "tiny"
 features = "base"
 num_grounded_text_tokens = 3
 num_most_activating_samples = 2
+
+[stage.grounding_from_data]
+kind = "ground"
+concepts = "concepts"
+model = "tiny"
+data = "captions"
+num_grounded_text_tokens = 3
+num_most_activating_samples = 2
 "#,
             world_sections(dir.path())
         ),
@@ -713,6 +721,9 @@ num_most_activating_samples = 2
             assert!(Path::new(s["image"].as_str().unwrap()).is_file(), "{s}");
         }
     }
+    // The dataset gives the same images as the features' `image` column.
+    let d = json(&artifact(&store, "chain", "grounding_from_data").join("grounding.json"));
+    assert_eq!(d["concepts"], g["concepts"]);
     let manifest = json(&artifact(&store, "chain", "grounding").join("manifest.json"));
     assert_eq!(manifest["summary"]["missing_images"], 0);
     assert_eq!(manifest["summary"]["grid"], true);

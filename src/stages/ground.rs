@@ -58,9 +58,21 @@ pub fn run(ctx: &StageContext<'_>, p: &GroundParams) -> anyhow::Result<StageOutp
     let tokenizer = TextTokenizer::from_dir(&model.dir)
         .with_context(|| format!("loading the tokenizer of model `{}`", model.name))?;
 
-    let images = match ctx.inputs.get("features") {
-        Some(features) => Some(image_paths(features)?),
-        None => None,
+    let images = match (ctx.inputs.get("features"), &ctx.node.data) {
+        (Some(features), _) => Some(image_paths(features)?),
+        (None, Some(data)) => {
+            // The samples as listed; a missing image file becomes a grey tile in the grid.
+            let samples = super::dataset::source(&data.spec)?
+                .read()
+                .with_context(|| format!("reading dataset `{}`", data.name))?;
+            Some(
+                samples
+                    .into_iter()
+                    .filter_map(|s| s.image.map(|i| (s.id, i.display().to_string())))
+                    .collect(),
+            )
+        }
+        (None, None) => None,
     };
 
     let mut grounded = Vec::with_capacity(k);

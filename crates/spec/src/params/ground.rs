@@ -17,6 +17,10 @@ pub struct GroundParams {
     /// it, most-activating samples are listed by sample id only and no grid is drawn.
     #[serde(default)]
     pub features: Option<StageRef>,
+    /// Instead of `features`: the `[data.NAME]` the decomposed samples came from, whose samples
+    /// give the images (by sample id).
+    #[serde(default)]
+    pub data: Option<String>,
     /// With a `shift` stage's concepts, which set to ground (`source`, `original`, `shifted`,
     /// `finetuned`: the values of its `set` column).
     #[serde(default)]
@@ -75,7 +79,17 @@ impl KindParams for GroundParams {
         Some(&self.model)
     }
 
+    fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
     fn finish(&mut self, _seed: u64) -> Result<(), ParamError> {
+        if self.features.is_some() && self.data.is_some() {
+            return Err(ParamError::new(
+                "data",
+                "cannot be combined with `features`: images come from one of them",
+            ));
+        }
         if self.num_grounded_text_tokens == 0 {
             return Err(ParamError::new(
                 "num_grounded_text_tokens",
