@@ -286,6 +286,9 @@ target_words = ["yes"]
     assert_eq!(s["num_preds_and_targets_with_toi"], 2);
     // ...of which a and b had `yes` in the baseline.
     assert_eq!(s["num_preds_and_baseline_preds_with_toi"], 2);
+    // Baselines with `yes`: a, b, c, f; two of them flipped to `no`.
+    assert_eq!(s["num_baseline_preds_with_toi"], 4);
+    assert_eq!(s["percent_flipped"], 50.0);
     // a, b (case and punctuation count as changes: `no.` vs `Yes`), c, d changed; e, f did not.
     assert_eq!(s["num_preds_changed"], 4);
     assert_eq!(s["num_with_baseline"], 6);

@@ -404,10 +404,14 @@ fn generation_metrics(
         );
         if baseline.is_some() {
             scalars.int("num_with_baseline", r.num_with_baseline);
+            scalars.int("num_baseline_preds_with_toi", r.num_baseline_preds_with_toi);
             scalars.int(
                 "num_preds_and_baseline_preds_with_toi",
                 r.num_preds_and_baseline_preds_with_toi,
             );
+            if let Some(pf) = r.percent_flipped {
+                scalars.float("percent_flipped", pf);
+            }
             scalars.int("num_preds_changed", r.num_preds_changed);
             if let Some(pc) = r.percent_preds_changed {
                 scalars.float("percent_preds_changed", pc);

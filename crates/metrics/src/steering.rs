@@ -32,8 +32,10 @@ pub struct TargetRates {
     pub num_preds_and_targets_with_toi: usize,
     /// Samples that have a baseline prediction.
     pub num_with_baseline: usize,
+    /// Baseline predictions with a target word of interest (the answers steering should flip).
+    pub num_baseline_preds_with_toi: usize,
     /// Predictions with a prediction word of interest whose baseline has a target word of
-    /// interest (over samples with a baseline).
+    /// interest (over samples with a baseline): the flipped answers.
     pub num_preds_and_baseline_preds_with_toi: usize,
     /// Predictions different from their baseline (lower-cased, trimmed), over samples with one.
     pub num_preds_changed: usize,
@@ -41,6 +43,9 @@ pub struct TargetRates {
     pub percent_preds_and_targets_with_toi: f64,
     /// Percent of the samples with a baseline; `None` without any baseline.
     pub percent_preds_changed: Option<f64>,
+    /// `100 * num_preds_and_baseline_preds_with_toi / num_baseline_preds_with_toi`; `None`
+    /// when no baseline prediction has a target word of interest.
+    pub percent_flipped: Option<f64>,
 }
 
 /// Counts predictions containing `prediction_words` (whole words or phrases) and how they relate
@@ -67,11 +72,13 @@ pub fn target_rates(
         num_preds_with_toi: 0,
         num_preds_and_targets_with_toi: 0,
         num_with_baseline: 0,
+        num_baseline_preds_with_toi: 0,
         num_preds_and_baseline_preds_with_toi: 0,
         num_preds_changed: 0,
         percent_preds_with_toi: 0.0,
         percent_preds_and_targets_with_toi: 0.0,
         percent_preds_changed: None,
+        percent_flipped: None,
     };
     for s in samples {
         let f = sample_flags(s, prediction_words, target_words);
@@ -83,6 +90,7 @@ pub fn target_rates(
         }
         if let Some(baseline_has_toi) = f.baseline_has_toi {
             r.num_with_baseline += 1;
+            r.num_baseline_preds_with_toi += usize::from(baseline_has_toi);
             if f.prediction_has_toi && baseline_has_toi {
                 r.num_preds_and_baseline_preds_with_toi += 1;
             }
@@ -96,6 +104,12 @@ pub fn target_rates(
     r.percent_preds_and_targets_with_toi = percent(r.num_preds_and_targets_with_toi, r.num_samples);
     r.percent_preds_changed =
         (r.num_with_baseline > 0).then(|| percent(r.num_preds_changed, r.num_with_baseline));
+    r.percent_flipped = (r.num_baseline_preds_with_toi > 0).then(|| {
+        percent(
+            r.num_preds_and_baseline_preds_with_toi,
+            r.num_baseline_preds_with_toi,
+        )
+    });
     Ok(r)
 }
 

@@ -42,6 +42,9 @@ fn target_rates_match_whole_words_only() {
     assert_eq!(r.num_preds_and_targets_with_toi, 2);
     assert_eq!(r.num_with_baseline, 3);
     assert_eq!(r.num_preds_and_baseline_preds_with_toi, 1);
+    // Only the first baseline ("Yes") has the target word: one of one flipped.
+    assert_eq!(r.num_baseline_preds_with_toi, 1);
+    assert_eq!(r.percent_flipped, Some(100.0));
     assert_eq!(r.num_preds_changed, 1);
     assert_eq!(r.percent_preds_with_toi, 75.0);
     assert_eq!(r.percent_preds_changed, Some(100.0 / 3.0));
@@ -52,6 +55,7 @@ fn target_rates_match_whole_words_only() {
         r.percent_preds_changed, None,
         "no baseline: nothing counts as changed"
     );
+    assert_eq!(r.percent_flipped, None);
     assert!(target_rates(&[], &words(&["no"]), &words(&["yes"])).is_err());
     assert!(target_rates(&no_baseline, &[], &words(&["yes"])).is_err());
 }

@@ -75,8 +75,9 @@ pub struct PlotParams {
     /// The sweep coordinate on the x axis (`steered.alpha`); default: the first numeric one.
     #[serde(default)]
     pub x: Option<String>,
-    /// Metric columns drawn as lines; default: those of `percent_preds_with_toi`,
-    /// `percent_preds_changed`, `vqa_accuracy` and `cider` that the table has.
+    /// Metric columns drawn as lines; default: those of `percent_flipped`,
+    /// `percent_preds_with_toi`, `percent_preds_changed`, `vqa_accuracy` and `cider` that the
+    /// table has.
     #[serde(default)]
     pub y: Vec<String>,
 }
