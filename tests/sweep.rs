@@ -88,7 +88,11 @@ fn a_ninth_alpha_runs_one_steer_and_one_evaluate() {
     ));
     // Shared work ran once: one extract per dataset and one vector for all eight points.
     for shared in ["yes", "captions", "vector", "table"] {
-        assert_eq!(first.get(shared).map(String::as_str), Some("ran"), "{first:?}");
+        assert_eq!(
+            first.get(shared).map(String::as_str),
+            Some("ran"),
+            "{first:?}"
+        );
     }
     let steered = first.keys().filter(|l| l.starts_with("steered[")).count();
     let evals = first.keys().filter(|l| l.starts_with("eval[")).count();

@@ -21,11 +21,9 @@ pub fn source(spec: &DataSpec) -> anyhow::Result<DatasetSource> {
         limit: spec.limit,
     };
     let image_root = || {
-        spec.images.clone().or_else(|| {
-            spec.annotations
-                .parent()
-                .map(std::path::Path::to_path_buf)
-        })
+        spec.images
+            .clone()
+            .or_else(|| spec.annotations.parent().map(std::path::Path::to_path_buf))
     };
     Ok(match spec.format {
         DataFormat::CocoKarpathy => DatasetSource::Karpathy(KarpathyOptions {
@@ -50,7 +48,9 @@ pub fn source(spec: &DataSpec) -> anyhow::Result<DatasetSource> {
                 .clone()
                 .context("a VQAv2 dataset needs `questions` (the ..._questions.json file)")?;
             let mut options = VqaOptions::for_split(
-                spec.annotations.parent().unwrap_or(std::path::Path::new(".")),
+                spec.annotations
+                    .parent()
+                    .unwrap_or(std::path::Path::new(".")),
                 &image_root().unwrap_or_default(),
                 &split,
             );

@@ -20,14 +20,8 @@ pub fn run(ctx: &StageContext<'_>, p: &DecomposeParams) -> anyhow::Result<StageO
         );
     }
     let x = Matrix::new(rows, dim, values.to_vec()).context("building the input matrix")?;
-    let method = super::decomposition_method(
-        p.method,
-        p.pca_solver,
-        p.n_init,
-        p.alpha,
-        p.max_iter,
-        p.tol,
-    );
+    let method =
+        super::decomposition_method(p.method, p.pca_solver, p.n_init, p.alpha, p.max_iter, p.tol);
     let seed = p.seed.expect("resolved by the spec");
     let d = decompose(&x, p.num_concepts, &method, seed).context("decomposition failed")?;
 

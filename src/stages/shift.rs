@@ -17,9 +17,7 @@ use xlvlm_analysis::{
     pca_of_differences, shift_of_means,
 };
 use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
-use xlvlm_spec::{
-    ShiftAggregation, ShiftAssociation, ShiftMatch, ShiftMethod, ShiftParams,
-};
+use xlvlm_spec::{ShiftAggregation, ShiftAssociation, ShiftMatch, ShiftMethod, ShiftParams};
 use xlvlm_store::{Column, FeatureTable};
 
 const RESOLVED: &str = "resolved by the spec";
