@@ -532,3 +532,63 @@ fn vision_hooks_give_one_row_per_image_position() {
     let (dim, v) = last.vector("vector").unwrap();
     assert_eq!(&v[..dim], &v[dim..2 * dim]);
 }
+
+/// A stop string ends a generation once produced; `finish_reason` says why each one ended.
+#[test]
+fn stop_strings_end_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = repo().join("tests/fixtures/hf/image.png");
+    let mut jsonl = String::new();
+    for (i, q) in ["What is it?", "Where is it?", "Is it red?"]
+        .iter()
+        .enumerate()
+    {
+        jsonl.push_str(&format!(
+            "{{\"id\": \"q{i}\", \"image\": \"{}\", \"prompt\": \"{q}\"}}\n",
+            image.display()
+        ));
+    }
+    std::fs::write(dir.path().join("d.jsonl"), jsonl).unwrap();
+    let write = |stop: &str| {
+        let file = dir.path().join("exp.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[experiment]\nname = \"stop\"\n\n[models.tiny]\npath = \"{}\"\n\n[data.d]\nformat = \"jsonl\"\nannotations = \"d.jsonl\"\n\n[stage.x]\nkind = \"extract\"\nmodel = \"tiny\"\ndata = \"d\"\nhooks = [\"lm.layers.0\"]\ntokens = {{ index = -1 }}\ngenerate = {{ max_new_tokens = 8, stop = [{stop}] }}\n",
+                tiny_llava().display()
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let store = dir.path().join("store");
+    run_ok(&store, &write(""));
+    let free = read_table(&artifact(&store, "stop", "x"), "generations");
+    let texts = strings(&free, "generation");
+    assert!(
+        strings(&free, "finish_reason")
+            .iter()
+            .all(|f| f == "length" || f == "eos")
+    );
+    // Stop at the second character the model wrote for the first sample.
+    let stop: String = texts[0]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .nth(1)
+        .unwrap()
+        .into();
+    let quoted = serde_json::to_string(&stop).unwrap();
+    run_ok(&store, &write(&quoted));
+    let stopped = read_table(&artifact(&store, "stop", "x"), "generations");
+    let reasons = strings(&stopped, "finish_reason");
+    let lengths = stopped.ints("num_tokens").unwrap();
+    assert_eq!(reasons[0], "stop");
+    assert!(lengths[0] < free.ints("num_tokens").unwrap()[0]);
+    for (i, text) in strings(&stopped, "generation").iter().enumerate() {
+        if reasons[i] == "stop" {
+            assert!(text.contains(&stop), "{text:?} stopped without {stop:?}");
+        } else {
+            assert_eq!(*text, texts[i], "an unstopped generation is unchanged");
+        }
+    }
+}
