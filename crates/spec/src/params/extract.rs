@@ -807,3 +807,71 @@ const NEGATIVE_SENTIMENTS: &[&str] = &[
     "worried",
     "yearning",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract(tokens: TokenSelection) -> ExtractParams {
+        ExtractParams {
+            model: "m".into(),
+            data: "d".into(),
+            hooks: vec!["lm.layers.0".into()],
+            mode: None,
+            generate: None,
+            tokens,
+            require_word_in: None,
+            max_samples: None,
+            prompt: None,
+            batch_size: None,
+            shard_samples: None,
+            vector_dtype: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_made_explicit() {
+        let mut p = extract(TokenSelection::default());
+        p.finish(0).unwrap();
+        assert_eq!(p.mode, Some(ExtractMode::Generate));
+        assert_eq!(p.generate, Some(GenerateParams::default()));
+        assert_eq!(p.tokens.among, Some(Among::All));
+        assert_eq!((p.batch_size, p.shard_samples), (Some(8), Some(64)));
+        assert_eq!(p.vector_dtype, Some(VectorDtype::F32));
+        let mut p = extract(TokenSelection {
+            of_interest: Some("yes".into()),
+            ..Default::default()
+        });
+        p.finish(0).unwrap();
+        assert_eq!(p.tokens.among, Some(Among::Generated));
+        assert_eq!(p.tokens.selector(), Selector::Words(vec!["yes"]));
+    }
+
+    #[test]
+    fn ranges_must_select_something() {
+        for (range, ok) in [
+            ([0, 3], true),
+            ([-3, -1], true),
+            ([2, -1], true),
+            ([3, 3], false),
+            ([-1, -3], false),
+        ] {
+            let mut p = extract(TokenSelection {
+                range: Some(range),
+                ..Default::default()
+            });
+            assert_eq!(p.finish(0).is_ok(), ok, "{range:?}");
+        }
+    }
+
+    #[test]
+    fn built_in_word_classes_are_the_seeds() {
+        let sizes: Vec<usize> = WORD_CLASSES
+            .iter()
+            .map(|c| word_class(c).unwrap().len())
+            .collect();
+        assert_eq!(sizes, [30, 48, 145, 53, 52]);
+        assert!(word_class("places").unwrap().contains(&"bus stop"));
+        assert!(word_class("fruits").is_none());
+    }
+}
