@@ -116,11 +116,15 @@ struct States {
 
 impl States {
     fn at(&self, position: usize, width: usize) -> anyhow::Result<&[f32]> {
-        let i = self
-            .positions
-            .iter()
-            .position(|&q| q == position)
-            .with_context(|| format!("position {position} was not captured"))?;
+        // Captures come in position order; the linear scan only guards that assumption.
+        let i = match self.positions.binary_search(&position) {
+            Ok(i) => i,
+            Err(_) => self
+                .positions
+                .iter()
+                .position(|&q| q == position)
+                .with_context(|| format!("position {position} was not captured"))?,
+        };
         Ok(&self.values[i * width..(i + 1) * width])
     }
 }
