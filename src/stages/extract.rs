@@ -394,7 +394,7 @@ impl ModelWork for Extract<'_> {
             ctx.staging
                 .write_shard(s as u32, &table)
                 .with_context(|| format!("writing shard {s}"))?;
-            inference::shard_pause();
+            super::shard_pause();
         }
         bar.finish_and_clear();
         let seconds = clock.elapsed().as_secs_f64();

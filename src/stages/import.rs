@@ -120,7 +120,7 @@ pub fn run(ctx: &StageContext<'_>, p: &ImportParams) -> anyhow::Result<StageOutp
         ctx.staging
             .write_shard(shard as u32, &table)
             .with_context(|| format!("writing shard {shard}"))?;
-        shard_pause();
+        super::shard_pause();
     }
     Ok(StageOutput {
         rows: Some(rows as u64),
@@ -142,13 +142,3 @@ fn slice(col: &Column, lo: usize, hi: usize) -> Column {
     }
 }
 
-/// Tests slow shard writing down (`XLVLM_TEST_SHARD_PAUSE_MS`) so they can SIGKILL a run between
-/// shards at a moment of their choosing.
-fn shard_pause() {
-    if let Some(ms) = std::env::var("XLVLM_TEST_SHARD_PAUSE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
-}

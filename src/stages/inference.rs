@@ -407,13 +407,3 @@ pub fn progress(total: usize, label: &str) -> ProgressBar {
     bar
 }
 
-/// Tests slow shard writing down (`XLVLM_TEST_SHARD_PAUSE_MS`) so they can SIGKILL a run between
-/// shards at a moment of their choosing.
-pub fn shard_pause() {
-    if let Some(ms) = std::env::var("XLVLM_TEST_SHARD_PAUSE_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
-}

@@ -79,6 +79,17 @@ fn pca_solver_of(solver: SpecPcaSolver) -> PcaSolver {
     }
 }
 
+/// Tests set `XLVLM_TEST_SHARD_PAUSE_MS` to slow shard writing down, so that a process can be
+/// killed between two shards and the resume checked.
+fn shard_pause() {
+    if let Some(ms) = std::env::var("XLVLM_TEST_SHARD_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// The Parquet files that make up an artifact's main table, in row order.
 fn main_table_files(input: &InputArtifact) -> anyhow::Result<Vec<PathBuf>> {
     let shards: Vec<PathBuf> = input

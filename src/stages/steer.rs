@@ -197,7 +197,7 @@ impl ModelWork for Steer<'_> {
             ctx.staging
                 .write_table(&file, &table)
                 .with_context(|| format!("writing the generations of shard {s}"))?;
-            inference::shard_pause();
+            super::shard_pause();
         }
         bar.finish_and_clear();
         let seconds = clock.elapsed().as_secs_f64();
