@@ -7,18 +7,15 @@
 //! `grid.png` (thumbnails), `grid.svg` (thumbnails under each concept's words) and `grid.txt`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
-use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors};
 use serde::Serialize;
 use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
 use xlvlm_metrics::vocabulary::is_grounding_word;
-use xlvlm_model::ModelConfig;
+use xlvlm_model::{Checkpoint, ModelConfig};
 use xlvlm_processor::TextTokenizer;
 use xlvlm_processor::image_crate::{self, Rgb, RgbImage, imageops};
 use xlvlm_spec::GroundParams;
@@ -218,11 +215,11 @@ impl Unembedding {
         let config = ModelConfig::from_dir(dir)
             .with_context(|| format!("reading the config of `{}`", dir.display()))?;
         let text = &config.text;
-        let files = Tensors::open(dir)?;
+        let files = Checkpoint::open(dir)?;
         let prefixes = ["language_model.model.", "model.language_model.", "model."];
         let prefix = prefixes
             .iter()
-            .find(|p| files.has(&format!("{p}embed_tokens.weight")))
+            .find(|p| files.contains(&format!("{p}embed_tokens.weight")))
             .with_context(|| {
                 format!(
                     "`{}` has no token embedding (looked for {})",
@@ -239,7 +236,7 @@ impl Unembedding {
         if text.tie_word_embeddings {
             head_names.push(format!("{prefix}embed_tokens.weight"));
         }
-        let head_name = head_names.iter().find(|n| files.has(n)).with_context(|| {
+        let head_name = head_names.iter().find(|n| files.contains(n)).with_context(|| {
             format!(
                 "`{}` has no LM head (looked for {})",
                 dir.display(),
@@ -247,10 +244,10 @@ impl Unembedding {
             )
         })?;
         let (vocab, hidden) = (text.vocab_size, text.hidden_size);
-        let head = files.read(head_name, &[vocab, hidden])?;
+        let head = files.read_f32(head_name, &[vocab, hidden])?;
         let norm = if final_norm {
             let name = format!("{prefix}norm.weight");
-            Some((files.read(&name, &[hidden])?, text.rms_norm_eps as f32))
+            Some((files.read_f32(&name, &[hidden])?, text.rms_norm_eps as f32))
         } else {
             None
         };
@@ -281,94 +278,6 @@ impl Unembedding {
             .chunks_exact(self.hidden)
             .map(|row| row.iter().zip(&normed).map(|(a, b)| a * b).sum())
             .collect()
-    }
-}
-
-/// The safetensors files of a checkpoint, memory-mapped, with which file holds which tensor.
-struct Tensors {
-    files: Vec<(PathBuf, Mmap)>,
-    location: BTreeMap<String, usize>,
-}
-
-impl Tensors {
-    fn open(dir: &Path) -> anyhow::Result<Tensors> {
-        let index = dir.join("model.safetensors.index.json");
-        let names: Vec<String> = if index.is_file() {
-            let text = std::fs::read_to_string(&index)
-                .with_context(|| format!("reading `{}`", index.display()))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("`{}` is not JSON", index.display()))?;
-            let map = json
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .with_context(|| format!("`{}` has no \"weight_map\" object", index.display()))?;
-            let mut names: Vec<String> = map
-                .values()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            names.sort();
-            names.dedup();
-            names
-        } else {
-            vec!["model.safetensors".to_string()]
-        };
-        let mut files = Vec::new();
-        let mut location = BTreeMap::new();
-        for name in names {
-            let path = dir.join(&name);
-            let file =
-                File::open(&path).with_context(|| format!("opening `{}`", path.display()))?;
-            // SAFETY: the checkpoint is read-only input that does not change while the stage runs.
-            let map = unsafe { Mmap::map(&file) }
-                .with_context(|| format!("mapping `{}`", path.display()))?;
-            let (_, metadata) = SafeTensors::read_metadata(&map).map_err(|e| {
-                anyhow::anyhow!("`{}` is not a safetensors file: {e}", path.display())
-            })?;
-            for tensor in metadata.tensors().keys() {
-                location.insert(tensor.clone(), files.len());
-            }
-            files.push((path, map));
-        }
-        Ok(Tensors { files, location })
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.location.contains_key(name)
-    }
-
-    fn read(&self, name: &str, shape: &[usize]) -> anyhow::Result<Vec<f32>> {
-        let (path, map) = &self.files[self.location[name]];
-        let tensors = SafeTensors::deserialize(map)
-            .map_err(|e| anyhow::anyhow!("`{}` is not a safetensors file: {e}", path.display()))?;
-        let view = tensors
-            .tensor(name)
-            .map_err(|e| anyhow::anyhow!("`{}`: {name}: {e}", path.display()))?;
-        if view.shape() != shape {
-            bail!(
-                "`{}`: {name} has shape {:?}, expected {shape:?} (from config.json)",
-                path.display(),
-                view.shape()
-            );
-        }
-        let data = view.data();
-        Ok(match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => bail!(
-                "`{}`: {name} has dtype {other:?}; expected F32, F16 or BF16",
-                path.display()
-            ),
-        })
     }
 }
 

@@ -57,6 +57,7 @@ pub use hooks::{
     hook_points, parse_hook,
 };
 pub use inspect::{ModelInfo, inspect};
+pub use weights::Checkpoint;
 pub use model::{
     Batch, Captured, CapturedRow, FinishReason, ForwardOutput, GenerateOptions, Generation, Logits,
     PixelValues, StopPredicate, Vlm,

@@ -226,6 +226,30 @@ impl Checkpoint {
             })
     }
 
+    /// Reads `name` (f32, f16 or bf16 on disk) with the given shape as f32 values, row-major,
+    /// without building a model: what stages that need one or two tensors (an LM head) use.
+    pub fn read_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        if let Some(values) = self.generate(name, shape) {
+            return values;
+        }
+        let (entry, file, dtype, _) = self.entry(name, shape)?;
+        let bytes = self.bytes(entry, file, name)?;
+        Ok(match dtype {
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            _ => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        })
+    }
+
     /// Loads `name` with the given shape as a tensor of `dtype` on `device`.
     pub fn tensor<B: Backend, const D: usize>(
         &self,
