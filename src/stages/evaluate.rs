@@ -1,18 +1,21 @@
 //! `evaluate`: metrics of generations (VQA accuracy, answer counts and predicted answer types,
 //! steering target rates, captioning scores, word-class rates), of concept dictionaries (word
-//! overlap, test grounding), or, with `collect`, a sweep table of another evaluate stage's
-//! instances.
+//! overlap, test grounding), of a fine-tuning shift analysis (recovery of the fine-tuned
+//! concepts by the original and the shifted ones), or, with `collect`, a sweep table of another
+//! evaluate stage's instances.
 //!
 //! Outputs: `metrics.json` (every result, nested), `metrics.parquet` (one row, one column per
-//! scalar metric) and, for generations, `scores.parquet` (one row per sample: its VQA accuracy,
-//! caption scores, target-rate flags); with `collect`, `table.parquet` + `table.csv` (one row
-//! per sweep point, one column per coordinate and metric) and `plot.svg`.
+//! scalar metric), for generations `scores.parquet` (one row per sample: its VQA accuracy,
+//! caption scores, target-rate flags), for a shift analysis `recovery.parquet` (one row per
+//! concept); with `collect`, `table.parquet` + `table.csv` (one row per sweep point, one column
+//! per coordinate and metric) and `plot.svg`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use xlvlm_analysis::recovery_overlaps;
 use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
 use xlvlm_metrics::dictionary::{grounding_words_overlap, test_grounding_scores};
 use xlvlm_metrics::meteor::{MeteorResources, Paraphrases, Synonyms};
@@ -63,6 +66,9 @@ pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOu
     }
     if let Some(ground) = ctx.inputs.get("ground") {
         dictionary_metrics(ctx, ground, &wants, &mut report, &mut scalars)?;
+    }
+    if p.recovery.is_some() && wants(Metric::Recovery) {
+        recovery_metrics(ctx, &mut report, &mut scalars)?;
     }
 
     report.insert("scalars".into(), scalars.to_json());
@@ -618,6 +624,371 @@ fn dictionary_metrics(
     scalars.float("grounding_top_3_mean", s.top_3_mean);
     scalars.float("grounding_top_3_std", s.top_3_std);
     report.insert("test_grounding".into(), json!(s));
+    Ok(())
+}
+
+/// How a `concept_shifts` stage lists its concept sets in `concepts.parquet`, which is the
+/// order a `ground` stage numbers them in (the `r`-th row of a set is its grounded concept `r`).
+struct ShiftConcepts {
+    /// K, the concepts of each set.
+    k: usize,
+    /// `matching[k]`: the fine-tuned concept (its index in the independent decomposition of the
+    /// fine-tuned features) matched to concept `k`.
+    matching: Vec<usize>,
+    /// For each set, row `r` → the index its grounding is filed under: the concept `k` for the
+    /// original and shifted sets, the fine-tuned concept's own index for the fine-tuned set
+    /// (whose rows the shift stage writes in matched order, row `k` = fine-tuned concept
+    /// `matching[k]`).
+    original: Vec<usize>,
+    shifted: Vec<usize>,
+    finetuned: Vec<usize>,
+}
+
+const RECOVERY_SETS: [&str; 3] = ["original", "shifted", "finetuned"];
+
+fn read_shift_concepts(shift: &InputArtifact) -> anyhow::Result<ShiftConcepts> {
+    let label = &shift.label;
+    let expected = "`recovery.shift` must name a shift stage with `method = \"concept_shifts\"`";
+    if shift.manifest.kind != "shift" || shift.manifest.file("concepts.parquet").is_none() {
+        bail!(
+            "`{label}` (kind `{}`) has no concept sets; {expected}",
+            shift.manifest.kind
+        );
+    }
+    let table = read_parquet(&shift.dir.join("concepts.parquet"))
+        .with_context(|| format!("reading the concepts of `{label}`"))?;
+    let (Some(sets), Some(concepts), Some(finetuned)) = (
+        table.strings("set"),
+        table.ints("concept"),
+        table.ints("finetuned_concept"),
+    ) else {
+        bail!(
+            "`{label}` has no `set`, `concept` and `finetuned_concept` columns in \
+             `concepts.parquet` (method = {}); {expected}",
+            shift.manifest.params["method"]
+        );
+    };
+    let rows_of = |set: &str| -> Vec<(i64, i64)> {
+        (0..sets.len())
+            .filter(|&i| sets[i] == set)
+            .map(|i| (concepts[i], finetuned[i]))
+            .collect()
+    };
+    let [original, shifted, tuned] = RECOVERY_SETS.map(rows_of);
+    let k = original.len();
+    for (set, rows) in RECOVERY_SETS.iter().zip([&original, &shifted, &tuned]) {
+        if rows.is_empty() || rows.len() != k {
+            bail!(
+                "`{label}` lists {} `{set}` concepts and {k} `original` ones; {expected} \
+                 (each set holds the K concepts)",
+                rows.len()
+            );
+        }
+    }
+    // Every concept once per set and every fine-tuned concept once: a one-to-one matching.
+    let permutation = |values: Vec<i64>, what: &str| -> anyhow::Result<Vec<usize>> {
+        let mut seen = vec![false; k];
+        values
+            .into_iter()
+            .map(|v| match usize::try_from(v) {
+                Ok(u) if u < k && !std::mem::replace(&mut seen[u], true) => Ok(u),
+                _ => bail!(
+                    "`{label}`: `concepts.parquet` {what} holds {v}, which is not a distinct \
+                     index below {k}"
+                ),
+            })
+            .collect()
+    };
+    let original_concepts = permutation(original.iter().map(|r| r.0).collect(), "concept")?;
+    let matched = permutation(original.iter().map(|r| r.1).collect(), "finetuned_concept")?;
+    let mut matching = vec![0; k];
+    for (&c, &m) in original_concepts.iter().zip(&matched) {
+        matching[c] = m;
+    }
+    // The shifted and fine-tuned rows must tell the same matching.
+    for (set, rows) in [("shifted", &shifted), ("finetuned", &tuned)] {
+        let cs = permutation(rows.iter().map(|r| r.0).collect(), "concept")?;
+        if let Some((&c, r)) = cs
+            .iter()
+            .zip(rows.iter())
+            .find(|(c, r)| r.1 != matching[**c] as i64)
+        {
+            bail!(
+                "`{label}`: concept {c} of the `{set}` set is matched to fine-tuned concept {} \
+                 but the `original` set says {}",
+                r.1,
+                matching[c]
+            );
+        }
+    }
+    Ok(ShiftConcepts {
+        k,
+        matching,
+        original: original_concepts,
+        shifted: permutation(shifted.iter().map(|r| r.0).collect(), "concept")?,
+        finetuned: permutation(tuned.iter().map(|r| r.1).collect(), "finetuned_concept")?,
+    })
+}
+
+/// One concept set grounded: words and most-activating sample ids per grounded concept (in
+/// the ground stage's numbering), and the list lengths it asked for.
+struct GroundedSet {
+    words: Vec<Vec<String>>,
+    samples: Option<Vec<Vec<String>>>,
+    num_words: usize,
+    num_samples: usize,
+}
+
+/// The grounding of one set of the shift stage, after checking that it is one.
+fn read_grounded_set(
+    ground: &InputArtifact,
+    set: &str,
+    shift: &InputArtifact,
+    k: usize,
+) -> anyhow::Result<GroundedSet> {
+    let label = &ground.label;
+    let role = format!("recovery.{set}");
+    let expected = format!(
+        "`{role}` must name a ground stage with `concepts = \"{}\"` and `set = \"{set}\"`",
+        shift.manifest.stage
+    );
+    if ground.manifest.kind != "ground" || ground.manifest.file("words.parquet").is_none() {
+        bail!(
+            "`{label}` (kind `{}`) is not a ground stage; {expected}",
+            ground.manifest.kind
+        );
+    }
+    if ground.manifest.inputs.get("concepts") != Some(&shift.key) {
+        bail!(
+            "`{label}` grounds the concepts of another stage than `recovery.shift` = `{}`; \
+             {expected}",
+            shift.label
+        );
+    }
+    let params = &ground.manifest.params;
+    if params["set"].as_str() != Some(set) {
+        bail!(
+            "`{label}` grounds the set {}; {expected}",
+            match params["set"].as_str() {
+                Some(s) => format!("`{s}`"),
+                None => "of no name".to_string(),
+            }
+        );
+    }
+    let count = |key: &str| -> anyhow::Result<usize> {
+        params[key]
+            .as_u64()
+            .map(|v| v as usize)
+            .with_context(|| format!("`{label}`: the manifest has no `{key}` parameter"))
+    };
+    let num_words = count("num_grounded_text_tokens")?;
+    let num_samples = count("num_most_activating_samples")?;
+    let grouped = |file: &str, column: &str| -> anyhow::Result<Vec<Vec<String>>> {
+        let path = ground.dir.join(file);
+        let table = read_parquet_columns(&path, &["concept", "rank", column])
+            .with_context(|| format!("reading `{file}` of `{label}`"))?;
+        let (Some(concepts), Some(ranks), Some(values)) = (
+            table.ints("concept"),
+            table.ints("rank"),
+            table.strings(column),
+        ) else {
+            bail!("`{file}` of `{label}` needs integer `concept`, `rank` and string `{column}`");
+        };
+        let mut ranked: Vec<Vec<(i64, String)>> = vec![Vec::new(); k];
+        for ((&c, &r), v) in concepts.iter().zip(ranks).zip(values) {
+            let slot = usize::try_from(c)
+                .ok()
+                .and_then(|c| ranked.get_mut(c))
+                .with_context(|| {
+                    format!(
+                        "`{file}` of `{label}` names concept {c}, but `{}` has {k} concepts",
+                        shift.label
+                    )
+                })?;
+            slot.push((r, v.clone()));
+        }
+        Ok(ranked
+            .into_iter()
+            .map(|mut items| {
+                items.sort_by_key(|(r, _)| *r);
+                items.into_iter().map(|(_, v)| v).collect()
+            })
+            .collect())
+    };
+    let words = grouped("words.parquet", "word")?;
+    let samples = if num_samples > 0 && ground.manifest.file("samples.parquet").is_some() {
+        Some(grouped("samples.parquet", "sample_id")?)
+    } else {
+        None
+    };
+    Ok(GroundedSet {
+        words,
+        samples,
+        num_words,
+        num_samples,
+    })
+}
+
+/// Files the lists of a set under the index `filed[r]` of each grounded concept `r`.
+fn refile(lists: &[Vec<String>], filed: &[usize]) -> Vec<Vec<String>> {
+    let mut out = vec![Vec::new(); lists.len()];
+    for (list, &at) in lists.iter().zip(filed) {
+        out[at] = list.clone();
+    }
+    out
+}
+
+/// xl-vlms' recovery metrics of a shift analysis: for each concept `k`, the grounding words
+/// (T-Overlap, in percent of the words per concept) and the most-activating samples that the
+/// matched fine-tuned concept shares with the original concept `k` and with the shifted one.
+fn recovery_metrics(
+    ctx: &StageContext<'_>,
+    report: &mut serde_json::Map<String, Value>,
+    scalars: &mut Scalars,
+) -> anyhow::Result<()> {
+    let shift = &ctx.inputs["recovery.shift"];
+    let concepts = read_shift_concepts(shift)?;
+    let k = concepts.k;
+    let [original, shifted, finetuned] = RECOVERY_SETS
+        .map(|set| read_grounded_set(&ctx.inputs[&format!("recovery.{set}")], set, shift, k));
+    let (original, shifted, finetuned) = (original?, shifted?, finetuned?);
+    let labels = RECOVERY_SETS.map(|set| ctx.inputs[&format!("recovery.{set}")].label.clone());
+    let grounded = [&original, &shifted, &finetuned];
+    for (what, get) in [
+        (
+            "num_grounded_text_tokens",
+            (|g: &GroundedSet| g.num_words) as fn(&GroundedSet) -> usize,
+        ),
+        ("num_most_activating_samples", |g: &GroundedSet| {
+            g.num_samples
+        }),
+    ] {
+        if grounded.iter().any(|g| get(g) != get(&original)) {
+            bail!(
+                "the recovery groundings differ in `{what}` ({}); overlaps compare lists of one \
+                 length",
+                labels
+                    .iter()
+                    .zip(grounded)
+                    .map(|(l, g)| format!("`{l}`: {}", get(g)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let num_words = original.num_words;
+    if num_words == 0 {
+        bail!("the recovery groundings keep no words (`num_grounded_text_tokens = 0`)");
+    }
+    let overlaps = |get: fn(&GroundedSet) -> Option<&Vec<Vec<String>>>| {
+        let (Some(o), Some(s), Some(f)) = (get(&original), get(&shifted), get(&finetuned)) else {
+            return Ok(None);
+        };
+        let o = refile(o, &concepts.original);
+        let s = refile(s, &concepts.shifted);
+        let f = refile(f, &concepts.finetuned);
+        recovery_overlaps(&o, &s, &f, &concepts.matching)
+            .map(|v| Some((v, [o, s, f])))
+            .context("recovery overlaps")
+    };
+    let (words, word_sets) = overlaps(|g| Some(&g.words))?.expect("words are always grounded");
+    let mas = overlaps(|g| g.samples.as_ref())?;
+    let num_samples = original.num_samples;
+
+    let percent = |n: usize, of: usize| 100.0 * n as f64 / of as f64;
+    let mean = |v: &mut dyn Iterator<Item = f64>| v.sum::<f64>() / k as f64;
+    let improved = words.iter().filter(|o| o.shifted > o.original).count();
+    let equal = words.iter().filter(|o| o.shifted == o.original).count();
+    let worse = k - improved - equal;
+    scalars.int("recovery_concepts", k);
+    scalars.int("recovery_num_words", num_words);
+    scalars.float(
+        "recovery_t_overlap_original",
+        mean(&mut words.iter().map(|o| percent(o.original, num_words))),
+    );
+    scalars.float(
+        "recovery_t_overlap_shifted",
+        mean(&mut words.iter().map(|o| percent(o.shifted, num_words))),
+    );
+    scalars.int("recovery_concepts_improved", improved);
+    scalars.int("recovery_concepts_equal", equal);
+    scalars.int("recovery_concepts_worse", worse);
+    if let Some((mas, _)) = &mas {
+        scalars.int("recovery_num_samples", num_samples);
+        scalars.float(
+            "recovery_mas_overlap_original",
+            mean(&mut mas.iter().map(|o| percent(o.original, num_samples))),
+        );
+        scalars.float(
+            "recovery_mas_overlap_shifted",
+            mean(&mut mas.iter().map(|o| percent(o.shifted, num_samples))),
+        );
+    }
+
+    let ints = |f: &dyn Fn(usize) -> usize| Column::Int64((0..k).map(|c| f(c) as i64).collect());
+    let floats = |f: &dyn Fn(usize) -> f64| Column::Float64((0..k).map(f).collect());
+    let mut table = FeatureTable::new()
+        .with_column("concept", ints(&|c| c))
+        .with_column("finetuned_concept", ints(&|c| concepts.matching[c]))
+        .with_column("word_intersection_original", ints(&|c| words[c].original))
+        .with_column("word_intersection_shifted", ints(&|c| words[c].shifted))
+        .with_column(
+            "t_overlap_original",
+            floats(&|c| percent(words[c].original, num_words)),
+        )
+        .with_column(
+            "t_overlap_shifted",
+            floats(&|c| percent(words[c].shifted, num_words)),
+        );
+    if let Some((mas, _)) = &mas {
+        table = table
+            .with_column("mas_intersection_original", ints(&|c| mas[c].original))
+            .with_column("mas_intersection_shifted", ints(&|c| mas[c].shifted))
+            .with_column(
+                "mas_overlap_original",
+                floats(&|c| percent(mas[c].original, num_samples)),
+            )
+            .with_column(
+                "mas_overlap_shifted",
+                floats(&|c| percent(mas[c].shifted, num_samples)),
+            );
+    }
+    ctx.staging.write_table("recovery.parquet", &table)?;
+
+    let [wo, ws, wf] = &word_sets;
+    let per_concept: Vec<Value> = (0..k)
+        .map(|c| {
+            let m = concepts.matching[c];
+            let mut row = json!({
+                "concept": c,
+                "finetuned_concept": m,
+                "words": { "original": wo[c], "shifted": ws[c], "finetuned": wf[m] },
+                "word_intersection_original": words[c].original,
+                "word_intersection_shifted": words[c].shifted,
+                "t_overlap_original": percent(words[c].original, num_words),
+                "t_overlap_shifted": percent(words[c].shifted, num_words),
+            });
+            if let Some((mas, [so, ss, sf])) = &mas {
+                row["samples"] = json!({ "original": so[c], "shifted": ss[c], "finetuned": sf[m] });
+                row["mas_intersection_original"] = json!(mas[c].original);
+                row["mas_intersection_shifted"] = json!(mas[c].shifted);
+            }
+            row
+        })
+        .collect();
+    report.insert(
+        "recovery".into(),
+        json!({
+            "shift": shift.label,
+            "groundings": labels,
+            "num_words": num_words,
+            "num_samples": mas.as_ref().map(|_| num_samples),
+            "concepts_improved": improved,
+            "concepts_equal": equal,
+            "concepts_worse": worse,
+            "concepts": per_concept,
+        }),
+    );
     Ok(())
 }
 

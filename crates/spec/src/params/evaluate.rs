@@ -1,6 +1,7 @@
 //! `evaluate`: metrics over generations (VQA accuracy, captioning scores, steering target
-//! rates, word-class rates), over concept dictionaries (word overlap, test grounding), and
-//! sweep tables gathering the metrics of every instance of a swept `evaluate` stage.
+//! rates, word-class rates), over concept dictionaries (word overlap, test grounding), over a
+//! fine-tuning shift analysis (recovery of the fine-tuned concepts), and sweep tables gathering
+//! the metrics of every instance of a swept `evaluate` stage.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +41,9 @@ pub enum Metric {
     Overlap,
     /// Top-1/top-3 concept words against caption words (`ground`, `activations`, `captions`).
     TestGrounding,
+    /// Word and most-activating-sample overlaps of the original and the shifted concepts with
+    /// their matched fine-tuned concepts (`recovery`).
+    Recovery,
 }
 
 impl Metric {
@@ -53,6 +57,7 @@ impl Metric {
             Metric::WordRates => "word_rates",
             Metric::Overlap => "overlap",
             Metric::TestGrounding => "test_grounding",
+            Metric::Recovery => "recovery",
         }
     }
 }
@@ -96,6 +101,22 @@ pub struct MeteorData {
     pub paraphrases: PathBuf,
 }
 
+/// The groundings of a `concept_shifts` shift analysis whose recovery is measured: three
+/// `ground` stages over the same `shift` stage, one per concept set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryInputs {
+    /// The `shift` stage (`method = "concept_shifts"`): its `concepts.parquet` pairs each
+    /// concept with its matched fine-tuned concept.
+    pub shift: StageRef,
+    /// A `ground` stage with `set = "original"` over `shift`.
+    pub original: StageRef,
+    /// A `ground` stage with `set = "shifted"` over `shift`.
+    pub shifted: StageRef,
+    /// A `ground` stage with `set = "finetuned"` over `shift`.
+    pub finetuned: StageRef,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateParams {
@@ -115,6 +136,10 @@ pub struct EvaluateParams {
     /// `sample_id` and `references` columns (generations).
     #[serde(default)]
     pub captions: Option<StageRef>,
+    /// A shift analysis and the groundings of its original, shifted and fine-tuned concepts:
+    /// how well the original and the shifted concepts recover the fine-tuned ones.
+    #[serde(default)]
+    pub recovery: Option<RecoveryInputs>,
     /// A swept `evaluate` stage: one table row per instance (a sweep table), instead of metrics.
     #[serde(default)]
     pub collect: Option<StageRef>,
@@ -161,6 +186,15 @@ impl KindParams for EvaluateParams {
         ]
         .into_iter()
         .filter_map(|(role, r)| r.as_ref().map(|r| (role.to_string(), r)))
+        .chain(self.recovery.iter().flat_map(|r| {
+            [
+                ("recovery.shift", &r.shift),
+                ("recovery.original", &r.original),
+                ("recovery.shifted", &r.shifted),
+                ("recovery.finetuned", &r.finetuned),
+            ]
+            .map(|(role, r)| (role.to_string(), r))
+        }))
         .collect()
     }
 
@@ -202,6 +236,7 @@ impl KindParams for EvaluateParams {
                 ("ground", self.ground.is_some()),
                 ("activations", self.activations.is_some()),
                 ("captions", self.captions.is_some()),
+                ("recovery", self.recovery.is_some()),
                 ("metrics", self.metrics.is_some()),
                 ("meteor", self.meteor.is_some()),
             ] {
@@ -221,10 +256,36 @@ impl KindParams for EvaluateParams {
         if self.baseline.is_some() && self.input.is_none() {
             return Err(ParamError::new("baseline", "needs `input`"));
         }
-        if self.input.is_none() && self.ground.is_none() {
+        if self.input.is_none() && self.ground.is_none() && self.recovery.is_none() {
             return Err(ParamError::new("", "has nothing to evaluate").help(
-                "set `input` (generations), `ground` (a concept dictionary) or `collect` (a sweep table)",
+                "set `input` (generations), `ground` (a concept dictionary), `recovery` (a shift \
+                 analysis) or `collect` (a sweep table)",
             ));
+        }
+        if let Some(r) = &self.recovery {
+            let roles = [
+                ("original", &r.original),
+                ("shifted", &r.shifted),
+                ("finetuned", &r.finetuned),
+            ];
+            for (i, (role, stage)) in roles.iter().enumerate() {
+                if *stage == &r.shift {
+                    return Err(ParamError::new(
+                        format!("recovery.{role}"),
+                        "names the shift stage itself",
+                    )
+                    .help(format!(
+                        "name a `ground` stage over the shift stage, with `set = \"{role}\"`"
+                    )));
+                }
+                if let Some((other, _)) = roles[..i].iter().find(|(_, s)| s == stage) {
+                    return Err(ParamError::new(
+                        format!("recovery.{role}"),
+                        format!("names the same stage as `recovery.{other}`"),
+                    )
+                    .help("each concept set needs its own `ground` stage"));
+                }
+            }
         }
         for (key, set) in [
             ("activations", self.activations.is_some()),
@@ -283,6 +344,7 @@ impl KindParams for EvaluateParams {
                         .activations
                         .is_none()
                         .then_some("`ground`, `activations` and `captions`"),
+                    Metric::Recovery => self.recovery.is_none().then_some("`recovery`"),
                 };
                 if let Some(missing) = missing {
                     return Err(ParamError::new(
