@@ -27,7 +27,7 @@ use xlvlm_metrics::words::WordClass;
 use xlvlm_metrics::{
     VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores_with, target_rates, vqa_accuracy,
 };
-use xlvlm_spec::{EvaluateParams, Metric, VqaAccuracyMode, WordClassName};
+use xlvlm_spec::{EvaluateParams, Metric, RecoveryInputs, VqaAccuracyMode, WordClassName};
 use xlvlm_store::{Column, FeatureTable, read_parquet, read_parquet_columns};
 
 pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOutput> {
@@ -67,8 +67,10 @@ pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOu
     if let Some(ground) = ctx.inputs.get("ground") {
         dictionary_metrics(ctx, ground, &wants, &mut report, &mut scalars)?;
     }
-    if p.recovery.is_some() && wants(Metric::Recovery) {
-        recovery_metrics(ctx, &mut report, &mut scalars)?;
+    if let Some(recovery) = &p.recovery
+        && wants(Metric::Recovery)
+    {
+        recovery_metrics(ctx, recovery, &mut report, &mut scalars)?;
     }
 
     report.insert("scalars".into(), scalars.to_json());
@@ -721,12 +723,14 @@ fn read_shift_concepts(shift: &InputArtifact) -> anyhow::Result<ShiftConcepts> {
             );
         }
     }
+    // Checked above: the concepts of each set are a permutation, and the fine-tuned rows carry
+    // `matching[concept]`, itself a permutation.
     Ok(ShiftConcepts {
         k,
         matching,
         original: original_concepts,
-        shifted: permutation(shifted.iter().map(|r| r.0).collect(), "concept")?,
-        finetuned: permutation(tuned.iter().map(|r| r.1).collect(), "finetuned_concept")?,
+        shifted: shifted.iter().map(|r| r.0 as usize).collect(),
+        finetuned: tuned.iter().map(|r| r.1 as usize).collect(),
     })
 }
 
@@ -744,13 +748,14 @@ fn read_grounded_set(
     ground: &InputArtifact,
     set: &str,
     shift: &InputArtifact,
+    shift_stage: &str,
     k: usize,
 ) -> anyhow::Result<GroundedSet> {
     let label = &ground.label;
     let role = format!("recovery.{set}");
     let expected = format!(
-        "`{role}` must name a ground stage with `concepts = \"{}\"` and `set = \"{set}\"`",
-        shift.manifest.stage
+        "`{role}` must name a ground stage with `concepts = \"{shift_stage}\"` and \
+         `set = \"{set}\"`"
     );
     if ground.manifest.kind != "ground" || ground.manifest.file("words.parquet").is_none() {
         bail!(
@@ -843,14 +848,17 @@ fn refile(lists: &[Vec<String>], filed: &[usize]) -> Vec<Vec<String>> {
 /// matched fine-tuned concept shares with the original concept `k` and with the shifted one.
 fn recovery_metrics(
     ctx: &StageContext<'_>,
+    inputs: &RecoveryInputs,
     report: &mut serde_json::Map<String, Value>,
     scalars: &mut Scalars,
 ) -> anyhow::Result<()> {
     let shift = &ctx.inputs["recovery.shift"];
     let concepts = read_shift_concepts(shift)?;
     let k = concepts.k;
-    let [original, shifted, finetuned] = RECOVERY_SETS
-        .map(|set| read_grounded_set(&ctx.inputs[&format!("recovery.{set}")], set, shift, k));
+    let [original, shifted, finetuned] = RECOVERY_SETS.map(|set| {
+        let ground = &ctx.inputs[&format!("recovery.{set}")];
+        read_grounded_set(ground, set, shift, &inputs.shift.0, k)
+    });
     let (original, shifted, finetuned) = (original?, shifted?, finetuned?);
     let labels = RECOVERY_SETS.map(|set| ctx.inputs[&format!("recovery.{set}")].label.clone());
     let grounded = [&original, &shifted, &finetuned];
