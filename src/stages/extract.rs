@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 use xlvlm_dag::{StageContext, StageOutput};
 use xlvlm_data::Sample;
-use xlvlm_model::{CaptureSpec, GenerateOptions, HookPoint, Logits, Positions};
+use xlvlm_model::{CaptureSpec, GenerateOptions, Logits, Positions};
 use xlvlm_processor::{MatchCase, Processor, find_word_spans};
 use xlvlm_spec::{Among, ExtractMode, ExtractParams, SampleField, Selector, VectorDtype};
 use xlvlm_store::{Column, FeatureTable, read_parquet_columns};
@@ -145,17 +145,7 @@ impl ModelWork for Extract<'_> {
         } = self;
         let model = &loaded.model;
         let processor = &loaded.processor;
-        let hooks: Vec<HookPoint> = p
-            .hooks
-            .iter()
-            .map(|h| model.parse_hook(h).with_context(|| format!("hook `{h}`")))
-            .collect::<anyhow::Result<_>>()?;
-        let names: Vec<String> = hooks.iter().map(HookPoint::to_string).collect();
-        for (i, h) in hooks.iter().enumerate() {
-            if hooks[..i].contains(h) {
-                bail!("hooks `{}` and another name both mean `{h}`", p.hooks[i]);
-            }
-        }
+        let (hooks, names) = inference::parse_hooks(model, &p.hooks)?;
         let width = model.hook_width(hooks[0]);
         if let Some(h) = hooks.iter().find(|h| model.hook_width(**h) != width) {
             bail!(

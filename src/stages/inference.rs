@@ -13,7 +13,7 @@ use burn::tensor::backend::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use xlvlm_dag::{NodeModel, StageContext};
 use xlvlm_data::{Sample, Task};
-use xlvlm_model::{BackendTask, DeviceSpec, FinishReason, Vlm, WeightDType, run_on};
+use xlvlm_model::{BackendTask, DeviceSpec, FinishReason, HookPoint, Vlm, WeightDType, run_on};
 use xlvlm_processor::{ContentPart, ImageInput, Message, Padding, Processor, Prompt, load_image};
 use xlvlm_spec::{Dtype, PromptParams};
 use xlvlm_store::{Column, FeatureTable};
@@ -107,6 +107,25 @@ fn load_cached<B: Backend>(model: &NodeModel, device: &B::Device) -> anyhow::Res
     });
     LOADED.with_borrow_mut(|cached| *cached = Some((key, loaded.clone() as Rc<dyn Any>)));
     Ok(loaded)
+}
+
+/// Hook names resolved against the model (aliases accepted) and their canonical names; two names
+/// for the same hook point are an error.
+pub fn parse_hooks<B: Backend>(
+    model: &Vlm<B>,
+    names: &[String],
+) -> anyhow::Result<(Vec<HookPoint>, Vec<String>)> {
+    let hooks: Vec<HookPoint> = names
+        .iter()
+        .map(|h| model.parse_hook(h).with_context(|| format!("hook `{h}`")))
+        .collect::<anyhow::Result<_>>()?;
+    for (i, h) in hooks.iter().enumerate() {
+        if hooks[..i].contains(h) {
+            bail!("hooks `{}` and another name both mean `{h}`", names[i]);
+        }
+    }
+    let canonical = hooks.iter().map(HookPoint::to_string).collect();
+    Ok((hooks, canonical))
 }
 
 /// The samples a model stage runs on.

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 use xlvlm_dag::{StageContext, StageOutput};
 use xlvlm_data::Sample;
-use xlvlm_model::{GenerateOptions, HookPoint, Intervention, InterventionMode, Positions};
+use xlvlm_model::{GenerateOptions, Intervention, InterventionMode, Positions};
 use xlvlm_spec::{SteerMode, SteerParams, SteerPositions};
 use xlvlm_store::read_parquet;
 
@@ -118,12 +118,7 @@ impl ModelWork for Steer<'_> {
         } = self;
         let model = &loaded.model;
         let processor = &loaded.processor;
-        let hooks: Vec<HookPoint> = p
-            .hooks
-            .iter()
-            .map(|h| model.parse_hook(h).with_context(|| format!("hook `{h}`")))
-            .collect::<anyhow::Result<_>>()?;
-        let names: Vec<String> = hooks.iter().map(HookPoint::to_string).collect();
+        let (hooks, names) = inference::parse_hooks(model, &p.hooks)?;
         for h in &hooks {
             if model.hook_width(*h) != vector.len() {
                 bail!(
