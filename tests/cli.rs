@@ -2,28 +2,12 @@
 //! kill -9 and resume, and two processes sharing one store.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
 
-fn xlvlm(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xlvlm"));
-    c.env("XLVLM_STORE", store)
-        .env_remove("RUST_LOG")
-        .env_remove("XLVLM_TEST_SHARD_PAUSE_MS");
-    c
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use support::{repo, stderr, stdout, write_npy, xlvlm};
 
 #[test]
 fn every_bad_experiment_file_gets_a_clear_error_and_exit_code_2() {
@@ -70,23 +54,6 @@ fn every_bad_experiment_file_gets_a_clear_error_and_exit_code_2() {
     assert!(
         std::fs::read_dir(store.path().join("objects")).map_or(true, |mut d| d.next().is_none())
     );
-}
-
-/// Writes a row-major f32 matrix as a version-1 `.npy` file (numpy's NEP 1 format).
-fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
 }
 
 /// A copy of the demo pipeline and its data in a temporary folder.

@@ -3,37 +3,12 @@
 //! against the planted answers; bad parameters are refused before anything runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod support;
 
 use serde_json::Value;
+use support::{stderr, write_npy, xlvlm};
 use xlvlm_store::{FeatureTable, Store, read_parquet};
-
-fn xlvlm(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xlvlm"));
-    c.env("XLVLM_STORE", store).env_remove("RUST_LOG");
-    c
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Writes a row-major f32 matrix as a version-1 `.npy` file (numpy's NEP 1 format).
-fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) {
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while !(10 + header.len() + 1).is_multiple_of(64) {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
-}
 
 /// Writes rows and their sample ids as `<name>.npy` and `<name>.txt`.
 fn write_features(dir: &Path, name: &str, rows: &[(String, Vec<f32>)]) {
