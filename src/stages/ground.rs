@@ -236,13 +236,16 @@ impl Unembedding {
         if text.tie_word_embeddings {
             head_names.push(format!("{prefix}embed_tokens.weight"));
         }
-        let head_name = head_names.iter().find(|n| files.contains(n)).with_context(|| {
-            format!(
-                "`{}` has no LM head (looked for {})",
-                dir.display(),
-                head_names.join(", ")
-            )
-        })?;
+        let head_name = head_names
+            .iter()
+            .find(|n| files.contains(n))
+            .with_context(|| {
+                format!(
+                    "`{}` has no LM head (looked for {})",
+                    dir.display(),
+                    head_names.join(", ")
+                )
+            })?;
         let (vocab, hidden) = (text.vocab_size, text.hidden_size);
         let head = files.read_f32(head_name, &[vocab, hidden])?;
         let norm = if final_norm {

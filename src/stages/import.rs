@@ -141,4 +141,3 @@ fn slice(col: &Column, lo: usize, hi: usize) -> Column {
         },
     }
 }
-

@@ -425,4 +425,3 @@ pub fn progress(total: usize, label: &str) -> ProgressBar {
     bar.set_message(label.to_string());
     bar
 }
-

@@ -57,10 +57,10 @@ pub use hooks::{
     hook_points, parse_hook,
 };
 pub use inspect::{ModelInfo, inspect};
-pub use weights::Checkpoint;
 pub use model::{
     Batch, Captured, CapturedRow, FinishReason, ForwardOutput, GenerateOptions, Generation, Logits,
     PixelValues, StopPredicate, Vlm,
 };
 pub use nn::{ParamMapper, ParamVisitor};
 pub use source::{default_cache_dir, resolve, resolve_with_cache};
+pub use weights::Checkpoint;
