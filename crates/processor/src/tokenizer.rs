@@ -44,6 +44,8 @@ enum PieceStyle {
     Metaspace,
     /// GPT-2 byte-level: every character stands for one byte.
     ByteLevel,
+    /// Word-level vocabulary: each token is a whole word, decoded with a space before it.
+    WordLevel,
 }
 
 /// The text one token produces, as bytes (a byte-fallback token produces part of a character).
@@ -252,6 +254,9 @@ impl TextTokenizer {
             .iter()
             .flatten()
             .any(|v| json_has_type(v, "ByteLevel"));
+        let model_json =
+            serde_json::to_value(inner.get_model()).map_err(|e| tok_err(tokenizer_json, e))?;
+        let word_level = json_has_type(&model_json, "WordLevel");
         let padding_side = match config.get("padding_side").and_then(|v| v.as_str()) {
             Some("left") => Padding::Left,
             _ => Padding::Right,
@@ -267,6 +272,8 @@ impl TextTokenizer {
             padding_side,
             piece_style: if byte_level {
                 PieceStyle::ByteLevel
+            } else if word_level {
+                PieceStyle::WordLevel
             } else {
                 PieceStyle::Metaspace
             },
@@ -383,6 +390,8 @@ impl TextTokenizer {
             PieceStyle::Metaspace => {
                 TokenSurface::Text(piece.replace('\u{2581}', " ").into_bytes())
             }
+            // without a decoder, tokenizers joins word-level tokens with single spaces
+            PieceStyle::WordLevel => TokenSurface::Text(format!(" {piece}").into_bytes()),
         }
     }
 }
@@ -438,6 +447,29 @@ mod tests {
         assert_eq!(byte_fallback_value("<0xF0>"), Some(0xF0));
         assert_eq!(byte_fallback_value("<0x0>"), None);
         assert_eq!(byte_fallback_value("<s>"), None);
+    }
+
+    #[test]
+    fn word_level_tokens_are_words_after_a_space() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,
+            "added_tokens":[{"id":0,"content":"<unk>","single_word":false,"lstrip":false,
+              "rstrip":false,"normalized":false,"special":true}],
+            "normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,
+            "decoder":null,"model":{"type":"WordLevel",
+              "vocab":{"<unk>":0,"a":1,"red":2,"circle":3,",":4},"unk_token":"<unk>"}}"#;
+        let dir = std::env::temp_dir().join(format!("xlvlm-wordlevel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, json).unwrap();
+        let config = serde_json::json!({"unk_token": "<unk>"});
+        let tok =
+            TextTokenizer::from_files(&path, &config, &dir.join("tokenizer_config.json")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let ids = tok.encode("a red circle, a", false).unwrap();
+        assert_eq!(ids, vec![1, 2, 3, 4, 1]);
+        assert_eq!(tok.decode(&ids, true).unwrap(), "a red circle , a");
+        assert_eq!(tok.surface(2), TokenSurface::Text(b" red".to_vec()));
+        assert_eq!(tok.surface(0), TokenSurface::Special);
     }
 
     #[test]

@@ -1,0 +1,236 @@
+//! The training loop: the model's own forward on `Autodiff<Flex>`, masked next-token
+//! cross-entropy on the response tokens, Adam over the named weights.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use xlvlm_model::{Logits, Vlm};
+
+use crate::data::{EncodedData, TrainBatch};
+use crate::error::{Result, TrainError};
+
+/// The backend training runs on: burn's CPU backend with reverse-mode autodiff.
+pub type TrainBackend = Autodiff<Flex>;
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainOptions {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Peak learning rate, reached after `warmup_steps`, then cosine decay to a tenth of it.
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    /// Gradients are scaled down when their global L2 norm exceeds this.
+    pub clip_norm: f64,
+    /// Seeds the example order and which caption of an image is the target.
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 32,
+            learning_rate: 2e-3,
+            warmup_steps: 30,
+            clip_norm: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// Defaults of a fine-tune from a trained checkpoint: fewer steps, a lower peak rate.
+    pub fn finetune_default() -> Self {
+        Self {
+            steps: 150,
+            learning_rate: 5e-4,
+            warmup_steps: 10,
+            ..Self::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |option, message: String| Err(TrainError::Option { option, message });
+        if self.steps == 0 {
+            return bad("steps", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad(
+                "learning_rate",
+                format!("{} is not a positive number", self.learning_rate),
+            );
+        }
+        if self.clip_norm.is_nan() || self.clip_norm <= 0.0 {
+            return bad(
+                "clip_norm",
+                format!("{} is not a positive number", self.clip_norm),
+            );
+        }
+        Ok(())
+    }
+
+    /// Learning rate at `step` (0-based): linear warm-up, then cosine to 10% of the peak.
+    pub fn learning_rate_at(&self, step: usize) -> f64 {
+        let peak = self.learning_rate;
+        if step < self.warmup_steps {
+            return peak * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        peak * (0.1 + 0.9 * cosine)
+    }
+}
+
+/// What the progress callback sees after each step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// 1-based.
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f32,
+    pub learning_rate: f64,
+}
+
+/// Masked mean cross-entropy of next-token predictions (weights sum to 1 over a batch).
+pub fn response_loss(
+    model: &Vlm<TrainBackend>,
+    batch: &TrainBatch,
+) -> Result<Tensor<TrainBackend, 1>> {
+    let logits = model
+        .forward(&batch.batch, &[], &[], Logits::All)?
+        .logits
+        .expect("Logits::All returns logits");
+    let [rows, seq, vocab] = logits.dims();
+    let device = model.device();
+    let n = rows * seq;
+    let log_probs = log_softmax(logits.reshape([n, vocab]), 1);
+    let targets = Tensor::<TrainBackend, 2, Int>::from_data(
+        TensorData::new(batch.targets.clone(), [n, 1]),
+        device,
+    );
+    let weights =
+        Tensor::<TrainBackend, 1>::from_data(TensorData::new(batch.weights.clone(), [n]), device);
+    let picked = log_probs.gather(1, targets).reshape([n]);
+    Ok((picked * weights).sum().neg())
+}
+
+/// Adam's moments of one weight.
+struct Moments {
+    first: Tensor<Flex, 1>,
+    second: Tensor<Flex, 1>,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPSILON: f64 = 1e-8;
+
+/// Trains every weight of `model` on `data` and returns the trained model (its weights no longer
+/// track gradients) and the loss of every step.
+pub fn train(
+    model: Vlm<TrainBackend>,
+    data: &EncodedData,
+    options: &TrainOptions,
+    progress: &mut dyn FnMut(&StepReport),
+) -> Result<(Vlm<TrainBackend>, Vec<f32>)> {
+    options.validate()?;
+    if data.examples.is_empty() {
+        return Err(TrainError::Input("no training examples".into()));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut weights: Vec<Tensor<Flex, 1>> = Vec::new();
+    model.visit_params(|_, _, values| weights.push(values.inner()));
+    let mut moments: Vec<Moments> = weights
+        .iter()
+        .map(|w| Moments {
+            first: w.zeros_like(),
+            second: w.zeros_like(),
+        })
+        .collect();
+    let mut order: Vec<usize> = Vec::new();
+    let mut model = model;
+    let mut losses = Vec::with_capacity(options.steps);
+    for step in 0..options.steps {
+        let mut picks = Vec::with_capacity(options.batch_size);
+        while picks.len() < options.batch_size {
+            if order.is_empty() {
+                order = (0..data.examples.len()).collect();
+                order.shuffle(&mut rng);
+            }
+            let e = order.pop().expect("refilled above");
+            let r = rng.random_range(0..data.examples[e].responses.len());
+            picks.push((e, r));
+        }
+        let batch = data.batch(&picks);
+
+        let mut leaves = Vec::with_capacity(weights.len());
+        let mut next = 0;
+        model = model.map_params(|_, _, _| {
+            let leaf = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone()).require_grad();
+            next += 1;
+            leaves.push(leaf.clone());
+            leaf
+        })?;
+        let loss = response_loss(&model, &batch)?;
+        let loss_value = loss.clone().into_scalar();
+        if !loss_value.is_finite() {
+            return Err(TrainError::Input(format!(
+                "the loss became {loss_value} at step {}; lower the learning rate",
+                step + 1
+            )));
+        }
+        let grads = loss.backward();
+        let grads: Vec<Option<Tensor<Flex, 1>>> = leaves.iter().map(|l| l.grad(&grads)).collect();
+        let squares: Vec<Tensor<Flex, 1>> = grads
+            .iter()
+            .flatten()
+            .map(|g| g.clone().powi_scalar(2).sum())
+            .collect();
+        let norm = f64::from(Tensor::cat(squares, 0).sum().into_scalar()).sqrt();
+        let scale = if norm > options.clip_norm {
+            options.clip_norm / norm
+        } else {
+            1.0
+        };
+        let lr = options.learning_rate_at(step);
+        let t = (step + 1) as i32;
+        let bias1 = 1.0 - BETA1.powi(t);
+        let bias2 = 1.0 - BETA2.powi(t);
+        for ((w, m), g) in weights.iter_mut().zip(&mut moments).zip(grads) {
+            // weights the loss does not reach (CLIP's unused post_layernorm) keep their values
+            let Some(g) = g else { continue };
+            let g = g.mul_scalar(scale);
+            m.first = m.first.clone().mul_scalar(BETA1) + g.clone().mul_scalar(1.0 - BETA1);
+            m.second =
+                m.second.clone().mul_scalar(BETA2) + g.powi_scalar(2).mul_scalar(1.0 - BETA2);
+            let update = m.first.clone().div_scalar(bias1)
+                / m.second
+                    .clone()
+                    .div_scalar(bias2)
+                    .sqrt()
+                    .add_scalar(EPSILON);
+            *w = w.clone() - update.mul_scalar(lr);
+        }
+        losses.push(loss_value);
+        progress(&StepReport {
+            step: step + 1,
+            steps: options.steps,
+            loss: loss_value,
+            learning_rate: lr,
+        });
+    }
+    let mut next = 0;
+    let model = model.map_params(|_, _, _| {
+        let value = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone());
+        next += 1;
+        value
+    })?;
+    Ok((model, losses))
+}
