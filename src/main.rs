@@ -3,6 +3,7 @@
 mod commands;
 mod report;
 mod stages;
+mod world;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,10 @@ enum WorldCommand {
         #[arg(long, default_value_t = 64)]
         image_size: u32,
     },
+    /// Train a toy LLaVA-1.5 checkpoint on a world, or fine-tune one on the caption style.
+    Train(world::TrainArgs),
+    /// Evaluate a checkpoint on a world split (VQA accuracy, captions, style rate).
+    Eval(world::EvalArgs),
 }
 
 /// Exit codes: 1 a run failed, 2 the input (experiment file, arguments) is invalid.
@@ -159,6 +164,12 @@ fn main() -> ExitCode {
                     image_size,
                 },
         } => commands::world_generate(&out, seed, size, image_size),
+        Command::World {
+            command: WorldCommand::Train(args),
+        } => world::train(&args),
+        Command::World {
+            command: WorldCommand::Eval(args),
+        } => world::eval(&args),
         Command::Gc { paths, dry_run } => commands::gc(&cli.store, &paths, dry_run),
     };
     match result {

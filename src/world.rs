@@ -1,0 +1,205 @@
+//! `xlvlm world train` and `xlvlm world eval`: the toy LLaVA-1.5 checkpoints of the shapes world.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use xlvlm_train::{EvalOptions, StepReport, ToyConfig, TrainError, TrainOptions, TrainSummary};
+
+use crate::Failure;
+
+/// Train a toy VLM on a world (captions + short-answer VQA), or fine-tune one on the
+/// style-variant captions.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The world folder (`xlvlm world generate --out ...`).
+    #[arg(long)]
+    world: PathBuf,
+    /// Where the checkpoint goes (created; existing checkpoint files are overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seeds the initial weights and the example order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Optimisation steps (default: 1000 from scratch, 150 for a fine-tune).
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (default: 2e-3 from scratch, 5e-4 for a fine-tune).
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Fine-tune this checkpoint instead of starting from a random init (needs --style).
+    #[arg(long, requires = "style")]
+    finetune_from: Option<PathBuf>,
+    /// Train on the style-variant captions (only with --finetune-from).
+    #[arg(long, requires = "finetune_from")]
+    style: bool,
+    /// Decoder width (from scratch only).
+    #[arg(long)]
+    text_hidden: Option<usize>,
+    /// Decoder layers (from scratch only).
+    #[arg(long)]
+    text_layers: Option<usize>,
+    /// Vision tower width (from scratch only).
+    #[arg(long)]
+    vision_hidden: Option<usize>,
+    /// Vision tower layers (from scratch only).
+    #[arg(long)]
+    vision_layers: Option<usize>,
+    /// Vision patch size in pixels (from scratch only; must divide the image size).
+    #[arg(long)]
+    patch_size: Option<usize>,
+}
+
+/// Evaluate a checkpoint on a world split: VQA accuracy, caption correctness, CIDEr, style rate.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The checkpoint folder.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    world: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Only the first N images of the split.
+    #[arg(long)]
+    max_images: Option<usize>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn failure(e: TrainError, what: String) -> Failure {
+    match e {
+        TrainError::Option { .. } => Failure::Invalid(format!("{what}: {e}")),
+        other => Failure::Failed(anyhow::Error::new(other).context(what)),
+    }
+}
+
+fn progress_bar(steps: usize) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "  training {bar:30} {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+pub fn train(args: &TrainArgs) -> Result<(), Failure> {
+    let finetune = args.finetune_from.is_some();
+    let sizes = [
+        args.text_hidden,
+        args.text_layers,
+        args.vision_hidden,
+        args.vision_layers,
+        args.patch_size,
+    ];
+    if finetune && sizes.iter().any(Option::is_some) {
+        return Err(Failure::Invalid(
+            "model sizes (--text-hidden, --patch-size, ...) come from the checkpoint when fine-tuning; drop them or --finetune-from".into(),
+        ));
+    }
+    let defaults = if finetune {
+        TrainOptions::finetune_default()
+    } else {
+        TrainOptions::default()
+    };
+    let options = TrainOptions {
+        steps: args.steps.unwrap_or(defaults.steps),
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate.unwrap_or(defaults.learning_rate),
+        seed: args.seed,
+        ..defaults
+    };
+    let bar = progress_bar(options.steps);
+    let mut on_step = |report: &StepReport| {
+        bar.set_position(report.step as u64);
+        bar.set_message(format!("{:.4}", report.loss));
+        if report.step.is_multiple_of(50) || report.step == report.steps {
+            tracing::info!(
+                step = report.step,
+                loss = report.loss,
+                lr = report.learning_rate,
+                "training"
+            );
+        }
+    };
+    let summary: TrainSummary = match &args.finetune_from {
+        Some(from) => {
+            xlvlm_train::finetune_style(from, &args.world, &args.out, &options, &mut on_step)
+                .map_err(|e| {
+                    failure(
+                        e,
+                        format!(
+                            "fine-tuning `{}` into `{}`",
+                            from.display(),
+                            args.out.display()
+                        ),
+                    )
+                })?
+        }
+        None => {
+            let base = ToyConfig::default();
+            let config = ToyConfig {
+                text_hidden: args.text_hidden.unwrap_or(base.text_hidden),
+                text_layers: args.text_layers.unwrap_or(base.text_layers),
+                vision_hidden: args.vision_hidden.unwrap_or(base.vision_hidden),
+                vision_layers: args.vision_layers.unwrap_or(base.vision_layers),
+                patch_size: args.patch_size.unwrap_or(base.patch_size),
+                ..base
+            };
+            xlvlm_train::train_toy(&args.world, &args.out, &config, &options, &mut on_step)
+                .map_err(|e| {
+                    failure(
+                        e,
+                        format!("training a toy model into `{}`", args.out.display()),
+                    )
+                })?
+        }
+    };
+    bar.finish_and_clear();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).context("summarising the training run")?
+    );
+    Ok(())
+}
+
+pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
+    let options = EvalOptions {
+        split: args.split.clone(),
+        max_images: args.max_images,
+        ..EvalOptions::default()
+    };
+    let report = xlvlm_train::evaluate(&args.model, &args.world, &options).map_err(|e| {
+        failure(
+            e,
+            format!(
+                "evaluating `{}` on `{}`",
+                args.model.display(),
+                args.world.display()
+            ),
+        )
+    })?;
+    let text = serde_json::to_string_pretty(&report).context("summarising the evaluation")?;
+    if let Some(path) = &args.json {
+        write(path, &text)?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, format!("{text}\n"))
+        .with_context(|| format!("writing `{}`", path.display()))
+        .map_err(Failure::Failed)
+}
