@@ -3,6 +3,7 @@
 //!
 //! cargo run --release -p xlvlm-analysis --example bench_decompose -- X.npy \
 //!     [--k 20] [--kmeans-init INIT.npy] [--snmf-target COST] [--snmf-max-iter N] \
+//!     [--snmf-dict-sweeps N] [--snmf-plain] \
 //!     [--methods pca_randomized,pca_exact,kmeans,kmeans_init,snmf]
 
 #[path = "../tests/common/npy.rs"]
@@ -80,6 +81,13 @@ fn main() {
         .unwrap_or_else(|| "pca_randomized,pca_exact,kmeans,kmeans_init,snmf".into());
     let snmf_target: Option<f64> = opt("--snmf-target").map(|v| v.parse().expect("--snmf-target"));
     let snmf_max_iter: usize = opt("--snmf-max-iter").map_or(1000, |v| v.parse().expect("iters"));
+    // scikit-learn's plain alternating scheme (one atom pass, no extrapolation) with
+    // --snmf-plain; otherwise the accelerated one.
+    let snmf_plain = args.iter().any(|a| a == "--snmf-plain");
+    let snmf_sweeps: usize = opt("--snmf-dict-sweeps")
+        .map_or(if snmf_plain { 1 } else { 2 }, |v| {
+            v.parse().expect("--snmf-dict-sweeps")
+        });
     let x = load(&path);
     println!(
         "{{\"matrix\": \"{}x{}\", \"threads\": {}}}",
@@ -131,7 +139,9 @@ fn main() {
                 let params = SnmfParams {
                     max_iter: snmf_max_iter,
                     stop_at_cost: snmf_target,
-                    ..SnmfParams::default()
+                    dict_sweeps: snmf_sweeps,
+                    extrapolate: !snmf_plain,
+                    ..SnmfParams::accelerated()
                 };
                 let m = dictionary::fit(&x, k, &params, 0).expect("snmf");
                 let s = t.elapsed().as_secs_f64();

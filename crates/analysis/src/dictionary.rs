@@ -3,13 +3,19 @@
 //!
 //! min ½‖X − V U‖²_F + α‖V‖₁  s.t.  V ≥ 0 (codes, `rows x k`), ‖u_k‖ ≤ 1 (atoms, `k x cols`).
 //!
-//! The same block-coordinate scheme as scikit-learn: every iteration solves the positive lasso
-//! of each sample by cyclic coordinate descent on the Gram form (scikit-learn's
+//! By default the same block-coordinate scheme as scikit-learn: every iteration solves the
+//! positive lasso of each sample by cyclic coordinate descent on the Gram form (scikit-learn's
 //! `enet_coordinate_descent_gram`, same stopping rule on the duality gap), then updates the
 //! atoms one by one (`_update_dict`). What makes it fast: `X Uᵀ` and `Vᵀ X` are single passes
-//! over the whole matrix (the latter skipping zero codes), the per-sample problems are k-dimensional and run in parallel, the
-//! cost comes from the same products (no residual matrix), and `X Uᵀ` of the new atoms is
-//! shared between the cost and the next iteration's coding.
+//! over the whole matrix (the latter skipping zero codes), the per-sample problems are
+//! k-dimensional and run in parallel, the cost comes from the same products (no residual
+//! matrix), and `X Uᵀ` of the new atoms is shared between the cost and the next iteration's
+//! coding.
+//!
+//! [`SnmfParams::accelerated`] solves the same problem in 3–5× fewer iterations: several atom
+//! passes per iteration (they reuse `VᵀV` and `VᵀX`) and momentum on the atoms with a monotone
+//! safeguard. The extrapolated atoms are an affine map of two known atom sets per atom, so their
+//! `X Uᵀ` — and with it their optimal codes and exact cost — come without reading X again.
 
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -46,6 +52,25 @@ pub struct SnmfParams {
     pub init: SnmfInit,
     /// Stop as soon as the cost is at or below this value (for benchmarks against a target).
     pub stop_at_cost: Option<f64>,
+    /// Block-coordinate passes over the atoms per iteration (scikit-learn makes one). The
+    /// passes reuse `VᵀV` and `VᵀX`, so more of them cost almost nothing next to an iteration.
+    pub dict_sweeps: usize,
+    /// Extrapolate the atoms along their last step after every iteration and keep the point
+    /// only if its cost (codes re-solved) is lower; `false` is scikit-learn's plain scheme.
+    pub extrapolate: bool,
+}
+
+impl SnmfParams {
+    /// The accelerated scheme: two atom passes per iteration and extrapolation. It minimises
+    /// the same objective as the default (scikit-learn's path) and reaches a given cost in far
+    /// fewer iterations, each about 1.4× as expensive (see crates/analysis/BENCHMARKS.md).
+    pub fn accelerated() -> Self {
+        Self {
+            dict_sweeps: 2,
+            extrapolate: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for SnmfParams {
@@ -57,6 +82,8 @@ impl Default for SnmfParams {
             cd_max_iter: 1000,
             init: SnmfInit::Svd,
             stop_at_cost: None,
+            dict_sweeps: 1,
+            extrapolate: false,
         }
     }
 }
@@ -350,22 +377,77 @@ pub fn fit(x: &Matrix, k: usize, params: &SnmfParams, seed: u64) -> Result<SnmfM
     let mut gram = gram_rows(&dict, k, d);
     let mut costs = Vec::new();
     let mut iterations = 0;
+    // Extrapolation keeps the previous atom update's result (before extrapolation) and its
+    // `X Uᵀ`; momentum is the step between two such results.
+    let mut previous_update = params.extrapolate.then(|| (dict.clone(), cov.clone()));
+    let mut beta = EXTRAPOLATION_START;
+    // With extrapolation the codes for the atoms of the next iteration are already solved
+    // (the plain and the extrapolated point are compared with their own optimal codes).
+    let mut coded = false;
     for it in 0..params.max_iter {
         iterations = it + 1;
-        sparse_code(
+        if !coded {
+            sparse_code(
+                &mut code,
+                &cov,
+                &y_norms,
+                &gram,
+                k,
+                params.alpha,
+                params.cd_max_iter,
+            );
+        }
+        update_dict(
+            x,
+            &mut dict,
             &mut code,
-            &cov,
-            &y_norms,
-            &gram,
             k,
-            params.alpha,
-            params.cd_max_iter,
+            params.dict_sweeps.max(1),
+            &mut rng,
         );
-        update_dict(x, &mut dict, &mut code, k, &mut rng);
         dict32 = Matrix::from_f64(k, d, &dict);
         cov = x_times_dict_t(x, &dict32);
         gram = gram_rows(&dict, k, d);
-        let cost = cost_from_products(x_norm2, &code, &cov, &gram, k, params.alpha);
+        let cost = if let Some((prev_dict, prev_cov)) = previous_update.as_mut() {
+            sparse_code(
+                &mut code,
+                &cov,
+                &y_norms,
+                &gram,
+                k,
+                params.alpha,
+                params.cd_max_iter,
+            );
+            coded = true;
+            let cost = cost_from_products(x_norm2, &code, &cov, &gram, k, params.alpha);
+            let (dict_ex, cov_ex) = extrapolate(&dict, prev_dict, &cov, prev_cov, beta, k);
+            prev_dict.clone_from(&dict);
+            prev_cov.clone_from(&cov);
+            let gram_ex = gram_rows(&dict_ex, k, d);
+            let mut code_ex = code.clone();
+            sparse_code(
+                &mut code_ex,
+                &cov_ex,
+                &y_norms,
+                &gram_ex,
+                k,
+                params.alpha,
+                params.cd_max_iter,
+            );
+            let cost_ex = cost_from_products(x_norm2, &code_ex, &cov_ex, &gram_ex, k, params.alpha);
+            // Monotone safeguard: the extrapolated point only replaces a worse plain one.
+            if cost_ex < cost {
+                (dict, cov, gram, code) = (dict_ex, cov_ex, gram_ex, code_ex);
+                dict32 = Matrix::from_f64(k, d, &dict);
+                beta = (beta * EXTRAPOLATION_GROW).min(EXTRAPOLATION_MAX);
+                cost_ex
+            } else {
+                beta = (beta * EXTRAPOLATION_SHRINK).max(EXTRAPOLATION_MIN);
+                cost
+            }
+        } else {
+            cost_from_products(x_norm2, &code, &cov, &gram, k, params.alpha)
+        };
         costs.push(cost);
         if params.stop_at_cost.is_some_and(|t| cost <= t) {
             break;
@@ -385,6 +467,48 @@ pub fn fit(x: &Matrix, k: usize, params: &SnmfParams, seed: u64) -> Result<SnmfM
         alpha: params.alpha,
         cd_max_iter: params.cd_max_iter,
     })
+}
+
+// Extrapolation weight schedule (as in Ang & Gillis, "Accelerating nonnegative matrix
+// factorization algorithms using extrapolation", 2019): grow after an accepted step, shrink
+// after a rejected one.
+const EXTRAPOLATION_START: f64 = 0.5;
+const EXTRAPOLATION_GROW: f64 = 1.5;
+const EXTRAPOLATION_SHRINK: f64 = 0.5;
+const EXTRAPOLATION_MIN: f64 = 0.05;
+const EXTRAPOLATION_MAX: f64 = 8.0;
+
+/// Atoms `U + β (U − U_prev)`, each projected on the unit ball, and their `X Uᵀ`: the map is
+/// affine per atom, so the product comes from the two known ones without reading X.
+fn extrapolate(
+    dict: &[f64],
+    dict_prev: &[f64],
+    cov: &[f64],
+    cov_prev: &[f64],
+    beta: f64,
+    k: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let d = dict.len() / k;
+    let mut out: Vec<f64> = dict
+        .iter()
+        .zip(dict_prev)
+        .map(|(u, p)| u + beta * (u - p))
+        .collect();
+    let mut scale = vec![1.0; k];
+    for (j, atom) in out.chunks_mut(d).enumerate() {
+        let norm = atom.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm > 1.0 {
+            atom.iter_mut().for_each(|v| *v /= norm);
+            scale[j] = 1.0 / norm;
+        }
+    }
+    let cov_out = cov
+        .iter()
+        .zip(cov_prev)
+        .enumerate()
+        .map(|(i, (c, p))| (c + beta * (c - p)) * scale[i % k])
+        .collect();
+    (out, cov_out)
 }
 
 /// ½‖X − V U‖² + α‖V‖₁ from ‖X‖², `X Uᵀ`, `U Uᵀ` and V.
@@ -412,11 +536,40 @@ fn cost_from_products(
 /// scikit-learn's `_update_dict` (positive_dict=False): one Gauss-Seidel pass over the atoms
 /// of the least-squares problem, each projected on the unit ball; an unused atom is replaced by
 /// a random sample plus 1% noise and its codes are zeroed.
-fn update_dict(x: &Matrix, dict: &mut [f64], code: &mut [f64], k: usize, rng: &mut ChaCha8Rng) {
-    let (n, d) = (x.rows, x.cols);
-    let a = code_gram(code, k);
+fn update_dict(
+    x: &Matrix,
+    dict: &mut [f64],
+    code: &mut [f64],
+    k: usize,
+    sweeps: usize,
+    rng: &mut ChaCha8Rng,
+) {
+    let mut a = code_gram(code, k);
     let code32: Vec<f32> = code.iter().map(|&v| v as f32).collect();
     let b = codes_t_x(x, &code32, k); // k x d
+    for sweep in 0..sweeps {
+        let replaced = dict_sweep(x, dict, code, &a, &b, k, sweep == 0, rng);
+        if replaced && sweep + 1 < sweeps {
+            // The replaced atoms' codes were zeroed.
+            a = code_gram(code, k);
+        }
+    }
+}
+
+/// One Gauss-Seidel pass of [`update_dict`]; unused atoms are replaced only when `replace`.
+#[allow(clippy::too_many_arguments)]
+fn dict_sweep(
+    x: &Matrix,
+    dict: &mut [f64],
+    code: &mut [f64],
+    a: &[f64],
+    b: &[f32],
+    k: usize,
+    replace: bool,
+    rng: &mut ChaCha8Rng,
+) -> bool {
+    let (n, d) = (x.rows, x.cols);
+    let mut replaced = false;
     for j in 0..k {
         let ajj = a[j * k + j];
         if ajj > 1e-6 {
@@ -434,7 +587,7 @@ fn update_dict(x: &Matrix, dict: &mut [f64], code: &mut [f64], k: usize, rng: &m
             for (u, t) in dict[j * d..(j + 1) * d].iter_mut().zip(&atom) {
                 *u += t / ajj;
             }
-        } else {
+        } else if replace {
             let pick = rng.random_range(0..n);
             let row: Vec<f64> = x.row(pick).iter().map(|&v| f64::from(v)).collect();
             let mean = row.iter().sum::<f64>() / d as f64;
@@ -447,6 +600,7 @@ fn update_dict(x: &Matrix, dict: &mut [f64], code: &mut [f64], k: usize, rng: &m
             for r in 0..n {
                 code[r * k + j] = 0.0;
             }
+            replaced = true;
         }
         let norm = dict[j * d..(j + 1) * d]
             .iter()
@@ -455,6 +609,97 @@ fn update_dict(x: &Matrix, dict: &mut [f64], code: &mut [f64], k: usize, rng: &m
             .sqrt();
         if norm > 1.0 {
             dict[j * d..(j + 1) * d].iter_mut().for_each(|v| *v /= norm);
+        }
+    }
+    replaced
+}
+
+// The scikit-learn goldens of tests/sklearn_parity.rs, read here because the accelerated scheme
+// follows a different path from the same start: it is checked on what it must deliver.
+#[cfg(test)]
+#[path = "../tests/common/npy.rs"]
+mod golden_npy;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(name: &str) -> (Vec<usize>, Vec<f64>) {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/goldens")
+            .join(format!("{name}.npy"));
+        golden_npy::read_npy(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn golden_matrix(name: &str) -> Matrix {
+        let (shape, v) = golden(name);
+        Matrix::new(shape[0], shape[1], v.iter().map(|&x| x as f32).collect()).unwrap()
+    }
+
+    /// ½‖X − V U‖² + α‖V‖₁ from the residual, in f64.
+    fn cost_from_residual(x: &Matrix, code: &Matrix, dict: &Matrix, alpha: f64) -> f64 {
+        let mut total = 0.0;
+        for r in 0..x.rows {
+            for c in 0..x.cols {
+                let fit: f64 = (0..dict.rows)
+                    .map(|j| f64::from(code.get(r, j)) * f64::from(dict.get(j, c)))
+                    .sum();
+                total += 0.5 * (f64::from(x.get(r, c)) - fit).powi(2);
+            }
+            total += alpha * code.row(r).iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+        total
+    }
+
+    #[test]
+    fn extrapolated_scheme_reaches_scikit_learn_cost_from_the_same_init() {
+        let x = golden_matrix("dl_x");
+        let params = SnmfParams {
+            alpha: 1.0,
+            max_iter: 20,
+            tol: 0.0,
+            init: SnmfInit::Given {
+                dictionary: golden_matrix("dl_dict_init"),
+                code: golden_matrix("dl_code_init"),
+            },
+            ..SnmfParams::accelerated()
+        };
+        let m = fit(&x, 8, &params, 0).unwrap();
+        let sklearn_costs = golden("dl_costs").1;
+        let sklearn_final = *sklearn_costs.last().unwrap();
+        // Same budget of iterations as scikit-learn's 20, at least as low a cost.
+        let reached = m.costs.iter().position(|&c| c <= sklearn_final);
+        eprintln!(
+            "extrapolated snmf: {:.6} after {} iterations (scikit-learn {sklearn_final:.6} after {}), \
+             scikit-learn's final cost first reached at iteration {reached:?}",
+            m.costs.last().unwrap(),
+            m.costs.len(),
+            sklearn_costs.len()
+        );
+        assert!(m.costs.len() <= sklearn_costs.len());
+        assert!(
+            *m.costs.last().unwrap() <= sklearn_final,
+            "{} > scikit-learn's {sklearn_final}",
+            m.costs.last().unwrap()
+        );
+        // The safeguard keeps the cost monotone, up to the rounding of the f32 products
+        // (about 1e-8 relative near convergence).
+        for w in m.costs.windows(2) {
+            assert!(w[1] <= w[0] * (1.0 + 1e-7), "cost went up: {w:?}");
+        }
+        // The reported cost is the cost of the returned atoms and codes, which satisfy the
+        // constraints.
+        let exact = cost_from_residual(&x, &m.code, &m.dictionary, 1.0);
+        let last = *m.costs.last().unwrap();
+        assert!((exact - last).abs() <= 1e-5 * last, "{exact} vs {last}");
+        assert!(m.code.data.iter().all(|&v| v >= 0.0));
+        for atom in 0..8 {
+            let norm: f32 = m.dictionary.row(atom).iter().map(|v| v * v).sum::<f32>();
+            assert!(
+                norm.sqrt() <= 1.0 + 1e-5,
+                "atom {atom} has norm {}",
+                norm.sqrt()
+            );
         }
     }
 }
