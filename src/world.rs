@@ -23,12 +23,12 @@ pub struct TrainArgs {
     /// Seeds the initial weights and the example order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Optimisation steps (default: 1000 from scratch, 150 for a fine-tune).
+    /// Optimisation steps (default: 3000 from scratch, 150 for a fine-tune).
     #[arg(long)]
     steps: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Peak learning rate (default: 2e-3 from scratch, 5e-4 for a fine-tune).
+    /// Peak learning rate (default: 1e-3 from scratch, 5e-4 for a fine-tune).
     #[arg(long)]
     learning_rate: Option<f64>,
     /// Fine-tune this checkpoint instead of starting from a random init (needs --style).

@@ -18,7 +18,7 @@ fn main() {
             );
         }
     };
-    // optional overrides for experiments: STEPS BATCH TEXT_LAYERS PATCH LEARNING_RATE
+    // optional overrides for experiments: STEPS BATCH TEXT_LAYERS PATCH LEARNING_RATE IMAGE_SIZE
     let extra: Vec<String> = std::env::args().skip(5).collect();
     let num = |i: usize| extra.get(i).map(|s| s.parse::<f64>().expect("a number"));
     let defaults = TrainOptions::default();
@@ -32,6 +32,7 @@ fn main() {
     let config = ToyConfig {
         text_layers: num(2).map_or(base_config.text_layers, |v| v as usize),
         patch_size: num(3).map_or(base_config.patch_size, |v| v as usize),
+        image_size: num(5).map_or(base_config.image_size, |v| v as usize),
         ..base_config
     };
     let started = Instant::now();

@@ -32,9 +32,9 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            steps: 1000,
+            steps: 3000,
             batch_size: 32,
-            learning_rate: 2e-3,
+            learning_rate: 1e-3,
             warmup_steps: 30,
             clip_norm: 1.0,
             seed: 0,
