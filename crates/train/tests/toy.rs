@@ -152,3 +152,97 @@ fn bad_options_are_errors_naming_the_option() {
     let _ = std::fs::remove_dir_all(&out);
     std::fs::remove_dir_all(&world).unwrap();
 }
+
+#[test]
+fn autodiff_gradients_match_finite_differences() {
+    use burn::tensor::{Tensor, TensorData};
+    use xlvlm_model::ModelConfig;
+    use xlvlm_train::{
+        EncodedData, TrainBackend, caption_examples, init_weights, response_loss, vqa_examples,
+    };
+
+    let world = small_world("grad");
+    let dir = scratch("grad-ckpt");
+    let summary = WorldSummary::read(&world).unwrap();
+    let mut texts = summary.vocabulary.words.clone();
+    texts.push(format!(
+        "USER: ASSISTANT: {CAPTION_INSTRUCTION} {}",
+        xlvlm_train::VQA_INSTRUCTION
+    ));
+    let mut examples = caption_examples(&world, "train", false).unwrap();
+    examples.extend(vqa_examples(&world, "train").unwrap());
+    texts.extend(
+        examples
+            .iter()
+            .flat_map(|e| [e.instruction.clone(), e.responses[0].clone()]),
+    );
+    write_checkpoint_files(
+        &dir,
+        &ToyConfig::tiny(),
+        &build_tokenizer(texts.iter()).unwrap(),
+    )
+    .unwrap();
+    let processor = Processor::from_dir(&dir).unwrap();
+    let device = Default::default();
+    let config = ModelConfig::from_dir(&dir).unwrap();
+    let model = Vlm::<TrainBackend>::init(config, &dir, WeightDType::F32, &device, init_weights(5))
+        .unwrap();
+    let data = EncodedData::encode(&processor, &examples[..12]).unwrap();
+    let batch = data.batch(&[(0, 0), (3, 0), (7, 0), (11, 0)]);
+
+    let mut leaves = Vec::new();
+    let model = model
+        .map_params(|name, _, values| {
+            let leaf = values.require_grad();
+            leaves.push((name.to_string(), leaf.clone()));
+            leaf
+        })
+        .unwrap();
+    let grads = response_loss(&model, &batch).unwrap().backward();
+    let mut model = model
+        .map_params(|_, _, values| Tensor::from_inner(values.inner()))
+        .unwrap();
+    let checked = [
+        "vision_tower.vision_model.embeddings.patch_embedding.weight",
+        "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight",
+        "multi_modal_projector.linear_1.weight",
+        "language_model.model.embed_tokens.weight",
+        "language_model.model.layers.0.mlp.down_proj.weight",
+        "language_model.lm_head.weight",
+    ];
+    for name in checked {
+        let leaf = &leaves.iter().find(|(n, _)| n == name).unwrap().1;
+        let grad: Vec<f32> = leaf.grad(&grads).unwrap().into_data().into_vec().unwrap();
+        let index = (0..grad.len())
+            .max_by(|&a, &b| grad[a].abs().total_cmp(&grad[b].abs()))
+            .unwrap();
+        let eps = 1e-2f32;
+        let shift = |model: Vlm<TrainBackend>, delta: f32| {
+            model
+                .map_params(|n, _, values| {
+                    if n != name {
+                        return values;
+                    }
+                    let mut v: Vec<f32> = values.into_data().into_vec().unwrap();
+                    v[index] += delta;
+                    let len = v.len();
+                    Tensor::from_data(TensorData::new(v, [len]), &device)
+                })
+                .unwrap()
+        };
+        model = shift(model, eps);
+        let plus: f32 = response_loss(&model, &batch).unwrap().into_scalar();
+        model = shift(model, -2.0 * eps);
+        let minus: f32 = response_loss(&model, &batch).unwrap().into_scalar();
+        model = shift(model, eps);
+        let numeric = (plus - minus) / (2.0 * eps);
+        let analytic = grad[index];
+        assert!(analytic.abs() > 1e-6, "{name}: no gradient reaches this weight");
+        assert!(
+            (analytic - numeric).abs() <= 0.05 * numeric.abs() + 1e-4,
+            "{name}[{index}]: autodiff {analytic}, finite differences {numeric}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&world).unwrap();
+}
