@@ -204,7 +204,7 @@ fn autodiff_gradients_match_finite_differences() {
         .unwrap();
     let checked = [
         "vision_tower.vision_model.embeddings.patch_embedding.weight",
-        "vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight",
+        "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
         "multi_modal_projector.linear_1.weight",
         "language_model.model.embed_tokens.weight",
         "language_model.model.layers.0.mlp.down_proj.weight",
