@@ -12,6 +12,7 @@ reached before the cap can be read from its per-iteration lines.
 Usage: python analysis_bench.py OUT_DIR [--cap 300] [--shape 5000x4096] > sklearn.jsonl
 Then:  cargo run --release -p xlvlm-analysis --example bench_decompose -- OUT_DIR/x.npy \
            --kmeans-init OUT_DIR/kmeans_init.npy --snmf-target <dl best_cost>
+(the benchmark's snmf is the accelerated scheme; add --snmf-plain for scikit-learn's own)
 """
 import argparse
 import json
