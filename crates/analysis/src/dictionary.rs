@@ -55,8 +55,10 @@ pub struct SnmfParams {
     /// Block-coordinate passes over the atoms per iteration (scikit-learn makes one). The
     /// passes reuse `VᵀV` and `VᵀX`, so more of them cost almost nothing next to an iteration.
     pub dict_sweeps: usize,
-    /// Extrapolate the atoms along their last step after every iteration and keep the point
-    /// only if its cost (codes re-solved) is lower; `false` is scikit-learn's plain scheme.
+    /// Momentum: after every atom update, also try the atoms extrapolated along the step
+    /// between the last two updates and keep them only if their cost (with re-solved codes) is
+    /// lower; the codes of the returned model are then optimal for its atoms. `false` is
+    /// scikit-learn's plain scheme.
     pub extrapolate: bool,
 }
 
@@ -533,9 +535,9 @@ fn cost_from_products(
     0.5 * (x_norm2 - 2.0 * cross + quad) + alpha * l1
 }
 
-/// scikit-learn's `_update_dict` (positive_dict=False): one Gauss-Seidel pass over the atoms
-/// of the least-squares problem, each projected on the unit ball; an unused atom is replaced by
-/// a random sample plus 1% noise and its codes are zeroed.
+/// scikit-learn's `_update_dict` (positive_dict=False): Gauss-Seidel passes (scikit-learn makes
+/// one) over the atoms of the least-squares problem, each projected on the unit ball; an unused
+/// atom is replaced by a random sample plus 1% noise and its codes are zeroed (first pass only).
 fn update_dict(
     x: &Matrix,
     dict: &mut [f64],
