@@ -64,7 +64,7 @@ fn decomposition_method(
             alpha: snmf_alpha.expect(RESOLVED),
             max_iter,
             tol,
-            ..SnmfParams::default()
+            ..SnmfParams::accelerated()
         }),
         DecomposeMethod::SemiNmf => Method::SemiNmf(SemiNmfParams { max_iter, tol }),
         DecomposeMethod::Simple => Method::Simple,

@@ -137,7 +137,11 @@ impl StageKind {
 
     /// Bumped whenever a kind's output for the same inputs changes, so old artifacts go stale.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            // 2: snmf runs the accelerated scheme (same objective, another path to it)
+            StageKind::Decompose | StageKind::Shift => 2,
+            _ => 1,
+        }
     }
 }
 
