@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// Seeds the initial weights and the example order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Optimisation steps (default: 3000 from scratch, 150 for a fine-tune).
+    /// Optimisation steps (default: 6000 from scratch, 150 for a fine-tune).
     #[arg(long)]
     steps: Option<usize>,
     #[arg(long, default_value_t = 32)]

@@ -32,7 +32,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            steps: 3000,
+            steps: 6000,
             batch_size: 32,
             learning_rate: 1e-3,
             warmup_steps: 30,
