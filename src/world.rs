@@ -95,6 +95,10 @@ fn progress_bar(steps: usize) -> ProgressBar {
 }
 
 pub fn train(args: &TrainArgs) -> Result<(), Failure> {
+    check_world(&args.world)?;
+    if let Some(from) = &args.finetune_from {
+        check_checkpoint(from, "--finetune-from")?;
+    }
     let finetune = args.finetune_from.is_some();
     let sizes = [
         args.text_hidden,
@@ -175,6 +179,8 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
 }
 
 pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
+    check_world(&args.world)?;
+    check_checkpoint(&args.model, "--model")?;
     let options = EvalOptions {
         split: args.split.clone(),
         max_images: args.max_images,
@@ -196,6 +202,28 @@ pub fn eval(args: &EvalArgs) -> Result<(), Failure> {
     }
     println!("{text}");
     Ok(())
+}
+
+/// A missing world is bad input (exit 2), said before any work starts.
+fn check_world(dir: &Path) -> Result<(), Failure> {
+    if dir.join("world.json").is_file() {
+        return Ok(());
+    }
+    Err(Failure::Invalid(format!(
+        "error: `{}` is not a shapes world (no world.json there)\n  help: make one with `xlvlm world generate --out {}`",
+        dir.display(),
+        dir.display()
+    )))
+}
+
+fn check_checkpoint(dir: &Path, flag: &str) -> Result<(), Failure> {
+    if dir.join("config.json").is_file() {
+        return Ok(());
+    }
+    Err(Failure::Invalid(format!(
+        "error: {flag} `{}` is not a checkpoint folder (no config.json there)",
+        dir.display()
+    )))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {

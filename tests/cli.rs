@@ -511,3 +511,35 @@ fn missing_inputs_and_nan_features_are_clear_errors() {
         "a failed stage published an artifact"
     );
 }
+
+#[test]
+fn world_commands_name_a_missing_world_or_checkpoint() {
+    let store = tempfile::tempdir().unwrap();
+    let out = xlvlm(store.path())
+        .args(["world", "eval", "--model", "data/toy-vlm", "--world"])
+        .arg(store.path().join("no-world"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a shapes world"),
+        "{}",
+        stderr(&out)
+    );
+    let out = xlvlm(store.path())
+        .args(["world", "train", "--world", "data/world", "--out"])
+        .arg(store.path().join("out"))
+        .arg("--style")
+        .arg("--finetune-from")
+        .arg(store.path().join("no-checkpoint"))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--finetune-from") && stderr(&out).contains("not a checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+}
