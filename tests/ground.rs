@@ -9,66 +9,36 @@ mod support;
 
 use std::path::Path;
 
-use safetensors::tensor::TensorView;
 use serde_json::Value;
-use support::{artifact, repo, xlvlm};
+use support::{artifact, xlvlm};
 use xlvlm_processor::image_crate::{Rgb, RgbImage};
 use xlvlm_store::{Column, FeatureTable, read_parquet, write_parquet};
 
-const VOCAB: usize = 448;
-const HIDDEN: usize = 64;
+const HIDDEN: usize = support::TINY_HIDDEN;
 
 /// The tiny LLaVA fixture's config and tokenizer, with a model.safetensors holding only what
 /// grounding reads: the embedding (which names the key layout), a planted LM head and a final
 /// norm weight.
 fn planted_checkpoint(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let fixture = repo().join("tests/fixtures/hf/llava");
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
-    }
-    let mut head = vec![0f32; VOCAB * HIDDEN];
-    // Token ids of the fixture tokenizer: 329 `▁the`, 384 `▁The`, 382 `▁dog`, 390 `▁man`,
-    // 385 `▁green`, 265 `3`, 389 `▁red`, 312 `▁a`, 392 `▁picture`, 391 `▁image`.
-    for (token, dim, value) in [
-        (329, 0, 5.0),
-        (384, 0, 4.5),
-        (382, 0, 4.0),
-        (390, 0, 3.5),
-        (385, 0, 3.0),
-        (265, 0, 2.5),
-        (389, 0, 2.0),
-        (312, 0, 1.5),
-        (392, 1, 5.0),
-        (391, 1, 4.0),
-        (389, 1, 3.0),
-    ] {
-        head[token * HIDDEN + dim] = value;
-    }
-    let embed = vec![0.5f32; VOCAB * HIDDEN];
     let mut norm = vec![1f32; HIDDEN];
     norm[1] = 0.01;
-    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let (head, embed, norm) = (bytes(&head), bytes(&embed), bytes(&norm));
-    let view = |shape: Vec<usize>, data: &'static [u8]| {
-        TensorView::new(safetensors::Dtype::F32, shape, data).unwrap()
-    };
-    let leak = |v: Vec<u8>| -> &'static [u8] { Box::leak(v.into_boxed_slice()) };
-    let tensors = vec![
-        (
-            "language_model.lm_head.weight",
-            view(vec![VOCAB, HIDDEN], leak(head)),
-        ),
-        (
-            "language_model.model.embed_tokens.weight",
-            view(vec![VOCAB, HIDDEN], leak(embed)),
-        ),
-        (
-            "language_model.model.norm.weight",
-            view(vec![HIDDEN], leak(norm)),
-        ),
-    ];
-    safetensors::serialize_to_file(tensors, None, &dir.join("model.safetensors")).unwrap();
+    support::planted_checkpoint(
+        dir,
+        &[
+            (329, 0, 5.0),
+            (384, 0, 4.5),
+            (382, 0, 4.0),
+            (390, 0, 3.5),
+            (385, 0, 3.0),
+            (265, 0, 2.5),
+            (389, 0, 2.0),
+            (312, 0, 1.5),
+            (392, 1, 5.0),
+            (391, 1, 4.0),
+            (389, 1, 3.0),
+        ],
+        Some(&norm),
+    );
 }
 
 /// Six samples: two large rows (the `simple` concepts: 10·e0 and e0 + 10·e1) and four small

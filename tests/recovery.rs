@@ -11,64 +11,33 @@ mod support;
 
 use std::path::Path;
 
-use safetensors::tensor::TensorView;
 use serde_json::Value;
-use support::{artifact, repo, run_ok, stderr, write_npy, xlvlm};
+use support::{artifact, run_ok, stderr, write_npy, xlvlm};
 use xlvlm_store::read_parquet;
 
-const VOCAB: usize = 448;
-const HIDDEN: usize = 64;
+const HIDDEN: usize = support::TINY_HIDDEN;
 
 /// The tiny LLaVA fixture's config and tokenizer with a planted LM head: each of four axes
 /// unembeds to three grounding words with decreasing weights (axis 3 weighs 4× more).
 fn planted_checkpoint(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let fixture = repo().join("tests/fixtures/hf/llava");
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
-    }
-    let mut head = vec![0f32; VOCAB * HIDDEN];
-    // Token ids of the fixture tokenizer: 382 `▁dog`, 389 `▁red`, 391 `▁image`, 385 `▁green`,
-    // 392 `▁picture`, 395 `02`, 262 `0`, 263 `1`, 264 `2`, 265 `3`, 266 `4`, 397 `202`.
-    for (token, axis, weight) in [
-        (382, 0, 5.0),
-        (389, 0, 4.0),
-        (391, 0, 3.0),
-        (385, 1, 5.0),
-        (392, 1, 4.0),
-        (395, 1, 3.0),
-        (262, 2, 5.0),
-        (263, 2, 4.0),
-        (264, 2, 3.0),
-        (265, 3, 20.0),
-        (266, 3, 18.0),
-        (397, 3, 16.0),
-    ] {
-        head[token * HIDDEN + axis] = weight;
-    }
-    let embed = vec![0.5f32; VOCAB * HIDDEN];
-    let bytes = |v: &[f32]| -> &'static [u8] {
-        Box::leak(
-            v.iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect::<Vec<u8>>()
-                .into_boxed_slice(),
-        )
-    };
-    let view = |shape: Vec<usize>, data: &'static [u8]| {
-        TensorView::new(safetensors::Dtype::F32, shape, data).unwrap()
-    };
-    let tensors = vec![
-        (
-            "language_model.lm_head.weight",
-            view(vec![VOCAB, HIDDEN], bytes(&head)),
-        ),
-        (
-            "language_model.model.embed_tokens.weight",
-            view(vec![VOCAB, HIDDEN], bytes(&embed)),
-        ),
-    ];
-    safetensors::serialize_to_file(tensors, None, &dir.join("model.safetensors")).unwrap();
+    support::planted_checkpoint(
+        dir,
+        &[
+            (382, 0, 5.0),
+            (389, 0, 4.0),
+            (391, 0, 3.0),
+            (385, 1, 5.0),
+            (392, 1, 4.0),
+            (395, 1, 3.0),
+            (262, 2, 5.0),
+            (263, 2, 4.0),
+            (264, 2, 3.0),
+            (265, 3, 20.0),
+            (266, 3, 18.0),
+            (397, 3, 16.0),
+        ],
+        None,
+    );
 }
 
 /// A row with the given (axis, value) coordinates.

@@ -151,3 +151,46 @@ pub fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) {
     }
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Width and vocabulary of the tiny LLaVA fixture's decoder.
+pub const TINY_HIDDEN: usize = 64;
+pub const TINY_VOCAB: usize = 448;
+
+/// The tiny LLaVA fixture's config and tokenizer in `dir`, with a `model.safetensors` holding
+/// only what grounding reads: an LM head with the given `(token, dimension, value)` entries (zero
+/// elsewhere), a constant embedding (which names the key layout) and, optionally, a final norm
+/// weight.
+pub fn planted_checkpoint(dir: &Path, head_entries: &[(usize, usize, f32)], norm: Option<&[f32]>) {
+    use safetensors::tensor::TensorView;
+    std::fs::create_dir_all(dir).unwrap();
+    let fixture = tiny_llava();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), dir.join(f)).unwrap();
+    }
+    let mut head = vec![0f32; TINY_VOCAB * TINY_HIDDEN];
+    for &(token, dim, value) in head_entries {
+        head[token * TINY_HIDDEN + dim] = value;
+    }
+    let embed = vec![0.5f32; TINY_VOCAB * TINY_HIDDEN];
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let (head, embed) = (bytes(&head), bytes(&embed));
+    let norm = norm.map(bytes);
+    let matrix = [TINY_VOCAB, TINY_HIDDEN];
+    let mut tensors = vec![
+        (
+            "language_model.lm_head.weight",
+            TensorView::new(safetensors::Dtype::F32, matrix.to_vec(), &head).unwrap(),
+        ),
+        (
+            "language_model.model.embed_tokens.weight",
+            TensorView::new(safetensors::Dtype::F32, matrix.to_vec(), &embed).unwrap(),
+        ),
+    ];
+    if let Some(norm) = &norm {
+        tensors.push((
+            "language_model.model.norm.weight",
+            TensorView::new(safetensors::Dtype::F32, vec![TINY_HIDDEN], norm).unwrap(),
+        ));
+    }
+    safetensors::serialize_to_file(tensors, None, &dir.join("model.safetensors")).unwrap();
+}
