@@ -237,7 +237,10 @@ fn autodiff_gradients_match_finite_differences() {
         model = shift(model, eps);
         let numeric = (plus - minus) / (2.0 * eps);
         let analytic = grad[index];
-        assert!(analytic.abs() > 1e-6, "{name}: no gradient reaches this weight");
+        assert!(
+            analytic.abs() > 1e-6,
+            "{name}: no gradient reaches this weight"
+        );
         assert!(
             (analytic - numeric).abs() <= 0.05 * numeric.abs() + 1e-4,
             "{name}[{index}]: autodiff {analytic}, finite differences {numeric}"
