@@ -15,7 +15,7 @@ use base64::prelude::BASE64_STANDARD;
 use serde::Serialize;
 use xlvlm_dag::{InputArtifact, StageContext, StageOutput};
 use xlvlm_metrics::vocabulary::is_grounding_word;
-use xlvlm_model::{Checkpoint, ModelConfig};
+use xlvlm_model::{Checkpoint, LM_HEAD_NAMES, ModelConfig};
 use xlvlm_processor::TextTokenizer;
 use xlvlm_processor::image_crate::{self, Rgb, RgbImage, imageops};
 use xlvlm_spec::GroundParams;
@@ -216,36 +216,12 @@ impl Unembedding {
             .with_context(|| format!("reading the config of `{}`", dir.display()))?;
         let text = &config.text;
         let files = Checkpoint::open(dir)?;
-        let prefixes = ["language_model.model.", "model.language_model.", "model."];
-        let prefix = prefixes
-            .iter()
-            .find(|p| files.contains(&format!("{p}embed_tokens.weight")))
-            .with_context(|| {
-                format!(
-                    "`{}` has no token embedding (looked for {})",
-                    dir.display(),
-                    prefixes
-                        .map(|p| format!("{p}embed_tokens.weight"))
-                        .join(", ")
-                )
-            })?;
-        let mut head_names = vec![
-            "language_model.lm_head.weight".to_string(),
-            "lm_head.weight".to_string(),
-        ];
+        let prefix = files.lm_prefix()?;
+        let mut head_names: Vec<String> = LM_HEAD_NAMES.map(String::from).to_vec();
         if text.tie_word_embeddings {
             head_names.push(format!("{prefix}embed_tokens.weight"));
         }
-        let head_name = head_names
-            .iter()
-            .find(|n| files.contains(n))
-            .with_context(|| {
-                format!(
-                    "`{}` has no LM head (looked for {})",
-                    dir.display(),
-                    head_names.join(", ")
-                )
-            })?;
+        let head_name = files.first_of(&head_names)?;
         let (vocab, hidden) = (text.vocab_size, text.hidden_size);
         let head = files.read_f32(head_name, &[vocab, hidden])?;
         let norm = if final_norm {

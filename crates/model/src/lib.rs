@@ -63,4 +63,4 @@ pub use model::{
 };
 pub use nn::{ParamMapper, ParamVisitor};
 pub use source::{default_cache_dir, resolve, resolve_with_cache};
-pub use weights::Checkpoint;
+pub use weights::{Checkpoint, LM_HEAD_NAMES, LM_PREFIXES};

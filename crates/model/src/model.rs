@@ -13,7 +13,7 @@ use crate::hooks::{
 use crate::source;
 use crate::text::{KvCache, TextModel};
 use crate::vision::{Projector, VisionTower, pixel_tensor, select_features};
-use crate::weights::Checkpoint;
+use crate::weights::{Checkpoint, LM_HEAD_NAMES};
 
 /// Preprocessed images, `[images, channels, height, width]` row-major (what an HF image
 /// processor returns as `pixel_values`).
@@ -289,22 +289,8 @@ impl<B: Backend> Vlm<B> {
     ) -> Result<Self> {
         let dir = ckpt.dir();
         let burn_dtype = dtype.to_burn();
-        let lm_prefixes = ["language_model.model.", "model.language_model.", "model."];
-        let lm_prefix = lm_prefixes
-            .iter()
-            .find(|p| ckpt.contains(&format!("{p}embed_tokens.weight")))
-            .ok_or_else(|| ModelError::MissingTensor {
-                dir: dir.to_path_buf(),
-                name: "embed_tokens.weight".into(),
-                tried: lm_prefixes
-                    .iter()
-                    .map(|p| format!("{p}embed_tokens.weight"))
-                    .collect(),
-            })?;
-        let lm_head_names: Vec<String> = ["language_model.lm_head.weight", "lm_head.weight"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let lm_prefix = ckpt.lm_prefix()?;
+        let lm_head_names: Vec<String> = LM_HEAD_NAMES.map(String::from).to_vec();
         let text = TextModel::load(
             ckpt,
             &config.text,

@@ -40,6 +40,12 @@ pub struct Checkpoint {
     init: Option<RefCell<TensorInit>>,
 }
 
+/// Where the language model's weights sit in the key layouts the loader reads: LLaVA on the Hub,
+/// transformers 5's nested layout, and plain Llama-family checkpoints.
+pub const LM_PREFIXES: [&str; 3] = ["language_model.model.", "model.language_model.", "model."];
+/// Names of an untied LM head, in the same layouts.
+pub const LM_HEAD_NAMES: [&str; 2] = ["language_model.lm_head.weight", "lm_head.weight"];
+
 impl Checkpoint {
     /// Opens the safetensors files of `dir` (sharded when `model.safetensors.index.json` exists).
     pub fn open(dir: &Path) -> Result<Self> {
@@ -165,6 +171,21 @@ impl Checkpoint {
             *counts.entry(format!("{:?}", e.dtype)).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// The key prefix of the language model (the one whose `embed_tokens.weight` exists).
+    pub fn lm_prefix(&self) -> Result<&'static str> {
+        LM_PREFIXES
+            .into_iter()
+            .find(|p| self.contains(&format!("{p}embed_tokens.weight")))
+            .ok_or_else(|| ModelError::MissingTensor {
+                dir: self.dir.clone(),
+                name: "embed_tokens.weight".into(),
+                tried: LM_PREFIXES
+                    .iter()
+                    .map(|p| format!("{p}embed_tokens.weight"))
+                    .collect(),
+            })
     }
 
     /// The first of `names` that the checkpoint has, or a missing-tensor error listing them all.
