@@ -12,10 +12,9 @@ use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Result, TrainError};
 
-/// The seed's (xl-vlms) captioning instruction, the whole user text of a caption prompt.
-pub const CAPTION_INSTRUCTION: &str = "\nProvide a one-sentence caption for the provided image.";
-/// The seed's short-answer VQA instruction, appended to the question.
-pub const VQA_INSTRUCTION: &str = "\nAnswer the question using a single word or phrase.";
+/// The seed's (xl-vlms) captioning instruction and short-answer suffix: the very prompts the
+/// `extract` and `steer` stages send by default, so the toy models are trained on them.
+pub use xlvlm_spec::{CAPTION_PROMPT as CAPTION_INSTRUCTION, VQA_SUFFIX as VQA_INSTRUCTION};
 
 /// LLaVA-1.5's chat template as published with `llava-hf/llava-1.5-7b-hf`.
 pub const LLAVA_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
