@@ -27,7 +27,7 @@ use xlvlm_metrics::words::WordClass;
 use xlvlm_metrics::{
     VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores_with, target_rates, vqa_accuracy,
 };
-use xlvlm_spec::{EvaluateParams, Metric, RecoveryInputs, VqaAccuracyMode, WordClassName};
+use xlvlm_spec::{EvaluateParams, Metric, RecoveryInputs, VqaAccuracyMode};
 use xlvlm_store::{Column, FeatureTable, read_parquet, read_parquet_columns};
 
 pub fn run(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<StageOutput> {
@@ -491,7 +491,7 @@ fn generation_metrics(
 
     if !captions.is_empty() && wants(Metric::WordRates) && !p.word_classes.is_empty() {
         let texts: Vec<String> = captions.iter().map(|g| g.generation.clone()).collect();
-        let classes: Vec<WordClass> = p.word_classes.iter().map(|c| word_class(*c)).collect();
+        let classes: Vec<WordClass> = p.word_classes.clone();
         let rates = word_class_rates(&texts, &classes);
         for (name, r) in &rates {
             scalars.float(&format!("rate_{name}"), r.percent_captions_with_word);
@@ -515,16 +515,6 @@ fn meteor_resources(p: &EvaluateParams) -> anyhow::Result<MeteorResources> {
         synonyms: Some(Synonyms::parse(&read(&m.synsets)?, &read(&m.exceptions)?)?),
         paraphrases: Some(Paraphrases::load(&m.paraphrases)?),
     })
-}
-
-fn word_class(c: WordClassName) -> WordClass {
-    match c {
-        WordClassName::Colors => WordClass::Colors,
-        WordClassName::Places => WordClass::Places,
-        WordClassName::Sentiments => WordClass::Sentiments,
-        WordClassName::PositiveSentiments => WordClass::PositiveSentiments,
-        WordClassName::NegativeSentiments => WordClass::NegativeSentiments,
-    }
 }
 
 /// Concept words of a `ground` artifact, per concept in concept order.

@@ -21,6 +21,7 @@ use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 use xlvlm_dag::{StageContext, StageOutput};
 use xlvlm_data::Sample;
+use xlvlm_metrics::words::{contains_phrase, words_of};
 use xlvlm_model::{CaptureSpec, GenerateOptions, Logits, Positions};
 use xlvlm_processor::{MatchCase, Processor, find_word_spans};
 use xlvlm_spec::{Among, ExtractMode, ExtractParams, SampleField, Selector, VectorDtype};
@@ -74,20 +75,9 @@ pub fn run(ctx: &StageContext<'_>, p: &ExtractParams) -> anyhow::Result<StageOut
     )
 }
 
-/// Whether `word` occurs in `text` as a whole word, ignoring case.
+/// Whether `word` (or phrase) occurs in `text` as whole words, ignoring case.
 fn contains_word(text: &str, word: &str) -> bool {
-    let text: Vec<char> = text.to_lowercase().chars().collect();
-    let word: Vec<char> = word.trim().to_lowercase().chars().collect();
-    if word.is_empty() || word.len() > text.len() {
-        return false;
-    }
-    let edge =
-        |c: Option<&char>, w: char| !w.is_alphanumeric() || !c.is_some_and(|c| c.is_alphanumeric());
-    (0..=text.len() - word.len()).any(|i| {
-        text[i..i + word.len()] == word[..]
-            && edge(i.checked_sub(1).and_then(|j| text.get(j)), word[0])
-            && edge(text.get(i + word.len()), word[word.len() - 1])
-    })
+    contains_phrase(&words_of(text), word)
 }
 
 struct Extract<'a> {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use xlvlm_metrics::words::WordClass;
 
 use super::{KindParams, ParamError, StageRef};
 
@@ -60,17 +61,6 @@ impl Metric {
             Metric::Recovery => "recovery",
         }
     }
-}
-
-/// A class of words (xl-vlms `WORDS`) whose rate in captions is reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WordClassName {
-    Colors,
-    Places,
-    Sentiments,
-    PositiveSentiments,
-    NegativeSentiments,
 }
 
 /// The plot of a sweep table.
@@ -157,7 +147,7 @@ pub struct EvaluateParams {
     pub target_words: Vec<String>,
     /// Word classes whose rates in generated captions are reported.
     #[serde(default = "default_word_classes")]
-    pub word_classes: Vec<WordClassName>,
+    pub word_classes: Vec<WordClass>,
     /// METEOR's synonym and paraphrase data, for captioning.
     #[serde(default)]
     pub meteor: Option<MeteorData>,
@@ -166,12 +156,8 @@ pub struct EvaluateParams {
     pub plot: Option<PlotParams>,
 }
 
-fn default_word_classes() -> Vec<WordClassName> {
-    vec![
-        WordClassName::Colors,
-        WordClassName::Places,
-        WordClassName::Sentiments,
-    ]
+fn default_word_classes() -> Vec<WordClass> {
+    vec![WordClass::Colors, WordClass::Places, WordClass::Sentiments]
 }
 
 impl KindParams for EvaluateParams {

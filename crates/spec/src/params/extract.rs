@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use xlvlm_metrics::words::WordClass;
+
 use super::{KindParams, ParamError, StageRef};
 
 /// Teacher forcing (one forward pass over prompt + ground-truth response) or greedy generation.
@@ -148,7 +150,7 @@ pub struct TokenSelection {
     /// A token id: the position whose next-token prediction is its first occurrence.
     #[serde(default)]
     pub token_id: Option<u32>,
-    /// A built-in class of words (see [`WORD_CLASSES`]): the first occurrence of any of them.
+    /// A built-in class of words (see [`word_class_names`]): the first occurrence of any of them.
     #[serde(default)]
     pub class: Option<String>,
     /// Your own class of words: the first occurrence of any of them.
@@ -193,7 +195,13 @@ impl TokenSelection {
         } else if let Some(id) = self.token_id {
             Selector::TokenId(id)
         } else if let Some(class) = &self.class {
-            Selector::Words(word_class(class).expect("checked by finish").to_vec())
+            Selector::Words(
+                word_class(class)
+                    .expect("checked by finish")
+                    .iter()
+                    .map(String::as_str)
+                    .collect(),
+            )
         } else if let Some(words) = &self.words {
             Selector::Words(words.iter().map(String::as_str).collect())
         } else if let Some(i) = self.index {
@@ -245,7 +253,7 @@ impl TokenSelection {
                 ParamError::new("tokens.class", format!("unknown word class `{class}`")).help(
                     format!(
                         "built-in classes: {}; or list your own with `words = [...]`",
-                        WORD_CLASSES.join(", ")
+                        word_class_names().join(", ")
                     ),
                 ),
             );
@@ -306,25 +314,14 @@ impl TokenSelection {
     }
 }
 
-/// The built-in classes of words (the seed's `WORDS`, duplicates removed).
-pub const WORD_CLASSES: [&str; 5] = [
-    "colors",
-    "places",
-    "sentiments",
-    "positive_sentiments",
-    "negative_sentiments",
-];
+/// Names of the built-in classes of words (the seed's `WORDS`, shipped by `xlvlm-metrics`).
+pub fn word_class_names() -> [&'static str; 5] {
+    WordClass::ALL.map(WordClass::name)
+}
 
 /// The words of a built-in class.
-pub fn word_class(name: &str) -> Option<&'static [&'static str]> {
-    Some(match name {
-        "colors" => COLORS,
-        "places" => PLACES,
-        "sentiments" => SENTIMENTS,
-        "positive_sentiments" => POSITIVE_SENTIMENTS,
-        "negative_sentiments" => NEGATIVE_SENTIMENTS,
-        _ => return None,
-    })
+pub fn word_class(name: &str) -> Option<&'static [String]> {
+    WordClass::from_name(name).map(WordClass::words)
 }
 
 /// Where `require_word_in` looks for the selection's word(s).
@@ -465,349 +462,6 @@ impl KindParams for ExtractParams {
     }
 }
 
-const COLORS: &[&str] = &[
-    "red",
-    "blue",
-    "green",
-    "yellow",
-    "orange",
-    "purple",
-    "pink",
-    "brown",
-    "black",
-    "white",
-    "gray",
-    "cyan",
-    "magenta",
-    "turquoise",
-    "indigo",
-    "maroon",
-    "beige",
-    "gold",
-    "silver",
-    "olive",
-    "lavender",
-    "navy",
-    "teal",
-    "peach",
-    "violet",
-    "ivory",
-    "charcoal",
-    "amber",
-    "emerald",
-    "coral",
-];
-
-const PLACES: &[&str] = &[
-    "beach",
-    "mountain",
-    "forest",
-    "desert",
-    "city",
-    "village",
-    "river",
-    "ocean",
-    "park",
-    "island",
-    "countryside",
-    "jungle",
-    "cave",
-    "waterfall",
-    "lake",
-    "garden",
-    "market",
-    "museum",
-    "restaurant",
-    "airport",
-    "street",
-    "cinema",
-    "theater",
-    "school",
-    "library",
-    "stadium",
-    "bridge",
-    "station",
-    "bus stop",
-    "hotel",
-    "zoo",
-    "church",
-    "temple",
-    "mall",
-    "hospital",
-    "playground",
-    "harbor",
-    "factory",
-    "tower",
-    "university",
-    "kitchen",
-    "field",
-    "room",
-    "hill",
-    "store",
-    "cabinet",
-    "shop",
-    "place",
-];
-
-const SENTIMENTS: &[&str] = &[
-    "acceptance",
-    "accepting",
-    "admiration",
-    "alienated",
-    "alienation",
-    "ambition",
-    "ambitious",
-    "ambivalence",
-    "ambivalent",
-    "amused",
-    "anger",
-    "anxious",
-    "ashamed",
-    "awkward",
-    "bashful",
-    "betrayal",
-    "betrayed",
-    "bewildered",
-    "blushing",
-    "bored",
-    "chaotic",
-    "cheerful",
-    "concentration",
-    "conflict",
-    "conflicted",
-    "confusion",
-    "content",
-    "contentment",
-    "crying",
-    "curious",
-    "delighted",
-    "desire",
-    "desirous",
-    "despair",
-    "despairing",
-    "destined",
-    "destiny",
-    "determined",
-    "disappointed",
-    "disgust",
-    "disheartened",
-    "doubt",
-    "doubtful",
-    "dreamlike",
-    "ecstatic",
-    "elated",
-    "emotion",
-    "emptiness",
-    "excited",
-    "facial expression",
-    "faith",
-    "faithful",
-    "fated",
-    "fear",
-    "fearless",
-    "fearlessness",
-    "free",
-    "freedom",
-    "frown",
-    "frustrated",
-    "gloomy",
-    "grateful",
-    "grief",
-    "grin",
-    "grumpy",
-    "happy",
-    "hate",
-    "hope",
-    "hopeful",
-    "hopefulness",
-    "identifiable",
-    "identity",
-    "illusion",
-    "illusory",
-    "imagination",
-    "imaginative",
-    "indifferent",
-    "insecure",
-    "inspiration",
-    "inspirational",
-    "intense",
-    "introspection",
-    "introspective",
-    "jealous",
-    "joy",
-    "karma",
-    "karmic",
-    "laugh",
-    "liberated",
-    "liberation",
-    "loneliness",
-    "lonely",
-    "love",
-    "melancholy",
-    "memorable",
-    "mournful",
-    "mysterious",
-    "mystery",
-    "nervous",
-    "nightmare",
-    "nightmarish",
-    "optimistic",
-    "pensive",
-    "perseverance",
-    "persevering",
-    "playful",
-    "pleased",
-    "powerful",
-    "proud",
-    "purposeful",
-    "realistic",
-    "regret",
-    "regretful",
-    "relaxed",
-    "relief",
-    "reluctant",
-    "resentful",
-    "sad",
-    "serene",
-    "serenity",
-    "serious",
-    "skeptical",
-    "smile",
-    "smirk",
-    "solitary",
-    "solitude",
-    "surprised",
-    "sympathetic",
-    "tears",
-    "thoughtful",
-    "tranquil",
-    "tranquility",
-    "transformation",
-    "transformative",
-    "triumphant",
-    "trust",
-    "trustworthy",
-    "upset",
-    "vulnerability",
-    "vulnerable",
-    "weakness",
-    "wisdom",
-    "wise",
-    "worried",
-    "yearning",
-];
-
-const POSITIVE_SENTIMENTS: &[&str] = &[
-    "acceptance",
-    "accepting",
-    "admiration",
-    "ambition",
-    "ambitious",
-    "amused",
-    "cheerful",
-    "content",
-    "contentment",
-    "delighted",
-    "ecstatic",
-    "elated",
-    "excited",
-    "faith",
-    "faithful",
-    "fearless",
-    "fearlessness",
-    "free",
-    "freedom",
-    "grateful",
-    "grin",
-    "happy",
-    "hope",
-    "hopeful",
-    "hopefulness",
-    "imagination",
-    "imaginative",
-    "inspiration",
-    "inspirational",
-    "joy",
-    "laugh",
-    "liberated",
-    "liberation",
-    "love",
-    "optimistic",
-    "perseverance",
-    "persevering",
-    "playful",
-    "pleased",
-    "proud",
-    "purposeful",
-    "relaxed",
-    "relief",
-    "serene",
-    "serenity",
-    "smile",
-    "tranquil",
-    "tranquility",
-    "triumphant",
-    "trust",
-    "trustworthy",
-    "wisdom",
-    "wise",
-];
-
-const NEGATIVE_SENTIMENTS: &[&str] = &[
-    "alienated",
-    "alienation",
-    "ambivalence",
-    "ambivalent",
-    "anger",
-    "anxious",
-    "ashamed",
-    "awkward",
-    "betrayal",
-    "betrayed",
-    "bored",
-    "chaotic",
-    "conflict",
-    "conflicted",
-    "confusion",
-    "crying",
-    "despair",
-    "despairing",
-    "disappointed",
-    "disgust",
-    "disheartened",
-    "doubt",
-    "doubtful",
-    "emptiness",
-    "fear",
-    "frown",
-    "frustrated",
-    "gloomy",
-    "grief",
-    "grumpy",
-    "hate",
-    "insecure",
-    "jealous",
-    "loneliness",
-    "lonely",
-    "melancholy",
-    "mournful",
-    "nightmare",
-    "nightmarish",
-    "regret",
-    "regretful",
-    "reluctant",
-    "resentful",
-    "sad",
-    "serious",
-    "tears",
-    "upset",
-    "vulnerability",
-    "vulnerable",
-    "weakness",
-    "worried",
-    "yearning",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -866,12 +520,17 @@ mod tests {
 
     #[test]
     fn built_in_word_classes_are_the_seeds() {
-        let sizes: Vec<usize> = WORD_CLASSES
+        let sizes: Vec<usize> = word_class_names()
             .iter()
             .map(|c| word_class(c).unwrap().len())
             .collect();
         assert_eq!(sizes, [30, 48, 145, 53, 52]);
-        assert!(word_class("places").unwrap().contains(&"bus stop"));
+        assert!(
+            word_class("places")
+                .unwrap()
+                .iter()
+                .any(|w| w == "bus stop")
+        );
         assert!(word_class("fruits").is_none());
     }
 }
