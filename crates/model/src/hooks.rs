@@ -8,7 +8,8 @@
 //! (image features that replace the image tokens). The Hugging Face module names are accepted as
 //! aliases, e.g. `language_model.model.layers.31`, `model.language_model.layers.3.mlp`,
 //! `model.layers.27.self_attn`, `model.norm`, `vision_tower.vision_model.encoder.layers.5`,
-//! `multi_modal_projector`.
+//! `multi_modal_projector`; for Idefics3/SmolVLM `model.text_model.layers.30`,
+//! `model.vision_model.encoder.layers.5`, `model.connector`.
 
 use std::fmt;
 
@@ -61,20 +62,30 @@ pub fn hook_points(num_layers: usize, num_vision_layers: usize) -> Vec<HookPoint
     points
 }
 
-const LM_PREFIXES: [&str; 5] = [
+const LM_PREFIXES: [&str; 7] = [
     "lm.",
     "language_model.model.",
     "model.language_model.",
+    "model.text_model.",
     "language_model.",
+    "text_model.",
     "model.",
 ];
-const VISION_PREFIXES: [&str; 6] = [
+const VISION_PREFIXES: [&str; 7] = [
     "vision.",
     "vision_tower.vision_model.encoder.",
     "vision_tower.encoder.",
     "model.vision_tower.vision_model.encoder.",
     "model.vision_tower.encoder.",
+    "model.vision_model.encoder.",
     "vision_model.encoder.",
+];
+const PROJECTOR_NAMES: [&str; 5] = [
+    "projector",
+    "multi_modal_projector",
+    "model.multi_modal_projector",
+    "connector",
+    "model.connector",
 ];
 
 /// Parses a stable hook name or an HF module-name alias. `num_vision_layers` is 0 for text-only
@@ -106,10 +117,7 @@ pub fn parse_hook(name: &str, num_layers: usize, num_vision_layers: usize) -> Re
 
 fn parse_known(name: &str, num_layers: usize, num_vision_layers: usize) -> Option<HookPoint> {
     if num_vision_layers > 0 {
-        if matches!(
-            name,
-            "projector" | "multi_modal_projector" | "model.multi_modal_projector"
-        ) {
+        if PROJECTOR_NAMES.contains(&name) {
             return Some(HookPoint::Projector);
         }
         for prefix in VISION_PREFIXES {
@@ -277,6 +285,14 @@ mod tests {
             ),
             ("vision_tower.encoder.layers.0", HookPoint::VisionLayer(0)),
             ("multi_modal_projector", HookPoint::Projector),
+            ("model.text_model.layers.30", HookPoint::Layer(30)),
+            ("model.text_model.norm", HookPoint::Norm),
+            ("model.text_model.layers.4.mlp", HookPoint::Mlp(4)),
+            (
+                "model.vision_model.encoder.layers.11",
+                HookPoint::VisionLayer(11),
+            ),
+            ("model.connector", HookPoint::Projector),
         ];
         for (name, want) in cases {
             assert_eq!(parse_hook(name, 32, 24).unwrap(), want, "{name}");

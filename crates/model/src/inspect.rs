@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::{ModelConfig, TextFamily};
+use crate::config::{ModelConfig, TextFamily, VisionFamily};
 use crate::error::Result;
 use crate::hooks::{HookPoint, hook_points};
 use crate::source;
@@ -28,7 +28,7 @@ pub fn inspect(source: &str) -> Result<ModelInfo> {
     let dir = source::resolve(source)?;
     let config = ModelConfig::from_dir(&dir)?;
     let ckpt = Checkpoint::open(&dir)?;
-    let vision_layers = config.llava.as_ref().map_or(0, |l| l.vision.num_layers);
+    let vision_layers = config.vision.as_ref().map_or(0, |v| v.vision().num_layers);
     Ok(ModelInfo {
         hook_points: hook_points(config.text.num_layers, vision_layers),
         num_params: ckpt.num_scalars(),
@@ -47,11 +47,7 @@ impl fmt::Display for ModelInfo {
             TextFamily::Mistral => "Mistral",
             TextFamily::Qwen2 => "Qwen2",
         };
-        let family = if c.llava.is_some() {
-            "LLaVA-1.5 (CLIP ViT + MLP projector + decoder)"
-        } else {
-            "text LM"
-        };
+        let family = c.vision.as_ref().map_or("text LM", VisionFamily::describe);
         writeln!(f, "checkpoint:   {}", self.dir.display())?;
         writeln!(
             f,
@@ -74,28 +70,53 @@ impl fmt::Display for ModelInfo {
             "rope:         theta {}, scaling {:?}; tied embeddings: {}",
             t.rope_theta, t.rope_scaling, t.tie_word_embeddings
         )?;
-        if let Some(l) = &c.llava {
-            let v = &l.vision;
-            writeln!(
-                f,
-                "vision:       CLIP {} layers, hidden {}, heads {}, image {}px, patch {}, {} image tokens per image",
-                v.num_layers,
-                v.hidden_size,
-                v.num_heads,
-                v.image_size,
-                v.patch_size,
-                l.image_tokens_per_image()
-            )?;
-            writeln!(
-                f,
-                "projector:    {} -> {} -> {} ({}); feature layer {}, image token id {}",
-                v.hidden_size,
-                t.hidden_size,
-                t.hidden_size,
-                l.projector_hidden_act,
-                l.vision_feature_layer,
-                l.image_token_id
-            )?;
+        match &c.vision {
+            Some(VisionFamily::Llava(l)) => {
+                let v = &l.vision;
+                writeln!(
+                    f,
+                    "vision:       CLIP {} layers, hidden {}, heads {}, image {}px, patch {}, {} image tokens per image",
+                    v.num_layers,
+                    v.hidden_size,
+                    v.num_heads,
+                    v.image_size,
+                    v.patch_size,
+                    l.image_tokens_per_image()
+                )?;
+                writeln!(
+                    f,
+                    "projector:    {} -> {} -> {} ({}); feature layer {}, image token id {}",
+                    v.hidden_size,
+                    t.hidden_size,
+                    t.hidden_size,
+                    l.projector_hidden_act,
+                    l.vision_feature_layer,
+                    l.image_token_id
+                )?;
+            }
+            Some(VisionFamily::Idefics3(i)) => {
+                let v = &i.vision;
+                writeln!(
+                    f,
+                    "vision:       SigLIP {} layers, hidden {}, heads {}, tile {}px, patch {}, {} image tokens per tile",
+                    v.num_layers,
+                    v.hidden_size,
+                    v.num_heads,
+                    v.image_size,
+                    v.patch_size,
+                    i.image_tokens_per_image()
+                )?;
+                writeln!(
+                    f,
+                    "connector:    pixel shuffle x{} ({} -> {}) -> linear {}; image token id {}",
+                    i.scale_factor,
+                    v.hidden_size,
+                    v.hidden_size * i.scale_factor * i.scale_factor,
+                    t.hidden_size,
+                    i.image_token_id
+                )?;
+            }
+            None => {}
         }
         let dtype = c
             .dtype

@@ -6,17 +6,19 @@ use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::{ModelConfig, WeightDType};
 use crate::error::{ModelError, Result};
+use crate::families::{VisionSide, pixel_tensor};
 use crate::hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,
 };
 use crate::source;
 use crate::text::{KvCache, TextModel};
-use crate::vision::{Projector, VisionTower, pixel_tensor, select_features};
 use crate::weights::{Checkpoint, LM_HEAD_NAMES};
 
-/// Preprocessed images, `[images, channels, height, width]` row-major (what an HF image
-/// processor returns as `pixel_values`).
+/// Preprocessed images, `[images, channels, height, width]` row-major: what an HF image
+/// processor returns as `pixel_values`, with the batch and per-sample image axes flattened. For
+/// Idefics3/SmolVLM each tile (and the global image) of a split image is one entry, in the
+/// processor's order; images that only pad a sample's image count are left out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelValues {
     pub data: Vec<f32>,
@@ -162,20 +164,16 @@ pub struct Generation<B: Backend> {
     pub step_logits: Vec<Tensor<B, 2>>,
 }
 
-struct Llava<B: Backend> {
-    config: crate::config::LlavaConfig,
-    tower: VisionTower<B>,
-    projector: Projector<B>,
-}
-
-/// A LLaVA-1.5 model or a Llama-family text LM (a VLM without images).
+/// A vision-language model (LLaVA-1.5, Idefics3, SmolVLM) or a Llama-family text LM (a VLM
+/// without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
+/// hooks and generation are shared.
 pub struct Vlm<B: Backend> {
     config: ModelConfig,
     dir: PathBuf,
     dtype: WeightDType,
     device: B::Device,
     text: TextModel<B>,
-    llava: Option<Llava<B>>,
+    vision: Option<VisionSide<B>>,
 }
 
 /// Per-position bookkeeping of the chunk of tokens being run.
@@ -299,49 +297,15 @@ impl<B: Backend> Vlm<B> {
             burn_dtype,
             device,
         )?;
-        let llava = match &config.llava {
+        let vision = match &config.vision {
             None => None,
-            Some(lc) => {
-                let vision_prefixes = [
-                    "vision_tower.vision_model.",
-                    "vision_tower.",
-                    "model.vision_tower.vision_model.",
-                    "model.vision_tower.",
-                ];
-                let probe = "embeddings.patch_embedding.weight";
-                let vision_prefix = vision_prefixes
-                    .iter()
-                    .find(|p| ckpt.contains(&format!("{p}{probe}")))
-                    .ok_or_else(|| ModelError::MissingTensor {
-                        dir: dir.to_path_buf(),
-                        name: probe.into(),
-                        tried: vision_prefixes
-                            .iter()
-                            .map(|p| format!("{p}{probe}"))
-                            .collect(),
-                    })?;
-                let projector_names: Vec<String> =
-                    ["multi_modal_projector.", "model.multi_modal_projector."]
-                        .iter()
-                        .map(|p| format!("{p}linear_1.weight"))
-                        .collect();
-                let projector_prefix = ckpt
-                    .first_of(&projector_names)?
-                    .trim_end_matches("linear_1.weight")
-                    .to_string();
-                Some(Llava {
-                    config: lc.clone(),
-                    tower: VisionTower::load(ckpt, &lc.vision, vision_prefix, burn_dtype, device)?,
-                    projector: Projector::load(
-                        ckpt,
-                        lc,
-                        &projector_prefix,
-                        config.text.hidden_size,
-                        burn_dtype,
-                        device,
-                    )?,
-                })
-            }
+            Some(family) => Some(VisionSide::load(
+                ckpt,
+                family,
+                config.text.hidden_size,
+                burn_dtype,
+                device,
+            )?),
         };
         Ok(Self {
             config,
@@ -349,7 +313,7 @@ impl<B: Backend> Vlm<B> {
             dtype,
             device: device.clone(),
             text,
-            llava,
+            vision,
         })
     }
 
@@ -371,20 +335,15 @@ impl<B: Backend> Vlm<B> {
 
     /// Parameters actually loaded (a tied LM head counts once).
     pub fn num_params(&self) -> usize {
-        self.text.num_params()
-            + self
-                .llava
-                .as_ref()
-                .map_or(0, |l| l.tower.num_params + l.projector.num_params)
+        self.text.num_params() + self.vision.as_ref().map_or(0, VisionSide::num_params)
     }
 
     /// Calls `f(name, shape, values)` for every weight, with its checkpoint name and shape and
     /// its values flattened row-major as the checkpoint stores them (a linear weight is
     /// `[out, in]` here although the model holds it transposed). A tied LM head is not listed.
     pub fn visit_params(&self, mut f: impl FnMut(&str, &[usize], Tensor<B, 1>)) {
-        if let Some(llava) = &self.llava {
-            llava.tower.visit(&mut f);
-            llava.projector.visit(&mut f);
+        if let Some(vision) = &self.vision {
+            vision.visit(&mut f);
         }
         self.text.visit(&mut f);
     }
@@ -396,16 +355,12 @@ impl<B: Backend> Vlm<B> {
         self,
         mut f: impl FnMut(&str, &[usize], Tensor<B, 1>) -> Tensor<B, 1>,
     ) -> Result<Self> {
-        let llava = match self.llava {
-            Some(l) => Some(Llava {
-                tower: l.tower.map(&mut f)?,
-                projector: l.projector.map(&mut f)?,
-                config: l.config,
-            }),
+        let vision = match self.vision {
+            Some(v) => Some(v.map(&mut f)?),
             None => None,
         };
         Ok(Self {
-            llava,
+            vision,
             text: self.text.map(&mut f)?,
             ..self
         })
@@ -454,9 +409,10 @@ impl<B: Backend> Vlm<B> {
     }
 
     fn num_vision_layers(&self) -> usize {
-        self.llava
+        self.config
+            .vision
             .as_ref()
-            .map_or(0, |l| l.config.vision.num_layers)
+            .map_or(0, |v| v.vision().num_layers)
     }
 
     /// Every hook point of this model.
@@ -471,8 +427,8 @@ impl<B: Backend> Vlm<B> {
 
     /// Hidden size at a hook point.
     pub fn hook_width(&self, hook: HookPoint) -> usize {
-        match (hook, &self.llava) {
-            (HookPoint::VisionLayer(_), Some(l)) => l.config.vision.hidden_size,
+        match (hook, &self.config.vision) {
+            (HookPoint::VisionLayer(_), Some(v)) => v.vision().hidden_size,
             _ => self.config.text.hidden_size,
         }
     }
@@ -621,11 +577,30 @@ impl<B: Backend> Vlm<B> {
         h
     }
 
-    /// Vision tower + projector on `pixel_values`: image features `[images, tokens, hidden]`.
-    fn image_features(
+    /// Image features `[images, tokens, text hidden]` of `pixel_values` (the connector output
+    /// that replaces the image tokens), as transformers' `get_image_features`.
+    /// `pixel_attention_mask` (`[images, height, width]` row-major, true = real pixel) is for
+    /// Idefics images padded to a common size; `None` means no padding.
+    pub fn image_features(
         &self,
-        llava: &Llava<B>,
         pixels: &PixelValues,
+        pixel_attention_mask: Option<&[bool]>,
+    ) -> Result<Tensor<B, 3>> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
+        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
+        self.run_vision(vision, pixels, pixel_attention_mask, &[], &mut rec)
+    }
+
+    /// The family's encoder and connector on `pixel_values`, with vision hooks: image features
+    /// `[images, tokens, hidden]`.
+    fn run_vision(
+        &self,
+        vision: &VisionSide<B>,
+        pixels: &PixelValues,
+        pixel_attention_mask: Option<&[bool]>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
     ) -> Result<Tensor<B, 3>> {
@@ -635,7 +610,7 @@ impl<B: Backend> Vlm<B> {
             self.dtype.to_burn(),
             &self.device,
         )?;
-        let needed = llava.config.vision_layers_needed();
+        let needed = vision.layers_needed();
         let hooked = rec
             .specs
             .iter()
@@ -647,7 +622,8 @@ impl<B: Backend> Vlm<B> {
             })
             .max()
             .unwrap_or(0);
-        let mut x = llava.tower.embed(px)?;
+        let input = vision.embed(px, pixel_attention_mask)?;
+        let mut x = input.hidden;
         let images = pixels.shape[0];
         let vision_chunk = |seq: usize| Chunk {
             metas: (0..images)
@@ -669,16 +645,14 @@ impl<B: Backend> Vlm<B> {
         let chunk = vision_chunk(seq);
         let mut selected = (needed == 0).then(|| x.clone());
         for i in 0..needed.max(hooked) {
-            x = llava.tower.layer(i, x);
+            x = vision.layer(i, x, input.key_mask.as_ref());
             x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
             if i + 1 == needed {
                 selected = Some(x.clone());
             }
         }
         let selected = selected.expect("the selected vision layer ran");
-        let features = llava
-            .projector
-            .forward(select_features(selected, llava.config.feature_select));
+        let features = vision.connect(selected)?;
         let chunk = vision_chunk(features.dims()[1]);
         Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
     }
@@ -736,7 +710,7 @@ impl<B: Backend> Vlm<B> {
         self.validate(batch)?;
         let rows = batch.input_ids.len();
         let seq = batch.input_ids[0].len();
-        let image_token = self.llava.as_ref().map(|l| l.config.image_token_id);
+        let image_token = self.config.vision.as_ref().map(|v| v.image_token_id());
         let mut metas = Vec::with_capacity(rows);
         let mut positions = Vec::with_capacity(rows);
         let mut prompt_lens = Vec::with_capacity(rows);
@@ -790,9 +764,9 @@ impl<B: Backend> Vlm<B> {
             })
             .collect();
         let mut embeds = self.text.embed(&lookup, &self.device);
-        match (&self.llava, &batch.pixel_values) {
-            (Some(llava), Some(pixels)) => {
-                let features = self.image_features(llava, pixels, interventions, rec)?;
+        match (&self.vision, &batch.pixel_values) {
+            (Some(vision), Some(pixels)) => {
+                let features = self.run_vision(vision, pixels, None, interventions, rec)?;
                 let [images, tokens, hidden] = features.dims();
                 if image_slots.len() != images * tokens {
                     return Err(ModelError::Input(format!(

@@ -23,10 +23,14 @@ fn golden_batch(g: &Golden) -> Batch {
         g.rows_i64("input.attention_mask"),
     );
     if g.has("input.pixel_values") {
+        // Idefics processors add an images-per-sample axis: [batch, images, c, h, w]
         let (shape, data) = g.f32("input.pixel_values");
+        let [c, h, w] = shape[shape.len() - 3..] else {
+            unreachable!()
+        };
         batch.with_pixel_values(PixelValues {
             data: data.clone(),
-            shape: [shape[0], shape[1], shape[2], shape[3]],
+            shape: [data.len() / (c * h * w), c, h, w],
         })
     } else {
         batch
@@ -48,10 +52,13 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
     let captures: Vec<CaptureSpec> = model.hook_points().into_iter().map(all).collect();
     let out = model.forward(&batch, &captures, &[], Logits::All).unwrap();
     let layers = model.config().text.num_layers;
+    // text hooks have one row (one prompt); vision hooks one row per image or tile, in order
     let get = |hook: HookPoint| {
         let c = out.captures.iter().find(|c| c.spec.hook == hook).unwrap();
-        assert_eq!(c.rows.len(), 1);
-        c.rows[0].to_f32()
+        if !hook.is_vision() {
+            assert_eq!(c.rows.len(), 1);
+        }
+        c.rows.iter().flat_map(|r| r.to_f32()).collect::<Vec<f32>>()
     };
     assert_close(
         &format!("{rel} hidden_states.0"),
@@ -96,8 +103,8 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
         last,
         TOL,
     );
-    if let Some(llava) = &model.config().llava {
-        for i in 0..llava.vision.num_layers {
+    if let Some(vision) = &model.config().vision {
+        for i in 0..vision.vision().num_layers {
             let want = &g.f32(&format!("vision.layer_output.{i}")).1;
             assert_close(
                 &format!("{rel} vision layer {i}"),
@@ -127,9 +134,9 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
         assert_eq!(meta.token_id, Some(ids[k]));
         let is_image = model
             .config()
-            .llava
+            .vision
             .as_ref()
-            .is_some_and(|l| l.image_token_id == ids[k]);
+            .is_some_and(|v| v.image_token_id() == ids[k]);
         assert_eq!(
             meta.role,
             if is_image {
