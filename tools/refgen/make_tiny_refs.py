@@ -719,7 +719,7 @@ def run_one(name, out_root, image, report):
                                                 image_grid_thw=inputs["image_grid_thw"])
         f = getattr(f, "pooler_output", f)
         golden["image_features"] = (torch.cat(list(f)) if isinstance(f, (tuple, list)) else f).contiguous()
-    if name in ("llava", "idefics3", "smolvlm") + TEXT_MODELS:
+    if name in ("llava", "idefics3", "smolvlm", "molmo2") + TEXT_MODELS:
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
     if name in ("idefics3", "smolvlm"):
         padded_image_goldens(model2, inputs, golden)

@@ -72,6 +72,15 @@ pub enum TextFamily {
     Qwen2,
 }
 
+/// RMSNorm of queries and keys before the rotary embedding (Molmo2's `qk_norm_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    /// One norm of width `head_dim` applied to every head (`qwen3`).
+    PerHead,
+    /// One norm over the whole projection, `heads * head_dim` wide (`olmo`).
+    Full,
+}
+
 /// Decoder (language model) hyper-parameters.
 #[derive(Debug, Clone)]
 pub struct TextConfig {
@@ -95,6 +104,17 @@ pub struct TextConfig {
     /// Keys further back than this are masked (Mistral; Qwen2 with `use_sliding_window`).
     pub sliding_window: Option<usize>,
     pub hidden_act: String,
+    /// Rows of the input embedding after the `vocab_size` the LM head predicts (Molmo's
+    /// `additional_vocab_size`: image special tokens that are read but never predicted).
+    pub extra_vocab: usize,
+    pub qk_norm: Option<QkNorm>,
+}
+
+impl TextConfig {
+    /// Rows of the input embedding: every token id below this can be fed to the model.
+    pub fn embedding_rows(&self) -> usize {
+        self.vocab_size + self.extra_vocab
+    }
 }
 
 /// Vision transformer hyper-parameters (CLIP for LLaVA, SigLIP for Idefics3/SmolVLM).
@@ -185,6 +205,8 @@ pub enum VisionFamily {
     Llava(LlavaConfig),
     /// Idefics3 and SmolVLM: SigLIP ViT + pixel shuffle + linear projection.
     Idefics3(Idefics3Config),
+    /// Molmo and Molmo2: ViT, features of several layers, attention pooling, SwiGLU projector.
+    Molmo(crate::families::molmo::MolmoConfig),
 }
 
 impl VisionFamily {
@@ -193,6 +215,7 @@ impl VisionFamily {
         match self {
             Self::Llava(c) => &c.vision,
             Self::Idefics3(c) => &c.vision,
+            Self::Molmo(c) => &c.vision,
         }
     }
 
@@ -201,6 +224,7 @@ impl VisionFamily {
         match self {
             Self::Llava(c) => c.image_token_id,
             Self::Idefics3(c) => c.image_token_id,
+            Self::Molmo(c) => c.image_patch_id,
         }
     }
 
@@ -209,6 +233,7 @@ impl VisionFamily {
         match self {
             Self::Llava(c) => c.image_tokens_per_image(),
             Self::Idefics3(c) => c.image_tokens_per_image(),
+            Self::Molmo(c) => c.image_tokens_per_crop(),
         }
     }
 
@@ -218,6 +243,9 @@ impl VisionFamily {
             Self::Llava(_) => "LLaVA-1.5 (CLIP ViT + MLP projector + decoder)",
             Self::Idefics3(_) => {
                 "Idefics3/SmolVLM (SigLIP ViT + pixel-shuffle connector + decoder)"
+            }
+            Self::Molmo(_) => {
+                "Molmo (ViT + multi-layer features + attention pooling + SwiGLU projector + decoder)"
             }
         }
     }
@@ -294,6 +322,30 @@ impl ModelConfig {
                     )?)),
                 )
             }
+            "molmo2" | "molmo" => {
+                let (text, vision) = crate::families::molmo::parse_config(obj, &model_type, path)?;
+                let mut text_obj = sub("text_config");
+                if model_type == "molmo" {
+                    text_obj = obj.clone();
+                }
+                let pick = |key: &str| -> Result<Vec<u32>> {
+                    let own = token_ids(&text_obj, key, path)?;
+                    if own.is_empty() {
+                        token_ids(obj, key, path)
+                    } else {
+                        Ok(own)
+                    }
+                };
+                return Ok(Self {
+                    model_type,
+                    text,
+                    vision: Some(VisionFamily::Molmo(vision)),
+                    dtype: dtype.or(dtype_of(&text_obj, path)?),
+                    bos_token_id: pick("bos_token_id")?.first().copied(),
+                    eos_token_ids: pick("eos_token_id")?,
+                    pad_token_id: pick("pad_token_id")?.first().copied(),
+                });
+            }
             "llama" | "mistral" | "qwen2" => (obj.clone(), None),
             "" => {
                 return Err(ModelError::config(path, "missing \"model_type\""));
@@ -337,8 +389,9 @@ impl ModelConfig {
 }
 
 /// The `model_type`s [`ModelConfig::from_json`] reads.
-pub const SUPPORTED_MODEL_TYPES: [&str; 6] =
-    ["llava", "idefics3", "smolvlm", "llama", "mistral", "qwen2"];
+pub const SUPPORTED_MODEL_TYPES: [&str; 8] = [
+    "llava", "idefics3", "smolvlm", "molmo2", "molmo", "llama", "mistral", "qwen2",
+];
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
@@ -348,11 +401,16 @@ fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
+pub(crate) fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-fn usize_field(obj: &Map<String, Value>, key: &str, default: usize, path: &Path) -> Result<usize> {
+pub(crate) fn usize_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    default: usize,
+    path: &Path,
+) -> Result<usize> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
@@ -364,7 +422,12 @@ fn usize_field(obj: &Map<String, Value>, key: &str, default: usize, path: &Path)
     }
 }
 
-fn f64_field(obj: &Map<String, Value>, key: &str, default: f64, path: &Path) -> Result<f64> {
+pub(crate) fn f64_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    default: f64,
+    path: &Path,
+) -> Result<f64> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -373,11 +436,11 @@ fn f64_field(obj: &Map<String, Value>, key: &str, default: f64, path: &Path) -> 
     }
 }
 
-fn bool_field(obj: &Map<String, Value>, key: &str, default: bool) -> bool {
+pub(crate) fn bool_field(obj: &Map<String, Value>, key: &str, default: bool) -> bool {
     obj.get(key).and_then(Value::as_bool).unwrap_or(default)
 }
 
-fn token_ids(obj: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<u32>> {
+pub(crate) fn token_ids(obj: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<u32>> {
     let bad = || ModelError::config(path, format!("{key:?} must be a token id or a list of ids"));
     match obj.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -449,7 +512,7 @@ fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
     Ok((theta, scaling))
 }
 
-fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
+pub(crate) fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
     let model_type = str_field(obj, "model_type").unwrap_or_else(|| "llama".into());
     // defaults of LlamaConfig / MistralConfig / Qwen2Config in transformers
     let (family, d_vocab, d_inter, d_kv, d_eps) = match model_type.as_str() {
@@ -509,6 +572,8 @@ fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
         tie_word_embeddings: bool_field(obj, "tie_word_embeddings", false),
         sliding_window,
         hidden_act: str_field(obj, "hidden_act").unwrap_or_else(|| "silu".into()),
+        extra_vocab: 0,
+        qk_norm: None,
     })
 }
 

@@ -9,7 +9,9 @@
 //! aliases, e.g. `language_model.model.layers.31`, `model.language_model.layers.3.mlp`,
 //! `model.layers.27.self_attn`, `model.norm`, `vision_tower.vision_model.encoder.layers.5`,
 //! `multi_modal_projector`; for Idefics3/SmolVLM `model.text_model.layers.30`,
-//! `model.vision_model.encoder.layers.5`, `model.connector`.
+//! `model.vision_model.encoder.layers.5`, `model.connector`; for Molmo
+//! `model.transformer.blocks.27`, `model.transformer.ln_f`,
+//! `model.vision_backbone.image_vit.transformer.resblocks.5`, `model.vision_backbone.image_projector`.
 
 use std::fmt;
 
@@ -116,6 +118,9 @@ pub fn parse_hook(name: &str, num_layers: usize, num_vision_layers: usize) -> Re
 }
 
 fn parse_known(name: &str, num_layers: usize, num_vision_layers: usize) -> Option<HookPoint> {
+    if let Some(standard) = crate::families::molmo::hook_alias(name) {
+        return parse_known(&standard, num_layers, num_vision_layers);
+    }
     if num_vision_layers > 0 {
         if PROJECTOR_NAMES.contains(&name) {
             return Some(HookPoint::Projector);

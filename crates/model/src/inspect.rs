@@ -116,6 +116,7 @@ impl fmt::Display for ModelInfo {
                     i.image_token_id
                 )?;
             }
+            Some(VisionFamily::Molmo(m)) => crate::families::molmo::describe(f, m, t)?,
             None => {}
         }
         let dtype = c

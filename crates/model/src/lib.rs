@@ -56,10 +56,11 @@ mod weights;
 pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
-    FeatureSelect, Idefics3Config, LlavaConfig, ModelConfig, RopeScaling, SUPPORTED_MODEL_TYPES,
-    TextConfig, TextFamily, VisionConfig, VisionFamily, WeightDType,
+    FeatureSelect, Idefics3Config, LlavaConfig, ModelConfig, QkNorm, RopeScaling,
+    SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily, WeightDType,
 };
 pub use error::{ModelError, Result};
+pub use families::molmo::{MolmoConfig, PatchPooling};
 pub use hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,

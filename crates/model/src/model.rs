@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::{ModelConfig, WeightDType};
 use crate::error::{ModelError, Result};
+use crate::families::molmo::{PatchPooling, present_standard_names};
 use crate::families::{VisionSide, pixel_tensor};
 use crate::hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
@@ -261,7 +262,8 @@ impl<B: Backend> Vlm<B> {
     /// Loads the checkpoint folder `dir`.
     pub fn load_dir(dir: &Path, dtype: WeightDType, device: &B::Device) -> Result<Self> {
         let config = ModelConfig::from_dir(dir)?;
-        let ckpt = Checkpoint::open(dir)?;
+        let mut ckpt = Checkpoint::open(dir)?;
+        present_standard_names(&mut ckpt, &config)?;
         Self::from_checkpoint(config, &ckpt, dtype, device)
     }
 
@@ -591,7 +593,22 @@ impl<B: Backend> Vlm<B> {
             .as_ref()
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
         let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
-        self.run_vision(vision, pixels, pixel_attention_mask, &[], &mut rec)
+        self.run_vision(vision, pixels, pixel_attention_mask, None, &[], &mut rec)
+    }
+
+    /// Molmo's image features `[1, tokens, text hidden]`: the crops of every image in
+    /// `pixels` (`[crops, 3, side, side]`) pooled as the processor's `pooling` says.
+    pub fn image_features_pooled(
+        &self,
+        pixels: &PixelValues,
+        pooling: &PatchPooling,
+    ) -> Result<Tensor<B, 3>> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
+        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
+        self.run_vision(vision, pixels, None, Some(pooling), &[], &mut rec)
     }
 
     /// The family's encoder and connector on `pixel_values`, with vision hooks: image features
@@ -601,6 +618,7 @@ impl<B: Backend> Vlm<B> {
         vision: &VisionSide<B>,
         pixels: &PixelValues,
         pixel_attention_mask: Option<&[bool]>,
+        pooling: Option<&PatchPooling>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
     ) -> Result<Tensor<B, 3>> {
@@ -643,16 +661,26 @@ impl<B: Backend> Vlm<B> {
         };
         let seq = x.dims()[1];
         let chunk = vision_chunk(seq);
-        let mut selected = (needed == 0).then(|| x.clone());
+        let wanted = vision.feature_states();
+        let mut states: Vec<Option<Tensor<B, 3>>> = vec![None; wanted.len()];
+        let mut keep = |state: usize, x: &Tensor<B, 3>| {
+            for (slot, &w) in states.iter_mut().zip(&wanted) {
+                if w == state {
+                    *slot = Some(x.clone());
+                }
+            }
+        };
+        keep(0, &x);
         for i in 0..needed.max(hooked) {
             x = vision.layer(i, x, input.key_mask.as_ref());
             x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
-            if i + 1 == needed {
-                selected = Some(x.clone());
-            }
+            keep(i + 1, &x);
         }
-        let selected = selected.expect("the selected vision layer ran");
-        let features = vision.connect(selected)?;
+        let states = states
+            .into_iter()
+            .map(|s| s.expect("every state the connector reads ran"))
+            .collect();
+        let features = vision.connect(states, pooling)?;
         let chunk = vision_chunk(features.dims()[1]);
         Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
     }
@@ -678,7 +706,7 @@ impl<B: Backend> Vlm<B> {
             if !mask.iter().any(|&m| m) {
                 return Err(ModelError::Input(format!("row {r} has no real tokens")));
             }
-            let vocab = self.config.text.vocab_size as u32;
+            let vocab = self.config.text.embedding_rows() as u32;
             if let Some(bad) = ids.iter().zip(mask).find(|(id, m)| **m && **id >= vocab) {
                 return Err(ModelError::Input(format!(
                     "row {r}: token id {} is outside the vocabulary ({vocab})",
@@ -698,9 +726,11 @@ impl<B: Backend> Vlm<B> {
 
     /// Embeds the prompt (scattering image features) and runs the decoder over it.
     /// Returns the final-norm output when `need_norm`.
+    #[allow(clippy::too_many_arguments)]
     fn prefill(
         &self,
         batch: &Batch,
+        pooling: Option<&PatchPooling>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
         cache: &mut KvCache<B>,
@@ -753,7 +783,7 @@ impl<B: Backend> Vlm<B> {
         }
         let chunk = Chunk { metas, prompt_lens };
         // padding ids are looked up too (their rows are masked out), so keep them in range
-        let vocab = self.config.text.vocab_size as u32;
+        let vocab = self.config.text.embedding_rows() as u32;
         let lookup: Vec<Vec<u32>> = batch
             .input_ids
             .iter()
@@ -766,7 +796,8 @@ impl<B: Backend> Vlm<B> {
         let mut embeds = self.text.embed(&lookup, &self.device);
         match (&self.vision, &batch.pixel_values) {
             (Some(vision), Some(pixels)) => {
-                let features = self.run_vision(vision, pixels, None, interventions, rec)?;
+                let features =
+                    self.run_vision(vision, pixels, None, pooling, interventions, rec)?;
                 let [images, tokens, hidden] = features.dims();
                 if image_slots.len() != images * tokens {
                     return Err(ModelError::Input(format!(
@@ -779,13 +810,18 @@ impl<B: Backend> Vlm<B> {
                 for (k, &slot) in image_slots.iter().enumerate() {
                     index[slot] = (rows * seq + k) as i64;
                 }
-                let table = Tensor::cat(
-                    vec![
-                        embeds.reshape([rows * seq, hidden]),
-                        features.reshape([images * tokens, hidden]),
-                    ],
-                    0,
-                );
+                let flat = embeds.reshape([rows * seq, hidden]);
+                let mut features = features.reshape([images * tokens, hidden]);
+                if vision.adds_features() {
+                    // Molmo adds each feature to its image token's embedding
+                    let slots: Vec<i64> = image_slots.iter().map(|&s| s as i64).collect();
+                    let slots = Tensor::<B, 1, Int>::from_data(
+                        TensorData::new(slots, [images * tokens]),
+                        &self.device,
+                    );
+                    features = features + flat.clone().select(0, slots);
+                }
+                let table = Tensor::cat(vec![flat, features], 0);
                 let index = Tensor::<B, 1, Int>::from_data(
                     TensorData::new(index, [rows * seq]),
                     &self.device,
@@ -805,13 +841,34 @@ impl<B: Backend> Vlm<B> {
             }
             _ => {}
         }
-        let tensors = self.text.chunk_tensors(
+        let mut tensors = self.text.chunk_tensors(
             &positions,
             &batch.attention_mask,
             0,
             self.dtype.to_burn(),
             &self.device,
         );
+        let blocks = self
+            .vision
+            .as_ref()
+            .and_then(|v| v.image_blocks(&batch.input_ids));
+        if let Some(blocks) = blocks {
+            // Molmo2: the real tokens of a row's image blocks all see each other
+            let mut open = Vec::with_capacity(rows * seq * seq);
+            for (block, mask) in blocks.iter().zip(&batch.attention_mask) {
+                for q in 0..seq {
+                    for k in 0..seq {
+                        open.push(block[q] && block[k] && mask[q] && mask[k]);
+                    }
+                }
+            }
+            let open = Tensor::<B, 4, Bool>::from_bool(
+                TensorData::new(open, [rows, 1, seq, seq]),
+                &self.device,
+            )
+            .expand(tensors.mask.dims());
+            tensors.mask = tensors.mask.bool_and(open.bool_not());
+        }
         Ok(self.run_decoder(
             embeds,
             &chunk,
@@ -869,6 +926,29 @@ impl<B: Backend> Vlm<B> {
         interventions: &[Intervention],
         logits: Logits,
     ) -> Result<ForwardOutput<B>> {
+        self.forward_inner(batch, None, captures, interventions, logits)
+    }
+
+    /// [`Vlm::forward`] for Molmo, whose images also need the processor's patch pooling.
+    pub fn forward_pooled(
+        &self,
+        batch: &Batch,
+        pooling: &PatchPooling,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+        logits: Logits,
+    ) -> Result<ForwardOutput<B>> {
+        self.forward_inner(batch, Some(pooling), captures, interventions, logits)
+    }
+
+    fn forward_inner(
+        &self,
+        batch: &Batch,
+        pooling: Option<&PatchPooling>,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+        logits: Logits,
+    ) -> Result<ForwardOutput<B>> {
         let prepared = self.prepare(captures, interventions)?;
         let mut rec = Recorder::new(captures, batch.input_ids.len(), Self::images_in(batch));
         let num_layers = self.config.text.num_layers;
@@ -895,6 +975,7 @@ impl<B: Backend> Vlm<B> {
         let mut cache = KvCache::new(num_layers);
         let normed = self.prefill(
             batch,
+            pooling,
             &prepared,
             &mut rec,
             &mut cache,
@@ -985,6 +1066,29 @@ impl<B: Backend> Vlm<B> {
         captures: &[CaptureSpec],
         interventions: &[Intervention],
     ) -> Result<Generation<B>> {
+        self.generate_inner(batch, None, options, captures, interventions)
+    }
+
+    /// [`Vlm::generate`] for Molmo, whose images also need the processor's patch pooling.
+    pub fn generate_pooled(
+        &self,
+        batch: &Batch,
+        pooling: &PatchPooling,
+        options: &GenerateOptions<'_>,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+    ) -> Result<Generation<B>> {
+        self.generate_inner(batch, Some(pooling), options, captures, interventions)
+    }
+
+    fn generate_inner(
+        &self,
+        batch: &Batch,
+        pooling: Option<&PatchPooling>,
+        options: &GenerateOptions<'_>,
+        captures: &[CaptureSpec],
+        interventions: &[Intervention],
+    ) -> Result<Generation<B>> {
         let prepared = self.prepare(captures, interventions)?;
         let rows = batch.input_ids.len();
         let mut rec = Recorder::new(captures, rows, Self::images_in(batch));
@@ -1006,7 +1110,9 @@ impl<B: Backend> Vlm<B> {
         }
         let mut cache = KvCache::new(num_layers);
         let normed = self
-            .prefill(batch, &prepared, &mut rec, &mut cache, num_layers, true)?
+            .prefill(
+                batch, pooling, &prepared, &mut rec, &mut cache, num_layers, true,
+            )?
             .expect("prefill with need_norm returns the norm output");
         let mut step_logits = Vec::new();
         let keep = options.keep_logits;

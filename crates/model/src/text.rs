@@ -6,7 +6,7 @@ use burn::tensor::{
     ops::AttentionModuleOptions,
 };
 
-use crate::config::{RopeScaling, TextConfig};
+use crate::config::{QkNorm, RopeScaling, TextConfig};
 use crate::error::{ModelError, Result};
 use crate::nn::{
     Activation, Linear, ParamMapper, ParamVisitor, RmsNorm, map_tensor, map_transposed,
@@ -20,6 +20,8 @@ pub struct DecoderLayer<B: Backend> {
     k_proj: Linear<B>,
     v_proj: Linear<B>,
     o_proj: Linear<B>,
+    /// Query/key RMSNorms (`self_attn.{q,k}_norm`), when the config has them.
+    qk_norms: Option<(RmsNorm<B>, RmsNorm<B>)>,
     post_attention_norm: RmsNorm<B>,
     gate_proj: Linear<B>,
     up_proj: Linear<B>,
@@ -75,25 +77,46 @@ impl<B: Backend> TextModel<B> {
         let c = config;
         let activation = Activation::parse(&c.hidden_act, "text_config.hidden_act")?;
         let embed_name = format!("{lm_prefix}embed_tokens.weight");
-        let embed = ckpt.tensor(&embed_name, [c.vocab_size, c.hidden_size], dtype, device)?;
+        let embed = ckpt.tensor(
+            &embed_name,
+            [c.embedding_rows(), c.hidden_size],
+            dtype,
+            device,
+        )?;
         let q_out = c.num_heads * c.head_dim;
         let kv_out = c.num_kv_heads * c.head_dim;
         let mut layers = Vec::with_capacity(c.num_layers);
-        let mut num_params = c.vocab_size * c.hidden_size + c.hidden_size;
+        let mut num_params = c.embedding_rows() * c.hidden_size + c.hidden_size;
+        let qk_norm_sizes = match c.qk_norm {
+            None => None,
+            Some(QkNorm::PerHead) => Some((c.head_dim, c.head_dim)),
+            Some(QkNorm::Full) => Some((q_out, kv_out)),
+        };
         for i in 0..c.num_layers {
             let p = format!("{lm_prefix}layers.{i}");
             let linear = |name: &str, inp: usize, out: usize, bias: bool| {
                 Linear::load(ckpt, &format!("{p}.{name}"), inp, out, bias, dtype, device)
             };
-            let norm = |name: &str| {
+            let sized_norm = |name: &str, size: usize| {
                 RmsNorm::load(
                     ckpt,
                     &format!("{p}.{name}.weight"),
-                    c.hidden_size,
+                    size,
                     c.rms_norm_eps,
                     dtype,
                     device,
                 )
+            };
+            let norm = |name: &str| sized_norm(name, c.hidden_size);
+            let qk_norms = match qk_norm_sizes {
+                None => None,
+                Some((q, k)) => {
+                    num_params += q + k;
+                    Some((
+                        sized_norm("self_attn.q_norm", q)?,
+                        sized_norm("self_attn.k_norm", k)?,
+                    ))
+                }
             };
             let layer = DecoderLayer {
                 input_norm: norm("input_layernorm")?,
@@ -101,6 +124,7 @@ impl<B: Backend> TextModel<B> {
                 k_proj: linear("self_attn.k_proj", c.hidden_size, kv_out, c.qkv_bias)?,
                 v_proj: linear("self_attn.v_proj", c.hidden_size, kv_out, c.qkv_bias)?,
                 o_proj: linear("self_attn.o_proj", q_out, c.hidden_size, c.o_bias)?,
+                qk_norms,
                 post_attention_norm: norm("post_attention_layernorm")?,
                 gate_proj: linear(
                     "mlp.gate_proj",
@@ -157,7 +181,7 @@ impl<B: Backend> TextModel<B> {
                 num_params += c.vocab_size * c.hidden_size;
                 ckpt.linear_weight(name, &[c.vocab_size, c.hidden_size], dtype, device)?
             }
-            None if c.tie_word_embeddings => embed.clone().transpose(),
+            None if c.tie_word_embeddings => tied_head(&embed, c.vocab_size),
             None => {
                 return Err(ModelError::MissingTensor {
                     dir: ckpt.dir().to_path_buf(),
@@ -192,6 +216,10 @@ impl<B: Backend> TextModel<B> {
             for linear in [&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj] {
                 linear.visit(f);
             }
+            if let Some((q_norm, k_norm)) = &layer.qk_norms {
+                q_norm.visit(f);
+                k_norm.visit(f);
+            }
             layer.post_attention_norm.visit(f);
             for linear in [&layer.gate_proj, &layer.up_proj, &layer.down_proj] {
                 linear.visit(f);
@@ -217,6 +245,10 @@ impl<B: Backend> TextModel<B> {
                     k_proj: l.k_proj.map(f)?,
                     v_proj: l.v_proj.map(f)?,
                     o_proj: l.o_proj.map(f)?,
+                    qk_norms: match l.qk_norms {
+                        Some((q, k)) => Some((q.map(f)?, k.map(f)?)),
+                        None => None,
+                    },
                     post_attention_norm: l.post_attention_norm.map(f)?,
                     gate_proj: l.gate_proj.map(f)?,
                     up_proj: l.up_proj.map(f)?,
@@ -230,7 +262,7 @@ impl<B: Backend> TextModel<B> {
                 let [hidden, vocab] = self.lm_head.dims();
                 map_transposed(f, name, self.lm_head, &[vocab, hidden])?
             }
-            None => embed.clone().transpose(),
+            None => tied_head(&embed, self.config.vocab_size),
         };
         Ok(Self {
             embed,
@@ -326,8 +358,27 @@ impl<B: Backend> TextModel<B> {
         let [batch, seq, _] = x.dims();
         let heads =
             |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, c.head_dim]).swap_dims(1, 2);
-        let q = heads(layer.q_proj.forward(x.clone()), c.num_heads);
-        let k = heads(layer.k_proj.forward(x.clone()), c.num_kv_heads);
+        let (q, k) = (
+            layer.q_proj.forward(x.clone()),
+            layer.k_proj.forward(x.clone()),
+        );
+        let (q, k) = match (&layer.qk_norms, c.qk_norm) {
+            (Some((q_norm, k_norm)), Some(QkNorm::Full)) => (q_norm.forward(q), k_norm.forward(k)),
+            (Some((q_norm, k_norm)), _) => {
+                // per head: the norm runs over head_dim of `[batch * seq, heads, head_dim]`
+                let per_head = |t: Tensor<B, 3>, norm: &RmsNorm<B>, n: usize| {
+                    norm.forward(t.reshape([batch * seq, n, c.head_dim]))
+                        .reshape([batch, seq, n * c.head_dim])
+                };
+                (
+                    per_head(q, q_norm, c.num_heads),
+                    per_head(k, k_norm, c.num_kv_heads),
+                )
+            }
+            (None, _) => (q, k),
+        };
+        let q = heads(q, c.num_heads);
+        let k = heads(k, c.num_kv_heads);
         let v = heads(layer.v_proj.forward(x), c.num_kv_heads);
         let q = rotate(q, &chunk.cos, &chunk.sin);
         let k = rotate(k, &chunk.cos, &chunk.sin);
@@ -368,6 +419,12 @@ impl<B: Backend> TextModel<B> {
     pub fn logits(&self, normed: Tensor<B, 2>) -> Tensor<B, 2> {
         normed.matmul(self.lm_head.clone())
     }
+}
+
+/// The LM head of a tied model: the embedding's first `vocab` rows (the rows after them are
+/// input-only tokens), transposed to `[hidden, vocab]`.
+fn tied_head<B: Backend>(embed: &Tensor<B, 2>, vocab: usize) -> Tensor<B, 2> {
+    embed.clone().narrow(0, 0, vocab).transpose()
 }
 
 /// `x * cos + rotate_half(x) * sin`, `rotate_half(x) = cat(-x[.., d/2..], x[.., ..d/2])`.

@@ -3,9 +3,11 @@
 //! (dtype, shape, bounds) before its bytes become a burn tensor in the requested dtype, so a bad
 //! checkpoint is an error naming the file and tensor rather than a panic inside burn.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
@@ -26,6 +28,9 @@ struct Entry {
     dtype: Dtype,
     shape: Vec<usize>,
     range: (usize, usize),
+    /// Byte ranges `(file, range)` that follow `range`: a view made by [`Checkpoint::add_view`]
+    /// that concatenates tensors along their first axis.
+    more: Vec<(usize, (usize, usize))>,
 }
 
 /// Produces the values of a tensor from its checkpoint name and shape (row-major, f32).
@@ -103,6 +108,7 @@ impl Checkpoint {
                         dtype: info.dtype,
                         shape: info.shape.clone(),
                         range: info.data_offsets,
+                        more: Vec::new(),
                     },
                 );
             }
@@ -239,17 +245,95 @@ impl Checkpoint {
         Ok((entry, file, dtype, size))
     }
 
-    fn bytes<'a>(&self, entry: &Entry, file: &'a ShardFile, name: &str) -> Result<&'a [u8]> {
-        let (start, end) = (
-            file.data_start + entry.range.0,
-            file.data_start + entry.range.1,
-        );
-        file.map
-            .get(start..end)
-            .ok_or_else(|| ModelError::Safetensors {
-                path: file.path.clone(),
-                message: format!("data of {name} lies outside the file"),
-            })
+    fn bytes<'a>(&'a self, entry: &Entry, name: &str) -> Result<Cow<'a, [u8]>> {
+        let piece = |(file, range): (usize, (usize, usize))| {
+            let file = &self.files[file];
+            file.map
+                .get(file.data_start + range.0..file.data_start + range.1)
+                .ok_or_else(|| ModelError::Safetensors {
+                    path: file.path.clone(),
+                    message: format!("data of {name} lies outside the file"),
+                })
+        };
+        let first = piece((entry.file, entry.range))?;
+        if entry.more.is_empty() {
+            return Ok(Cow::Borrowed(first));
+        }
+        let mut all = first.to_vec();
+        for &part in &entry.more {
+            all.extend_from_slice(piece(part)?);
+        }
+        Ok(Cow::Owned(all))
+    }
+
+    /// Makes `target` name the concatenation, along the first axis, of the given row ranges of
+    /// existing tensors, without copying: how a checkpoint whose names or fusions differ from the
+    /// ones the loader reads (Molmo's fused `att_proj`, its split embedding table) is presented
+    /// under the standard names. Every part must have the same dtype and trailing shape. A
+    /// generated checkpoint already has every name, so this does nothing there.
+    pub fn add_view(&mut self, target: &str, parts: &[(&str, Range<usize>)]) -> Result<()> {
+        if self.init.is_some() {
+            return Ok(());
+        }
+        let mut view: Option<Entry> = None;
+        for (source, rows) in parts {
+            let entry = self
+                .entries
+                .get(*source)
+                .ok_or_else(|| ModelError::MissingTensor {
+                    dir: self.dir.clone(),
+                    name: source.to_string(),
+                    tried: vec![source.to_string()],
+                })?;
+            let bad = |message: String| ModelError::Safetensors {
+                path: self.files[entry.file].path.clone(),
+                message,
+            };
+            let total = entry.shape.first().copied().unwrap_or(0);
+            if rows.start > rows.end || rows.end > total {
+                return Err(bad(format!(
+                    "{source} has {total} rows, cannot take rows {rows:?} for {target}"
+                )));
+            }
+            let row_bytes = (entry.range.1 - entry.range.0) / total.max(1);
+            let range = (
+                entry.range.0 + rows.start * row_bytes,
+                entry.range.0 + rows.end * row_bytes,
+            );
+            match &mut view {
+                None => {
+                    let mut shape = entry.shape.clone();
+                    shape[0] = rows.len();
+                    view = Some(Entry {
+                        file: entry.file,
+                        dtype: entry.dtype,
+                        shape,
+                        range,
+                        more: Vec::new(),
+                    });
+                }
+                Some(v) => {
+                    if v.dtype != entry.dtype || v.shape[1..] != entry.shape[1..] {
+                        return Err(bad(format!(
+                            "{source} ({:?} {:?}) cannot be concatenated to {target} ({:?} {:?})",
+                            entry.dtype, entry.shape, v.dtype, v.shape
+                        )));
+                    }
+                    v.shape[0] += rows.len();
+                    v.more.push((entry.file, range));
+                }
+            }
+        }
+        if let Some(view) = view {
+            self.entries.insert(target.to_string(), view);
+        }
+        Ok(())
+    }
+
+    /// The shape of a stored tensor, `None` when the checkpoint has no such tensor (or is
+    /// generated).
+    pub fn shape_of(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
     }
 
     /// Reads `name` (f32, f16 or bf16 on disk) with the given shape as f32 values, row-major,
@@ -258,8 +342,8 @@ impl Checkpoint {
         if let Some(values) = self.generate(name, shape) {
             return values;
         }
-        let (entry, file, dtype, _) = self.entry(name, shape)?;
-        let bytes = self.bytes(entry, file, name)?;
+        let (entry, _, dtype, _) = self.entry(name, shape)?;
+        let bytes = self.bytes(entry, name)?;
         Ok(match dtype {
             DType::F16 => bytes
                 .chunks_exact(2)
@@ -288,8 +372,8 @@ impl Checkpoint {
             let data = TensorData::new(values?, shape);
             return Ok(Tensor::from_data(data, (device, dtype)));
         }
-        let (entry, file, src_dtype, _) = self.entry(name, &shape)?;
-        let bytes = self.bytes(entry, file, name)?.to_vec();
+        let (entry, _, src_dtype, _) = self.entry(name, &shape)?;
+        let bytes = self.bytes(entry, name)?.into_owned();
         let data = TensorData::from_bytes_vec(bytes, shape, src_dtype);
         Ok(Tensor::from_data(data, (device, dtype)))
     }
@@ -316,8 +400,8 @@ impl Checkpoint {
             let data = TensorData::new(transposed, [in_features, out_features]);
             return Ok(Tensor::from_data(data, (device, dtype)));
         }
-        let (entry, file, src_dtype, size) = self.entry(name, shape)?;
-        let src = self.bytes(entry, file, name)?;
+        let (entry, _, src_dtype, size) = self.entry(name, shape)?;
+        let src = self.bytes(entry, name)?;
         let mut dst = vec![0u8; src.len()];
         for row in 0..out_features {
             for col in 0..in_features {

@@ -22,6 +22,7 @@
 
 pub mod idefics3;
 pub mod llava;
+pub mod molmo;
 
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
 
@@ -32,11 +33,13 @@ use crate::weights::Checkpoint;
 
 use idefics3::Idefics3Vision;
 use llava::LlavaVision;
+use molmo::{MolmoVision, PatchPooling};
 
 /// A loaded vision side.
 pub enum VisionSide<B: Backend> {
     Llava(LlavaVision<B>),
     Idefics3(Idefics3Vision<B>),
+    Molmo(MolmoVision<B>),
 }
 
 /// The encoder's input sequence of a batch of images.
@@ -62,6 +65,9 @@ impl<B: Backend> VisionSide<B> {
             VisionFamily::Idefics3(c) => {
                 Self::Idefics3(Idefics3Vision::load(ckpt, c, text_hidden, dtype, device)?)
             }
+            VisionFamily::Molmo(c) => {
+                Self::Molmo(MolmoVision::load(ckpt, c, text_hidden, dtype, device)?)
+            }
         })
     }
 
@@ -70,6 +76,7 @@ impl<B: Backend> VisionSide<B> {
         match self {
             Self::Llava(v) => v.num_params,
             Self::Idefics3(v) => v.num_params,
+            Self::Molmo(v) => v.num_params,
         }
     }
 
@@ -77,6 +84,7 @@ impl<B: Backend> VisionSide<B> {
         match self {
             Self::Llava(v) => v.visit(f),
             Self::Idefics3(v) => v.visit(f),
+            Self::Molmo(v) => v.visit(f),
         }
     }
 
@@ -84,15 +92,41 @@ impl<B: Backend> VisionSide<B> {
         Ok(match self {
             Self::Llava(v) => Self::Llava(v.map(f)?),
             Self::Idefics3(v) => Self::Idefics3(v.map(f)?),
+            Self::Molmo(v) => Self::Molmo(v.map(f)?),
         })
     }
 
-    /// How many encoder layers produce the state the connector reads (LLaVA reads
-    /// `vision_feature_layer`, Idefics3 the last layer).
+    /// How many encoder layers produce the states the connector reads (LLaVA reads
+    /// `vision_feature_layer`, Idefics3 the last layer, Molmo several layers).
     pub fn layers_needed(&self) -> usize {
         match self {
             Self::Llava(v) => v.config.vision_layers_needed(),
             Self::Idefics3(v) => v.config.vision.num_layers,
+            Self::Molmo(v) => v.feature_states().into_iter().max().unwrap_or(0),
+        }
+    }
+
+    /// The encoder states the connector reads, in its order: 0 is the embeddings, `i` the
+    /// output of layer `i - 1`.
+    pub fn feature_states(&self) -> Vec<usize> {
+        match self {
+            Self::Molmo(v) => v.feature_states(),
+            _ => vec![self.layers_needed()],
+        }
+    }
+
+    /// Whether image features are added to the image tokens' embeddings (Molmo) rather than
+    /// replacing them.
+    pub fn adds_features(&self) -> bool {
+        matches!(self, Self::Molmo(_))
+    }
+
+    /// Per row, the positions that attend to each other bidirectionally (Molmo2's image
+    /// blocks); `None` when attention is causal everywhere.
+    pub fn image_blocks(&self, input_ids: &[Vec<u32>]) -> Option<Vec<Vec<bool>>> {
+        match self {
+            Self::Molmo(v) => v.image_blocks(input_ids),
+            _ => None,
         }
     }
 
@@ -124,6 +158,18 @@ impl<B: Backend> VisionSide<B> {
                     key_mask: embedded.key_mask,
                 })
             }
+            Self::Molmo(v) => {
+                if pixel_attention_mask.is_some() {
+                    return Err(ModelError::Input(
+                        "a pixel attention mask was given to Molmo, whose crops are never padded"
+                            .into(),
+                    ));
+                }
+                Ok(VisionInput {
+                    hidden: v.embed(pixel_values)?,
+                    key_mask: None,
+                })
+            }
         }
     }
 
@@ -137,15 +183,28 @@ impl<B: Backend> VisionSide<B> {
         match self {
             Self::Llava(v) => v.layer(i, x, key_mask),
             Self::Idefics3(v) => v.layer(i, x, key_mask),
+            Self::Molmo(v) => v.layer(i, x),
         }
     }
 
-    /// Step 3: the state after layer `layers_needed() - 1` (or the embeddings when no layer is
-    /// needed) to image features `[images, tokens, text hidden]`.
-    pub fn connect(&self, hidden: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
-        match self {
-            Self::Llava(v) => Ok(v.connect(hidden)),
-            Self::Idefics3(v) => v.connect(hidden),
+    /// Step 3: the states of [`VisionSide::feature_states`] to image features
+    /// `[images, tokens, text hidden]` (Molmo: `[1, tokens, text hidden]`, the tokens of every
+    /// image in order, pooled as `pooling` says).
+    pub fn connect(
+        &self,
+        mut states: Vec<Tensor<B, 3>>,
+        pooling: Option<&PatchPooling>,
+    ) -> Result<Tensor<B, 3>> {
+        match (self, pooling) {
+            (Self::Molmo(v), Some(pooling)) => v.connect(states, pooling),
+            (Self::Molmo(_), None) => Err(ModelError::Input(
+                "Molmo images need the processor's patch pooling (image_token_pooling)".into(),
+            )),
+            (_, Some(_)) => Err(ModelError::Input(
+                "a patch pooling was given to a family that does not pool patches".into(),
+            )),
+            (Self::Llava(v), None) => Ok(v.connect(states.remove(0))),
+            (Self::Idefics3(v), None) => v.connect(states.remove(0)),
         }
     }
 }

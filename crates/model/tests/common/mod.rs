@@ -46,6 +46,13 @@ impl Golden {
                         .collect();
                     ints.insert(name, (shape, v));
                 }
+                Dtype::I32 => {
+                    let v = data
+                        .chunks_exact(4)
+                        .map(|c| i64::from(i32::from_le_bytes(c.try_into().unwrap())))
+                        .collect();
+                    ints.insert(name, (shape, v));
+                }
                 other => panic!("unexpected golden dtype {other:?} for {name}"),
             }
         }

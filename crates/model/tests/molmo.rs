@@ -1,0 +1,369 @@
+//! Molmo2 against transformers 5.24 on the committed tiny checkpoint (f32), in both key layouts:
+//! every ViT layer, the connector (multi-layer features, attention pooling, projector), every
+//! decoder layer, `hidden_states`, logits, interventions and 20 greedy tokens. Also the config
+//! dialects and the original Molmo's flat config.
+
+mod common;
+
+use common::{B, Golden, assert_close, device, fixture, to_f32};
+use xlvlm_model::{
+    Batch, CaptureSpec, GenerateOptions, HookPoint, Intervention, InterventionMode, Logits,
+    ModelConfig, PatchPooling, PixelValues, Positions, QkNorm, TokenRole, VisionFamily, Vlm,
+    WeightDType,
+};
+
+const TOL: f32 = 1e-4;
+
+fn load(rel: &str) -> Vlm<B> {
+    Vlm::<B>::load(fixture(rel).to_str().unwrap(), WeightDType::F32, &device())
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The processor's `[crops, patches, p * p * 3]` patches (each `(y, x, channel)`) back to crops
+/// `[crops, 3, side, side]`, the layout [`PixelValues`] holds.
+fn crops(g: &Golden, patch: usize) -> PixelValues {
+    let (shape, data) = g.f32("input.pixel_values");
+    let [n, patches, dim] = shape[..] else {
+        panic!("pixel_values shape {shape:?}")
+    };
+    assert_eq!(dim, patch * patch * 3);
+    let grid = (patches as f64).sqrt() as usize;
+    let side = grid * patch;
+    let mut out = vec![0f32; n * 3 * side * side];
+    for c in 0..n {
+        for k in 0..patches {
+            let (gy, gx) = (k / grid, k % grid);
+            for py in 0..patch {
+                for px in 0..patch {
+                    for ch in 0..3 {
+                        let v = data[(c * patches + k) * dim + (py * patch + px) * 3 + ch];
+                        let (y, x) = (gy * patch + py, gx * patch + px);
+                        out[((c * 3 + ch) * side + y) * side + x] = v;
+                    }
+                }
+            }
+        }
+    }
+    PixelValues {
+        data: out,
+        shape: [n, 3, side, side],
+    }
+}
+
+fn pooling(g: &Golden) -> PatchPooling {
+    let (shape, index) = g.i64("input.image_token_pooling");
+    PatchPooling {
+        index: index.clone(),
+        shape: [shape[0], shape[1]],
+    }
+}
+
+fn golden_batch(g: &Golden) -> Batch {
+    Batch::from_padded(
+        g.rows_u32("input.input_ids"),
+        g.rows_i64("input.attention_mask"),
+    )
+    .with_pixel_values(crops(g, 14))
+}
+
+fn all(hook: HookPoint) -> CaptureSpec {
+    CaptureSpec {
+        hook,
+        positions: Positions::All,
+    }
+}
+
+fn check_every_layer(rel: &str) {
+    let model = load(rel);
+    let g = Golden::open("molmo2");
+    let captures: Vec<CaptureSpec> = model.hook_points().into_iter().map(all).collect();
+    let out = model
+        .forward_pooled(&golden_batch(&g), &pooling(&g), &captures, &[], Logits::All)
+        .unwrap();
+    let get = |hook: HookPoint| {
+        let c = out.captures.iter().find(|c| c.spec.hook == hook).unwrap();
+        c.rows.iter().flat_map(|r| r.to_f32()).collect::<Vec<f32>>()
+    };
+    let vision_layers = model.config().vision.as_ref().unwrap().vision().num_layers;
+    assert_eq!(vision_layers, 3);
+    for i in 0..vision_layers {
+        assert_close(
+            &format!("{rel} vision layer {i}"),
+            &get(HookPoint::VisionLayer(i)),
+            &g.f32(&format!("vision.layer_output.{i}")).1,
+            TOL,
+        );
+    }
+    assert_close(
+        &format!("{rel} connector"),
+        &get(HookPoint::Projector),
+        &g.f32("image_features").1,
+        TOL,
+    );
+    assert_close(
+        &format!("{rel} hidden_states.0 (features added to the patch tokens)"),
+        &get(HookPoint::Embed),
+        &g.f32("text.hidden_states.0").1,
+        TOL,
+    );
+    let layers = model.config().text.num_layers;
+    for i in 0..layers {
+        for (hook, key) in [
+            (HookPoint::Attn(i), format!("text.attn_output.{i}")),
+            (HookPoint::Mlp(i), format!("text.mlp_output.{i}")),
+            (HookPoint::Layer(i), format!("text.layer_output.{i}")),
+        ] {
+            assert_close(&format!("{rel} {hook}"), &get(hook), &g.f32(&key).1, TOL);
+        }
+    }
+    assert_close(
+        &format!("{rel} hidden_states.1"),
+        &get(HookPoint::Layer(0)),
+        &g.f32("text.hidden_states.1").1,
+        TOL,
+    );
+    assert_close(
+        &format!("{rel} hidden_states.{layers} (final norm)"),
+        &get(HookPoint::Norm),
+        &g.f32(&format!("text.hidden_states.{layers}")).1,
+        TOL,
+    );
+    let logits = out.logits.unwrap();
+    assert_eq!(logits.dims(), [1, 56, 402], "logits cover vocab_size only");
+    assert_close(
+        &format!("{rel} logits"),
+        &to_f32(logits),
+        &g.f32("logits").1,
+        TOL,
+    );
+    let embed = out
+        .captures
+        .iter()
+        .find(|c| c.spec.hook == HookPoint::Embed)
+        .unwrap();
+    let ids = &g.rows_u32("input.input_ids")[0];
+    let images = embed.rows[0]
+        .positions
+        .iter()
+        .filter(|m| m.role == TokenRole::Image)
+        .count();
+    assert_eq!(images, ids.iter().filter(|&&t| t == 404).count());
+}
+
+#[test]
+fn molmo2_transformers5_layout_matches_every_layer() {
+    check_every_layer("molmo2");
+}
+
+#[test]
+fn molmo2_hub_layout_with_the_embedding_split_at_vocab_size_matches_every_layer() {
+    check_every_layer("molmo2/hub_format");
+}
+
+#[test]
+fn image_features_alone_match_the_connector_output() {
+    let model = load("molmo2");
+    let g = Golden::open("molmo2");
+    let features = model
+        .image_features_pooled(&crops(&g, 14), &pooling(&g))
+        .unwrap();
+    assert_eq!(features.dims(), [1, 13, 64]);
+    assert_close(
+        "image features",
+        &to_f32(features),
+        &g.f32("image_features").1,
+        TOL,
+    );
+    // a pooling index past the crops' patches is an error, not a panic
+    let bad = PatchPooling {
+        index: vec![0, 1, 2, 80],
+        shape: [1, 4],
+    };
+    let err = model
+        .image_features_pooled(&crops(&g, 14), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("80") && err.contains("80 patches"), "{err}");
+    // Molmo images without the pooling cannot be placed
+    let err = model
+        .forward(&golden_batch(&g), &[], &[], Logits::LastToken)
+        .err()
+        .expect("no pooling is an error")
+        .to_string();
+    assert!(err.contains("image_token_pooling"), "{err}");
+}
+
+#[test]
+fn interventions_match_transformers_forward_hooks() {
+    let model = load("molmo2");
+    let g = Golden::open("molmo2");
+    let hook = HookPoint::Layer(g.i64("intervention.layer").1[0] as usize);
+    for (mode, key) in [
+        (InterventionMode::Add, "intervention.add.logits"),
+        (InterventionMode::Projected, "intervention.projected.logits"),
+    ] {
+        let iv = Intervention {
+            hook,
+            vector: g.f32("intervention.vector").1.clone(),
+            alpha: g.f32("intervention.alpha").1[0],
+            positions: Positions::All,
+            mode,
+        };
+        let out = model
+            .forward_pooled(&golden_batch(&g), &pooling(&g), &[], &[iv], Logits::All)
+            .unwrap();
+        let logits = to_f32(out.logits.unwrap());
+        assert_close(key, &logits, &g.f32(key).1, TOL);
+        assert!(common::rel_err(&logits, &g.f32("logits").1) > 1e-3);
+    }
+}
+
+#[test]
+fn greedy_generation_matches_transformers() {
+    let model = load("molmo2/hub_format");
+    let g = Golden::open("molmo2");
+    let options = GenerateOptions {
+        max_new_tokens: 20,
+        keep_logits: true,
+        ..Default::default()
+    };
+    for (key, interventions) in [
+        ("generate", vec![]),
+        (
+            "generate_intervention",
+            vec![Intervention {
+                hook: HookPoint::Layer(g.i64("intervention.layer").1[0] as usize),
+                vector: g.f32("intervention.vector").1.clone(),
+                alpha: g.f32("intervention.alpha").1[0],
+                positions: Positions::All,
+                mode: InterventionMode::Add,
+            }],
+        ),
+    ] {
+        let generation = model
+            .generate_pooled(
+                &golden_batch(&g),
+                &pooling(&g),
+                &options,
+                &[],
+                &interventions,
+            )
+            .unwrap();
+        let want = &g.rows_u32(&format!("{key}.output_ids"))[0];
+        assert_eq!(want.len(), 20);
+        assert_eq!(generation.ids[0], *want, "{key}");
+        let (shape, logits) = g.f32(&format!("{key}.logits"));
+        let vocab = shape[2];
+        for (s, step) in generation.step_logits.iter().enumerate() {
+            assert_close(
+                &format!("{key} step {s}"),
+                &to_f32(step.clone()),
+                &logits[s * vocab..(s + 1) * vocab],
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn both_config_dialects_parse_as_molmo2() {
+    for rel in ["molmo2", "molmo2/hub_format"] {
+        let config = ModelConfig::from_dir(&fixture(rel)).unwrap();
+        let Some(VisionFamily::Molmo(mc)) = &config.vision else {
+            panic!("{rel}: not Molmo");
+        };
+        assert_eq!(mc.feature_layers, vec![-1, -3], "{rel}");
+        assert_eq!(mc.image_patch_id, 404);
+        assert_eq!(mc.vision.image_size, 56);
+        assert!(!mc.class_token);
+        let t = &config.text;
+        assert_eq!(
+            (t.vocab_size, t.extra_vocab, t.embedding_rows()),
+            (402, 12, 414)
+        );
+        assert_eq!(t.qk_norm, Some(QkNorm::PerHead));
+        assert_eq!(t.rope_theta, 1e6, "{rel}");
+        assert_eq!((t.num_heads, t.num_kv_heads, t.head_dim), (4, 2, 16));
+        assert!(!t.qkv_bias && !t.o_bias);
+    }
+}
+
+/// The original Molmo's flat config (Molmo-7B-D-0924's values): the fused MLP width is halved,
+/// the ViT and connector take the remote code's fixed values.
+#[test]
+fn original_molmo_flat_config_parses() {
+    let cfg = serde_json::json!({
+        "architectures": ["MolmoForCausalLM"],
+        "model_type": "molmo",
+        "hidden_size": 3584,
+        "intermediate_size": 37888,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "num_hidden_layers": 28,
+        "vocab_size": 152064,
+        "embedding_size": 152064,
+        "additional_vocab_size": 128,
+        "qkv_bias": true,
+        "layer_norm_eps": 1e-6,
+        "layer_norm_type": "rms",
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 4096,
+        "norm_after": false,
+        "attention_layer_norm": false,
+        "weight_tying": false,
+        "torch_dtype": "float32"
+    });
+    let config = ModelConfig::from_json(&cfg, std::path::Path::new("config.json")).unwrap();
+    let t = &config.text;
+    assert_eq!(t.intermediate_size, 18944);
+    assert_eq!((t.vocab_size, t.embedding_rows()), (152064, 152192));
+    assert!(t.qkv_bias && !t.o_bias && t.qk_norm.is_none() && !t.tie_word_embeddings);
+    assert_eq!(t.head_dim, 128);
+    let Some(VisionFamily::Molmo(mc)) = &config.vision else {
+        panic!("not Molmo");
+    };
+    assert!(mc.class_token && mc.pre_layernorm && !mc.patch_bias);
+    assert_eq!(mc.feature_layers, vec![-2, -9]);
+    assert_eq!(mc.image_patch_id, 152066);
+    assert!(mc.block_start_ids.is_empty(), "Molmo attends causally");
+    let bad = serde_json::json!({"model_type": "molmo", "norm_after": true});
+    let err = ModelConfig::from_json(&bad, std::path::Path::new("config.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("norm_after"), "{err}");
+}
+
+#[test]
+fn hf_module_names_are_hook_aliases() {
+    let model = load("molmo2");
+    for (alias, hook) in [
+        ("model.transformer.blocks.1", HookPoint::Layer(1)),
+        ("model.language_model.layers.1", HookPoint::Layer(1)),
+        ("model.transformer.ln_f", HookPoint::Norm),
+        (
+            "model.vision_backbone.image_vit.transformer.resblocks.2",
+            HookPoint::VisionLayer(2),
+        ),
+        ("model.vision_tower.layers.2", HookPoint::VisionLayer(2)),
+        (
+            "model.vision_backbone.image_projector",
+            HookPoint::Projector,
+        ),
+        ("model.multi_modal_projector", HookPoint::Projector),
+    ] {
+        assert_eq!(model.parse_hook(alias).unwrap(), hook, "{alias}");
+    }
+}
+
+#[test]
+fn parameter_count_matches_transformers() {
+    let model = load("molmo2/hub_format");
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("molmo2").join("golden.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        model.num_params(),
+        golden["n_params"].as_u64().unwrap() as usize
+    );
+}
