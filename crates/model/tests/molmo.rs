@@ -55,6 +55,7 @@ fn pooling(g: &Golden) -> PatchPooling {
     PatchPooling {
         index: index.clone(),
         shape: [shape[0], shape[1]],
+        image_masks: None,
     }
 }
 
@@ -178,12 +179,23 @@ fn image_features_alone_match_the_connector_output() {
     let bad = PatchPooling {
         index: vec![0, 1, 2, 80],
         shape: [1, 4],
+        image_masks: None,
     };
     let err = model
         .image_features_pooled(&crops(&g, 14), &bad)
         .unwrap_err()
         .to_string();
     assert!(err.contains("80") && err.contains("80 patches"), "{err}");
+    // Molmo2 has no pad embeddings, so image masks are a mistake
+    let masked = PatchPooling {
+        image_masks: Some(vec![1.0; 80]),
+        ..pooling(&g)
+    };
+    let err = model
+        .image_features_pooled(&crops(&g, 14), &masked)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image_masks"), "{err}");
     // Molmo images without the pooling cannot be placed
     let err = model
         .forward(&golden_batch(&g), &[], &[], Logits::LastToken)
@@ -318,6 +330,10 @@ fn original_molmo_flat_config_parses() {
     assert_eq!(t.intermediate_size, 18944);
     assert_eq!((t.vocab_size, t.embedding_rows()), (152064, 152192));
     assert!(t.qkv_bias && !t.o_bias && t.qk_norm.is_none() && !t.tie_word_embeddings);
+    let mut with_norms = cfg.clone();
+    with_norms["attention_layer_norm"] = serde_json::json!(true);
+    let normed = ModelConfig::from_json(&with_norms, std::path::Path::new("config.json")).unwrap();
+    assert_eq!(normed.text.qk_norm, Some(QkNorm::Full));
     assert_eq!(t.head_dim, 128);
     let Some(VisionFamily::Molmo(mc)) = &config.vision else {
         panic!("not Molmo");
@@ -366,4 +382,26 @@ fn parameter_count_matches_transformers() {
         model.num_params(),
         golden["n_params"].as_u64().unwrap() as usize
     );
+}
+
+/// A Molmo2 model saved by xlvlm (standard names, no fused tensors) loads back to the same
+/// logits.
+#[test]
+fn saved_checkpoint_loads_back_to_the_same_logits() {
+    let model = load("molmo2/hub_format");
+    let g = Golden::open("molmo2");
+    let dir = std::env::temp_dir().join(format!("xlvlm-molmo2-save-{}", std::process::id()));
+    model.save_checkpoint(&dir).unwrap();
+    std::fs::copy(fixture("molmo2/config.json"), dir.join("config.json")).unwrap();
+    let reloaded = Vlm::<B>::load_dir(&dir, WeightDType::F32, &device()).unwrap();
+    let out = reloaded
+        .forward_pooled(&golden_batch(&g), &pooling(&g), &[], &[], Logits::All)
+        .unwrap();
+    assert_close(
+        "reloaded molmo2 logits",
+        &to_f32(out.logits.unwrap()),
+        &g.f32("logits").1,
+        TOL,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

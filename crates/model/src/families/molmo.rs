@@ -349,13 +349,11 @@ fn rope_type(t: &Map<String, Value>) -> String {
 /// LM head's vocabulary, `additional_vocab_size` the extra input rows, `qkv_bias`,
 /// `layer_norm_eps`, `weight_tying`.
 fn molmo_text(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
-    for (key, supported) in [("norm_after", false), ("attention_layer_norm", false)] {
-        if bool_field(obj, key, false) != supported {
-            return Err(ModelError::config(
-                path,
-                format!("{key} = {} is not supported", !supported),
-            ));
-        }
+    if bool_field(obj, "norm_after", false) {
+        return Err(ModelError::config(
+            path,
+            "norm_after = true (post-norm blocks) is not supported",
+        ));
     }
     if let Some(kind) = str_field(obj, "layer_norm_type")
         && kind != "rms"
@@ -391,7 +389,44 @@ fn molmo_text(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
     t.remove("sliding_window");
     let mut text = text_config(&t, path)?;
     text.extra_vocab = usize_field(obj, "additional_vocab_size", 128, path)?;
+    // `attention_layer_norm`: RMSNorms over the whole query and key projections
+    text.qk_norm = bool_field(obj, "attention_layer_norm", false).then_some(QkNorm::Full);
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_embedding_rows_follow_the_padded_fraction() {
+        assert_eq!(
+            pad_weights(&[0.0, 0.25, 1.0, 0.999]),
+            vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn molmo_module_names_map_to_hook_names() {
+        for (name, want) in [
+            ("model.transformer.blocks.27", Some("lm.layers.27")),
+            (
+                "model.transformer.blocks.3.attn_out",
+                Some("lm.layers.3.attn"),
+            ),
+            ("model.transformer.blocks.3.ff_out", Some("lm.layers.3.mlp")),
+            (
+                "model.transformer.blocks.3.self_attn",
+                Some("lm.layers.3.self_attn"),
+            ),
+            ("model.transformer.ln_f", Some("lm.norm")),
+            ("model.transformer.ln_fx", None),
+            ("model.vision_backbone.image_projector", Some("projector")),
+            ("model.layers.3", None),
+        ] {
+            assert_eq!(hook_alias(name).as_deref(), want, "{name}");
+        }
+    }
 }
 
 /// Adds views under the standard names (see the module documentation) to a checkpoint in the
@@ -528,6 +563,23 @@ pub fn present_standard_names(ckpt: &mut Checkpoint, config: &ModelConfig) -> Re
     Ok(())
 }
 
+/// Per patch, how much of each `pad_embed` row it gets: `[1, 0]` when it is all padding
+/// (mask 0), `[0, 1]` when it is partly padding (mask strictly between 0 and 1), else nothing.
+fn pad_weights(masks: &[f32]) -> Vec<f32> {
+    masks
+        .iter()
+        .flat_map(|&m| {
+            if m == 0.0 {
+                [1.0, 0.0]
+            } else if m < 1.0 {
+                [0.0, 1.0]
+            } else {
+                [0.0, 0.0]
+            }
+        })
+        .collect()
+}
+
 /// Molmo's module names (the original ones, which Molmo2 checkpoints keep, and transformers'
 /// Molmo2 ones that the shared aliases do not cover) as stable hook names.
 pub(crate) fn hook_alias(name: &str) -> Option<String> {
@@ -620,11 +672,18 @@ fn rename(ckpt: &mut Checkpoint, source: &str, target: &str) -> Result<()> {
 
 /// Which patches each image token pools: `index` is `[tokens, window]` row-major, an index into
 /// the patches of all crops of the batch (crop-major, then the crop's patches row-major), `-1`
-/// for an empty slot. What transformers' Molmo2 processor returns as `image_token_pooling`.
+/// for an empty slot. What transformers' Molmo2 processor returns as `image_token_pooling`; for
+/// the original Molmo, whose processor returns `image_input_idx`, the 2x2 windows of each crop
+/// whose token is used, in the order of the image tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatchPooling {
     pub index: Vec<i64>,
     pub shape: [usize; 2],
+    /// The original Molmo's `image_masks`: per patch of every crop (crop-major), the fraction of
+    /// it that shows the image rather than padding. Its checkpoints add a learned `pad_embed`
+    /// row to patches that are all padding (0) or partly padding (between 0 and 1); Molmo2 has
+    /// no such embedding and takes `None`.
+    pub image_masks: Option<Vec<f32>>,
 }
 
 /// The ViT, the pooling attention and the projector.
@@ -637,6 +696,8 @@ pub struct MolmoVision<B: Backend> {
     position_embedding: Tensor<B, 2>,
     pre_layernorm: Option<LayerNorm<B>>,
     encoder: VitEncoder<B>,
+    /// The original Molmo's `pad_embed`: `[2, pooled width]`, rows for all- and part-padding.
+    pad_embed: Option<Tensor<B, 2>>,
     pool_q: Linear<B>,
     pool_k: Linear<B>,
     pool_v: Linear<B>,
@@ -697,6 +758,13 @@ impl<B: Backend> MolmoVision<B> {
         };
         let encoder = VitEncoder::load(ckpt, c, VIT, dtype, device)?;
         let pool_in = h * mc.feature_layers.len();
+        // the original Molmo marks padded patches with learned embeddings; Molmo2 has none
+        let pad_name = format!("{BACKBONE}pad_embed");
+        let pad_embed = if mc.class_token || ckpt.shape_of(&pad_name).is_some() {
+            Some(ckpt.tensor(&pad_name, [2, pool_in], dtype, device)?)
+        } else {
+            None
+        };
         let pooling = format!("{BACKBONE}image_pooling_2d.");
         let linear = |name: &str, inp: usize, out: usize, bias: bool| {
             Linear::load(ckpt, name, inp, out, bias, dtype, device)
@@ -720,6 +788,7 @@ impl<B: Backend> MolmoVision<B> {
             + positions * h
             + pre_layernorm.as_ref().map_or(0, |_| 2 * h)
             + encoder.num_params
+            + pad_embed.as_ref().map_or(0, |_| 2 * pool_in)
             + [
                 &pool_q, &pool_k, &pool_v, &pool_o, &proj_w1, &proj_w2, &proj_w3,
             ]
@@ -734,6 +803,7 @@ impl<B: Backend> MolmoVision<B> {
             position_embedding,
             pre_layernorm,
             encoder,
+            pad_embed,
             pool_q,
             pool_k,
             pool_v,
@@ -774,6 +844,9 @@ impl<B: Backend> MolmoVision<B> {
             norm.visit(f);
         }
         self.encoder.visit(f);
+        if let Some(pad) = &self.pad_embed {
+            visit_tensor(f, &format!("{BACKBONE}pad_embed"), pad);
+        }
         for linear in [
             &self.pool_q,
             &self.pool_k,
@@ -813,13 +886,19 @@ impl<B: Backend> MolmoVision<B> {
             Some(n) => Some(n.map(f)?),
             None => None,
         };
+        let encoder = self.encoder.map(f)?;
+        let pad_embed = match self.pad_embed {
+            Some(p) => Some(map_tensor(f, &format!("{BACKBONE}pad_embed"), p)?),
+            None => None,
+        };
         Ok(Self {
             patch_weight,
             patch_bias,
             class_embedding,
             position_embedding,
             pre_layernorm,
-            encoder: self.encoder.map(f)?,
+            encoder,
+            pad_embed,
             pool_q: self.pool_q.map(f)?,
             pool_k: self.pool_k.map(f)?,
             pool_v: self.pool_v.map(f)?,
@@ -896,7 +975,37 @@ impl<B: Backend> MolmoVision<B> {
         };
         let features = Tensor::cat(states, 2);
         let [crops, patches, width] = features.dims();
-        let flat = features.reshape([crops * patches, width]);
+        let mut flat = features.reshape([crops * patches, width]);
+        match (&self.pad_embed, &pooling.image_masks) {
+            (Some(pad), Some(masks)) => {
+                if masks.len() != crops * patches {
+                    return Err(ModelError::Input(format!(
+                        "image_masks hold {} values, the {crops} crops have {} patches",
+                        masks.len(),
+                        crops * patches
+                    )));
+                }
+                let weights = pad_weights(masks);
+                let device = flat.device();
+                let weights = Tensor::<B, 2>::from_data(
+                    TensorData::new(weights, [crops * patches, 2]),
+                    (&device, flat.dtype()),
+                );
+                flat = flat + weights.matmul(pad.clone());
+            }
+            (Some(_), None) => {
+                return Err(ModelError::Input(
+                    "this Molmo checkpoint has pad embeddings: its images need the processor's image_masks".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ModelError::Input(
+                    "image_masks were given to a Molmo checkpoint without pad embeddings (Molmo2)"
+                        .into(),
+                ));
+            }
+            (None, None) => {}
+        }
         let [tokens, window] = pooling.shape;
         if pooling.index.len() != tokens * window {
             return Err(ModelError::Input(format!(
