@@ -723,6 +723,14 @@ def run_one(name, out_root, image, report):
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
     if name in ("idefics3", "smolvlm"):
         padded_image_goldens(model2, inputs, golden)
+        # the PIL backend too (`input.pixel_values` come from the default torchvision one; the two
+        # differ by up to 2 uint8 steps), so preprocessing can be checked against either
+        from transformers import AutoImageProcessor
+        pil = AutoImageProcessor.from_pretrained(d, use_fast=False)
+        assert type(pil).__name__.endswith("Pil"), type(pil).__name__
+        pil_out = pil([[image]], return_tensors="pt")
+        golden["input_pil.pixel_values"] = pil_out["pixel_values"].contiguous()
+        golden["input_pil.pixel_attention_mask"] = pil_out["pixel_attention_mask"].contiguous()
     save_file(golden, os.path.join(d, "golden.safetensors"),
               metadata={"model": name, "seed": str(SEED), "dtype": str(DTYPE), "transformers": transformers.__version__})
 

@@ -7,6 +7,7 @@ use image::DynamicImage;
 
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{ProcessorError, Result, read_json};
+use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
 use crate::tokenizer::{Padding, TextTokenizer};
@@ -15,11 +16,26 @@ use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 /// One preprocessed image and the text that replaces its placeholder in the prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessedImage {
-    /// Values in the layout the vision tower takes (for LLaVA: `[3, H, W]`).
+    /// Values in the layout the vision tower takes: `[3, H, W]` for one picture (LLaVA), or
+    /// `[tiles, 3, H, W]` for an image split into tiles (Idefics3: crops, then the global image).
     pub pixel_values: Vec<f32>,
     pub shape: Vec<usize>,
     /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
     pub placeholder: String,
+}
+
+impl ProcessedImage {
+    /// The shape as `[tiles, channels, height, width]` (one tile for a 3-d shape).
+    fn tiles_shape(&self) -> Result<[usize; 4]> {
+        match *self.shape.as_slice() {
+            [c, h, w] => Ok([1, c, h, w]),
+            [t, c, h, w] => Ok([t, c, h, w]),
+            _ => Err(ProcessorError::Input(format!(
+                "a preprocessed image has shape {:?}; expected [channels, height, width] or [tiles, channels, height, width]",
+                self.shape
+            ))),
+        }
+    }
 }
 
 /// The image side of a model family's processor. A family (LLaVA, Qwen2-VL, Idefics, Molmo) is
@@ -69,13 +85,14 @@ pub enum TokenRole {
     Image,
 }
 
-/// Pixel values of all images of a batch, stacked.
+/// Pixel values of all images of a batch, stacked: what the model takes as `pixel_values`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelBatch {
     pub data: Vec<f32>,
-    /// `[images, ...per-image shape]` (LLaVA: `[N, 3, H, W]`).
+    /// `[entries, 3, H, W]`: one entry per image (LLaVA), or per tile of a split image (Idefics3:
+    /// each image's crops, then its global image), images in prompt order, samples in order.
     pub shape: Vec<usize>,
-    /// For each image, the batch row (sample) it belongs to.
+    /// For each entry, the batch row (sample) it belongs to.
     pub sample_of_image: Vec<usize>,
 }
 
@@ -155,9 +172,17 @@ type PipelineBuilder = fn(&CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>
 /// The families this crate implements: (`processor_class`, `model_type`, builder). A family is
 /// recognised by the processor class in the processor files, or by `config.json`'s model type
 /// when no class is named.
-const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[("LlavaProcessor", "llava", |files| {
-    Ok(Box::new(LlavaImages::from_checkpoint(files)?))
-})];
+const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
+    ("LlavaProcessor", "llava", |files| {
+        Ok(Box::new(LlavaImages::from_checkpoint(files)?))
+    }),
+    ("Idefics3Processor", "idefics3", |files| {
+        Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
+    }),
+    ("SmolVLMProcessor", "smolvlm", |files| {
+        Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
+    }),
+];
 
 fn image_pipeline_for(files: &CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>> {
     let class = files
@@ -360,7 +385,8 @@ impl Processor {
         let mut rows: Vec<Vec<u32>> = Vec::with_capacity(samples.len());
         let mut prompts = Vec::with_capacity(samples.len());
         let mut pixel_data = Vec::new();
-        let mut image_shape: Option<Vec<usize>> = None;
+        // [channels, height, width] of every entry (image or tile)
+        let mut entry_shape: Option<[usize; 3]> = None;
         let mut sample_of_image = Vec::new();
         for (index, sample) in samples.iter().enumerate() {
             let (text, add_special) = match &sample.prompt {
@@ -380,18 +406,19 @@ impl Processor {
                 }
             };
             let expanded = self.expand_placeholders(index, &text, &sample.images, |img| {
-                match &image_shape {
-                    Some(s) if *s != img.shape => {
+                let [tiles, c, h, w] = img.tiles_shape()?;
+                match &entry_shape {
+                    Some(s) if *s != [c, h, w] => {
                         return Err(ProcessorError::Input(format!(
                             "sample {index}: image shape {:?} differs from {:?} of earlier images",
                             img.shape, s
                         )));
                     }
                     Some(_) => {}
-                    None => image_shape = Some(img.shape.clone()),
+                    None => entry_shape = Some([c, h, w]),
                 }
                 pixel_data.extend_from_slice(&img.pixel_values);
-                sample_of_image.push(index);
+                sample_of_image.extend(std::iter::repeat_n(index, tiles));
                 Ok(())
             })?;
             rows.push(self.tokenizer.encode(&expanded, add_special)?);
@@ -428,7 +455,7 @@ impl Processor {
             }
             lengths.push(row.len());
         }
-        let pixel_values = image_shape.map(|shape| {
+        let pixel_values = entry_shape.map(|shape| {
             let mut full = vec![sample_of_image.len()];
             full.extend(shape);
             PixelBatch {
