@@ -6,7 +6,9 @@
 //!   `chat_template.jinja` or `tokenizer_config.json`, in that order) rendered by minijinja,
 //!   configured like transformers' jinja2 environment.
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate;
-//!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image.
+//!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image;
+//!   [`Molmo2ImageConfig`]: Molmo2's low-res view, overlapping crops, patch pooling and image
+//!   token layout.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
 //!   renders, preprocesses, expands image placeholders and pads ([`Batch`]: ids, attention
 //!   mask, [`TokenRole`] per position, stacked pixel values);
@@ -43,6 +45,7 @@ mod error;
 mod idefics3;
 mod image;
 mod llava;
+mod molmo;
 mod processor;
 mod strftime;
 mod tokenizer;
@@ -55,6 +58,7 @@ pub use crate::image::{
     ClipImageConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelValues, ResizeTo, load_image,
 };
 pub use crate::llava::LlavaImages;
+pub use crate::molmo::{Molmo2Image, Molmo2ImageConfig};
 pub use crate::processor::{
     Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
     Prompt, Sample, TokenRole,
