@@ -31,6 +31,8 @@ struct Entry {
     /// Byte ranges `(file, range)` that follow `range`: a view made by [`Checkpoint::add_view`]
     /// that concatenates tensors along their first axis.
     more: Vec<(usize, (usize, usize))>,
+    /// Whether this is a view of stored tensors rather than a stored tensor.
+    is_view: bool,
 }
 
 /// Produces the values of a tensor from its checkpoint name and shape (row-major, f32).
@@ -109,6 +111,7 @@ impl Checkpoint {
                         shape: info.shape.clone(),
                         range: info.data_offsets,
                         more: Vec::new(),
+                        is_view: false,
                     },
                 );
             }
@@ -167,10 +170,11 @@ impl Checkpoint {
         self.init.is_some() || self.entries.contains_key(name)
     }
 
-    /// Total number of scalars in all tensors.
+    /// Total number of scalars in all stored tensors.
     pub fn num_scalars(&self) -> usize {
         self.entries
             .values()
+            .filter(|e| !e.is_view)
             .map(|e| e.shape.iter().product::<usize>())
             .sum()
     }
@@ -178,7 +182,7 @@ impl Checkpoint {
     /// How many tensors each stored dtype has (e.g. `{"F32": 40}`).
     pub fn dtype_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
-        for e in self.entries.values() {
+        for e in self.entries.values().filter(|e| !e.is_view) {
             *counts.entry(format!("{:?}", e.dtype)).or_insert(0) += 1;
         }
         counts
@@ -310,6 +314,7 @@ impl Checkpoint {
                         shape,
                         range,
                         more: Vec::new(),
+                        is_view: true,
                     });
                 }
                 Some(v) => {

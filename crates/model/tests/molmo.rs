@@ -405,3 +405,35 @@ fn saved_checkpoint_loads_back_to_the_same_logits() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inspect_describes_the_molmo_side_and_counts_every_parameter() {
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("molmo2").join("golden.json")).unwrap(),
+    )
+    .unwrap();
+    for rel in ["molmo2", "molmo2/hub_format"] {
+        let info = xlvlm_model::inspect(fixture(rel).to_str().unwrap()).unwrap();
+        let text = info.to_string();
+        for needle in [
+            "Molmo (ViT",
+            "ViT 3 layers, hidden 64",
+            "layers [-1, -3] concatenated (128 wide) -> attention pooling 2x2",
+            "added to the patch tokens",
+            "12 input-only embedding rows",
+            "bidirectionally",
+            "vision.layers.2",
+            "projector",
+        ] {
+            assert!(
+                text.contains(needle),
+                "{rel}: missing {needle:?} in:\n{text}"
+            );
+        }
+        assert_eq!(
+            info.num_params,
+            golden["n_params"].as_u64().unwrap() as usize,
+            "{rel}"
+        );
+    }
+}
