@@ -300,6 +300,8 @@ impl ModelConfig {
                 .cloned()
                 .unwrap_or_default()
         };
+        // Molmo's decoder config is read by its family module (names and fusions differ)
+        let mut molmo_text = None;
         let (text_obj, vision) = match model_type.as_str() {
             "llava" => (
                 sub("text_config"),
@@ -324,27 +326,14 @@ impl ModelConfig {
             }
             "molmo2" | "molmo" => {
                 let (text, vision) = crate::families::molmo::parse_config(obj, &model_type, path)?;
-                let mut text_obj = sub("text_config");
-                if model_type == "molmo" {
-                    text_obj = obj.clone();
-                }
-                let pick = |key: &str| -> Result<Vec<u32>> {
-                    let own = token_ids(&text_obj, key, path)?;
-                    if own.is_empty() {
-                        token_ids(obj, key, path)
-                    } else {
-                        Ok(own)
-                    }
+                molmo_text = Some(text);
+                // the original Molmo's config is flat
+                let text_obj = if model_type == "molmo" {
+                    obj.clone()
+                } else {
+                    sub("text_config")
                 };
-                return Ok(Self {
-                    model_type,
-                    text,
-                    vision: Some(VisionFamily::Molmo(vision)),
-                    dtype: dtype.or(dtype_of(&text_obj, path)?),
-                    bos_token_id: pick("bos_token_id")?.first().copied(),
-                    eos_token_ids: pick("eos_token_id")?,
-                    pad_token_id: pick("pad_token_id")?.first().copied(),
-                });
+                (text_obj, Some(VisionFamily::Molmo(vision)))
             }
             "llama" | "mistral" | "qwen2" => (obj.clone(), None),
             "" => {
@@ -360,7 +349,10 @@ impl ModelConfig {
                 ));
             }
         };
-        let mut text = text_config(&text_obj, path)?;
+        let mut text = match molmo_text {
+            Some(text) => text,
+            None => text_config(&text_obj, path)?,
+        };
         // tie_word_embeddings may sit at the top level of a multimodal config
         if vision.is_some()
             && let Some(tied) = obj.get("tie_word_embeddings").and_then(Value::as_bool)
