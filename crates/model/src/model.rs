@@ -87,8 +87,10 @@ pub enum Logits {
     All,
 }
 
-/// Activations captured for one [`CaptureSpec`]: one row per batch row (text hooks) or per image
-/// (vision hooks, in batch order).
+/// Activations captured for one [`CaptureSpec`]: one row per batch row. On vision hooks a row
+/// holds the vision positions of that row's images (or tiles, for Idefics3) one image after
+/// another, positions counting on across them (image `k` of a row, position `p` of its vision
+/// sequence of length `n`: `k * n + p`); a row without images has none.
 pub struct Captured<B: Backend> {
     pub spec: CaptureSpec,
     pub rows: Vec<CapturedRow<B>>,
@@ -176,11 +178,14 @@ pub struct Vlm<B: Backend> {
     vision: Option<VisionSide<B>>,
 }
 
-/// Per-position bookkeeping of the chunk of tokens being run.
+/// Per-position bookkeeping of the tensor a hook sees.
 struct Chunk {
-    /// `[batch][seq]`, `None` for padding.
+    /// `[rows][seq]`, `None` for padding.
     metas: Vec<Vec<Option<PositionMeta>>>,
     prompt_lens: Vec<usize>,
+    /// The batch row each row of the tensor belongs to, when they differ (vision hooks: one
+    /// tensor row per image); `None`: row `r` is batch row `r`.
+    owners: Option<Vec<usize>>,
 }
 
 impl Chunk {
@@ -213,21 +218,14 @@ struct Recorder<B: Backend> {
 }
 
 impl<B: Backend> Recorder<B> {
-    fn new(specs: &[CaptureSpec], text_rows: usize, images: usize) -> Self {
-        let rows = |s: &CaptureSpec| {
-            if s.hook.is_vision() {
-                images
-            } else {
-                text_rows
-            }
-        };
+    fn new(specs: &[CaptureSpec], rows: usize) -> Self {
         Self {
             specs: specs.to_vec(),
             pieces: specs
                 .iter()
-                .map(|s| (0..rows(s)).map(|_| Vec::new()).collect())
+                .map(|_| (0..rows).map(|_| Vec::new()).collect())
                 .collect(),
-            metas: specs.iter().map(|s| vec![Vec::new(); rows(s)]).collect(),
+            metas: specs.iter().map(|_| vec![Vec::new(); rows]).collect(),
         }
     }
 
@@ -550,6 +548,7 @@ impl<B: Backend> Vlm<B> {
                 continue;
             }
             for row in 0..rows {
+                let owner = chunk.owners.as_ref().map_or(row, |o| o[row]);
                 let picked = chunk.selected(&spec.positions, row);
                 if picked.is_empty() {
                     continue;
@@ -566,8 +565,8 @@ impl<B: Backend> Vlm<B> {
                     .narrow(0, row, 1)
                     .reshape([seq, width])
                     .select(0, index);
-                pieces[ci][row].push(values);
-                metas[ci][row].extend(
+                pieces[ci][owner].push(values);
+                metas[ci][owner].extend(
                     picked
                         .iter()
                         .map(|&s| chunk.metas[row][s].expect("selected positions are real tokens")),
@@ -590,17 +589,19 @@ impl<B: Backend> Vlm<B> {
             .vision
             .as_ref()
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
-        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
-        self.run_vision(vision, pixels, pixel_attention_mask, &[], &mut rec)
+        let mut rec = Recorder::new(&[], 0);
+        let owners = vec![0; pixels.shape[0]];
+        self.run_vision(vision, pixels, pixel_attention_mask, &owners, &[], &mut rec)
     }
 
     /// The family's encoder and connector on `pixel_values`, with vision hooks: image features
-    /// `[images, tokens, hidden]`.
+    /// `[images, tokens, hidden]`. `owners[k]` is the batch row of image `k`.
     fn run_vision(
         &self,
         vision: &VisionSide<B>,
         pixels: &PixelValues,
         pixel_attention_mask: Option<&[bool]>,
+        owners: &[usize],
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
     ) -> Result<Tensor<B, 3>> {
@@ -624,22 +625,30 @@ impl<B: Backend> Vlm<B> {
             .unwrap_or(0);
         let input = vision.embed(px, pixel_attention_mask)?;
         let mut x = input.hidden;
-        let images = pixels.shape[0];
-        let vision_chunk = |seq: usize| Chunk {
-            metas: (0..images)
-                .map(|_| {
+        // positions count on across the images of a batch row
+        let vision_chunk = |seq: usize| {
+            let mut before = vec![0; owners.iter().max().map_or(0, |&m| m + 1)];
+            let mut metas = Vec::with_capacity(owners.len());
+            for &row in owners {
+                let first = before[row] * seq;
+                before[row] += 1;
+                metas.push(
                     (0..seq)
-                        .map(|position| {
+                        .map(|p| {
                             Some(PositionMeta {
-                                position,
+                                position: first + p,
                                 role: TokenRole::Image,
                                 token_id: None,
                             })
                         })
-                        .collect()
-                })
-                .collect(),
-            prompt_lens: vec![seq; images],
+                        .collect(),
+                );
+            }
+            Chunk {
+                metas,
+                prompt_lens: owners.iter().map(|&row| before[row] * seq).collect(),
+                owners: Some(owners.to_vec()),
+            }
         };
         let seq = x.dims()[1];
         let chunk = vision_chunk(seq);
@@ -751,7 +760,11 @@ impl<B: Backend> Vlm<B> {
             positions.push(row_pos);
             prompt_lens.push(next);
         }
-        let chunk = Chunk { metas, prompt_lens };
+        let chunk = Chunk {
+            metas,
+            prompt_lens,
+            owners: None,
+        };
         // padding ids are looked up too (their rows are masked out), so keep them in range
         let vocab = self.config.text.vocab_size as u32;
         let lookup: Vec<Vec<u32>> = batch
@@ -766,14 +779,25 @@ impl<B: Backend> Vlm<B> {
         let mut embeds = self.text.embed(&lookup, &self.device);
         match (&self.vision, &batch.pixel_values) {
             (Some(vision), Some(pixels)) => {
-                let features = self.run_vision(vision, pixels, None, interventions, rec)?;
-                let [images, tokens, hidden] = features.dims();
+                let images = pixels.shape[0];
+                let tokens = self
+                    .config
+                    .vision
+                    .as_ref()
+                    .map_or(0, |v| v.image_tokens_per_image());
                 if image_slots.len() != images * tokens {
                     return Err(ModelError::Input(format!(
                         "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
                         image_slots.len()
                     )));
                 }
+                // image k fills the slots k * tokens.., which lie in one batch row
+                let owners: Vec<usize> =
+                    (0..images).map(|k| image_slots[k * tokens] / seq).collect();
+                let features =
+                    self.run_vision(vision, pixels, None, &owners, interventions, rec)?;
+                let hidden = features.dims()[2];
+                debug_assert_eq!(features.dims()[..2], [images, tokens]);
                 // one gather from [text embeddings; image features] puts every feature in its slot
                 let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
                 for (k, &slot) in image_slots.iter().enumerate() {
@@ -855,10 +879,6 @@ impl<B: Backend> Vlm<B> {
         })
     }
 
-    fn images_in(batch: &Batch) -> usize {
-        batch.pixel_values.as_ref().map_or(0, |p| p.shape[0])
-    }
-
     /// One forward pass over the batch with captures and interventions (interventions at a hook
     /// act before captures at the same hook read it). With [`Logits::None`] the decoder stops
     /// after the last layer that a capture or intervention touches.
@@ -870,7 +890,7 @@ impl<B: Backend> Vlm<B> {
         logits: Logits,
     ) -> Result<ForwardOutput<B>> {
         let prepared = self.prepare(captures, interventions)?;
-        let mut rec = Recorder::new(captures, batch.input_ids.len(), Self::images_in(batch));
+        let mut rec = Recorder::new(captures, batch.input_ids.len());
         let num_layers = self.config.text.num_layers;
         let touches_norm = captures
             .iter()
@@ -987,7 +1007,7 @@ impl<B: Backend> Vlm<B> {
     ) -> Result<Generation<B>> {
         let prepared = self.prepare(captures, interventions)?;
         let rows = batch.input_ids.len();
-        let mut rec = Recorder::new(captures, rows, Self::images_in(batch));
+        let mut rec = Recorder::new(captures, rows);
         let num_layers = self.config.text.num_layers;
         let eos = options
             .eos_token_ids
@@ -1068,6 +1088,7 @@ impl<B: Backend> Vlm<B> {
             let chunk = Chunk {
                 metas,
                 prompt_lens: prompt_lens.clone(),
+                owners: None,
             };
             let tensors = self.text.chunk_tensors(
                 &positions,

@@ -5,7 +5,8 @@ mod common;
 
 use common::{B, Golden, assert_close, device, fixture, to_f32};
 use xlvlm_model::{
-    Batch, HookPoint, Logits, ModelConfig, PixelValues, VisionFamily, Vlm, WeightDType, inspect,
+    Batch, CaptureSpec, HookPoint, Logits, ModelConfig, PixelValues, Positions, TokenRole,
+    VisionFamily, Vlm, WeightDType, inspect,
 };
 
 fn load(rel: &str) -> Vlm<B> {
@@ -204,4 +205,60 @@ fn tiles_must_match_the_image_tokens() {
         .unwrap()
         .to_string();
     assert!(err.contains("multiples of the patch size 14"), "{err}");
+}
+
+/// Vision captures have one row per prompt: its 5 tiles one after another, positions counting
+/// on (16 patches per tile at the encoder, 4 tokens per tile after the connector).
+#[test]
+fn vision_captures_group_a_prompts_tiles() {
+    let model = load("smolvlm");
+    let g = Golden::open("smolvlm");
+    let capture = |hook, positions| CaptureSpec { hook, positions };
+    let out = model
+        .forward(
+            &golden_batch(&g),
+            &[
+                capture(HookPoint::VisionLayer(1), Positions::All),
+                capture(HookPoint::Projector, Positions::All),
+                capture(HookPoint::VisionLayer(0), Positions::Index(-1)),
+                capture(
+                    HookPoint::VisionLayer(0),
+                    Positions::Range {
+                        start: 16,
+                        end: Some(18),
+                    },
+                ),
+            ],
+            &[],
+            Logits::None,
+        )
+        .unwrap();
+    for (c, (want_positions, golden)) in out.captures.iter().zip([
+        ((0..80).collect::<Vec<usize>>(), "vision.layer_output.1"),
+        ((0..20).collect(), "image_features"),
+    ]) {
+        assert_eq!(c.rows.len(), 1, "{}", c.spec.hook);
+        let row = &c.rows[0];
+        let positions: Vec<usize> = row.positions.iter().map(|m| m.position).collect();
+        assert_eq!(positions, want_positions, "{}", c.spec.hook);
+        assert!(row.positions.iter().all(|m| m.role == TokenRole::Image));
+        assert_close(golden, &row.to_f32(), &g.f32(golden).1, 1e-4);
+    }
+    // the last position is the global image's last patch; a range reaches into the second tile
+    let layer0 = &g.f32("vision.layer_output.0").1;
+    let last = &out.captures[2].rows[0];
+    assert_eq!(last.positions[0].position, 79);
+    assert_close(
+        "last patch",
+        &last.to_f32(),
+        &layer0[79 * 64..80 * 64],
+        1e-4,
+    );
+    let range = &out.captures[3].rows[0];
+    assert_close(
+        "second tile",
+        &range.to_f32(),
+        &layer0[16 * 64..18 * 64],
+        1e-4,
+    );
 }
