@@ -1,4 +1,4 @@
-//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics3, SmolVLM) and Llama-family language
+//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM) and Llama-family language
 //! models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face checkpoints, with hooks to
 //! capture and change activations.
 //!
@@ -56,8 +56,9 @@ mod weights;
 pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
-    FeatureSelect, Idefics3Config, LlavaConfig, ModelConfig, RopeScaling, SUPPORTED_MODEL_TYPES,
-    TextConfig, TextFamily, VisionConfig, VisionFamily, WeightDType,
+    FeatureSelect, Idefics2Config, Idefics3Config, LlavaConfig, ModelConfig, PerceiverConfig,
+    RopeScaling, SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily,
+    WeightDType,
 };
 pub use error::{ModelError, Result};
 pub use hooks::{

@@ -300,7 +300,7 @@ impl<B: Backend> Vlm<B> {
             Some(family) => Some(VisionSide::load(
                 ckpt,
                 family,
-                config.text.hidden_size,
+                &config.text,
                 burn_dtype,
                 device,
             )?),
@@ -661,7 +661,7 @@ impl<B: Backend> Vlm<B> {
             }
         }
         let selected = selected.expect("the selected vision layer ran");
-        let features = vision.connect(selected)?;
+        let features = vision.connect(selected, input.real.as_deref())?;
         let chunk = vision_chunk(features.dims()[1]);
         Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
     }

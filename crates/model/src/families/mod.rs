@@ -20,22 +20,26 @@
 //!   model's weights live in `weights.rs` (`LM_PREFIXES`);
 //! * parity tests against a transformers fixture (`tools/refgen/make_tiny_refs.py`).
 
+pub mod idefics2;
 pub mod idefics3;
 pub mod llava;
+pub mod siglip;
 
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
 
-use crate::config::VisionFamily;
+use crate::config::{TextConfig, VisionFamily};
 use crate::error::{ModelError, Result};
 use crate::nn::{ParamMapper, ParamVisitor};
 use crate::weights::Checkpoint;
 
+use idefics2::Idefics2Vision;
 use idefics3::Idefics3Vision;
 use llava::LlavaVision;
 
 /// A loaded vision side.
 pub enum VisionSide<B: Backend> {
     Llava(LlavaVision<B>),
+    Idefics2(Idefics2Vision<B>),
     Idefics3(Idefics3Vision<B>),
 }
 
@@ -45,19 +49,26 @@ pub struct VisionInput<B: Backend> {
     pub hidden: Tensor<B, 3>,
     /// `[images, heads, seq, seq]`, true where a key is padding; `None` when nothing is padded.
     pub key_mask: Option<Tensor<B, 4, Bool>>,
+    /// Which positions are real (`[images * seq]`), for a connector that attends over them;
+    /// `None` when all are.
+    pub real: Option<Vec<bool>>,
 }
 
 impl<B: Backend> VisionSide<B> {
     pub fn load(
         ckpt: &Checkpoint,
         family: &VisionFamily,
-        text_hidden: usize,
+        text: &TextConfig,
         dtype: DType,
         device: &B::Device,
     ) -> Result<Self> {
+        let text_hidden = text.hidden_size;
         Ok(match family {
             VisionFamily::Llava(c) => {
                 Self::Llava(LlavaVision::load(ckpt, c, text_hidden, dtype, device)?)
+            }
+            VisionFamily::Idefics2(c) => {
+                Self::Idefics2(Idefics2Vision::load(ckpt, c, text, dtype, device)?)
             }
             VisionFamily::Idefics3(c) => {
                 Self::Idefics3(Idefics3Vision::load(ckpt, c, text_hidden, dtype, device)?)
@@ -69,6 +80,7 @@ impl<B: Backend> VisionSide<B> {
     pub fn num_params(&self) -> usize {
         match self {
             Self::Llava(v) => v.num_params,
+            Self::Idefics2(v) => v.num_params,
             Self::Idefics3(v) => v.num_params,
         }
     }
@@ -76,6 +88,7 @@ impl<B: Backend> VisionSide<B> {
     pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
         match self {
             Self::Llava(v) => v.visit(f),
+            Self::Idefics2(v) => v.visit(f),
             Self::Idefics3(v) => v.visit(f),
         }
     }
@@ -83,15 +96,17 @@ impl<B: Backend> VisionSide<B> {
     pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
         Ok(match self {
             Self::Llava(v) => Self::Llava(v.map(f)?),
+            Self::Idefics2(v) => Self::Idefics2(v.map(f)?),
             Self::Idefics3(v) => Self::Idefics3(v.map(f)?),
         })
     }
 
     /// How many encoder layers produce the state the connector reads (LLaVA reads
-    /// `vision_feature_layer`, Idefics3 the last layer).
+    /// `vision_feature_layer`, Idefics2/3 the last layer).
     pub fn layers_needed(&self) -> usize {
         match self {
             Self::Llava(v) => v.config.vision_layers_needed(),
+            Self::Idefics2(v) => v.config.vision.num_layers,
             Self::Idefics3(v) => v.config.vision.num_layers,
         }
     }
@@ -115,15 +130,11 @@ impl<B: Backend> VisionSide<B> {
                 Ok(VisionInput {
                     hidden: v.embed(pixel_values)?,
                     key_mask: None,
+                    real: None,
                 })
             }
-            Self::Idefics3(v) => {
-                let embedded = v.embed(pixel_values, pixel_attention_mask)?;
-                Ok(VisionInput {
-                    hidden: embedded.hidden,
-                    key_mask: embedded.key_mask,
-                })
-            }
+            Self::Idefics2(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
+            Self::Idefics3(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
         }
     }
 
@@ -136,16 +147,29 @@ impl<B: Backend> VisionSide<B> {
     ) -> Tensor<B, 3> {
         match self {
             Self::Llava(v) => v.layer(i, x, key_mask),
+            Self::Idefics2(v) => v.layer(i, x, key_mask),
             Self::Idefics3(v) => v.layer(i, x, key_mask),
         }
     }
 
     /// Step 3: the state after layer `layers_needed() - 1` (or the embeddings when no layer is
-    /// needed) to image features `[images, tokens, text hidden]`.
-    pub fn connect(&self, hidden: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+    /// needed) to image features `[images, tokens, text hidden]`; `real` is
+    /// [`VisionInput::real`].
+    pub fn connect(&self, hidden: Tensor<B, 3>, real: Option<&[bool]>) -> Result<Tensor<B, 3>> {
         match self {
             Self::Llava(v) => Ok(v.connect(hidden)),
+            Self::Idefics2(v) => Ok(v.connect(hidden, real)),
             Self::Idefics3(v) => v.connect(hidden),
+        }
+    }
+}
+
+impl<B: Backend> From<siglip::Embedded<B>> for VisionInput<B> {
+    fn from(e: siglip::Embedded<B>) -> Self {
+        Self {
+            hidden: e.hidden,
+            key_mask: e.key_mask,
+            real: e.patch_mask,
         }
     }
 }
