@@ -6,7 +6,8 @@
 //!   `chat_template.jinja` or `tokenizer_config.json`, in that order) rendered by minijinja,
 //!   configured like transformers' jinja2 environment.
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate;
-//!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image.
+//!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image;
+//!   [`Idefics2ImageConfig`]: Idefics2's bounded resize.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
 //!   renders, preprocesses, expands image placeholders and pads ([`Batch`]: ids, attention
 //!   mask, [`TokenRole`] per position, stacked pixel values);
@@ -36,10 +37,11 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5, Idefics3, SmolVLM).
+//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM).
 
 mod chat;
 mod error;
+mod idefics2;
 mod idefics3;
 mod image;
 mod llava;
@@ -50,6 +52,7 @@ mod words;
 
 pub use crate::chat::{ChatTemplate, ChatTemplateSource, ContentPart, Message, MessageContent};
 pub use crate::error::{ProcessorError, Result};
+pub use crate::idefics2::{Idefics2ImageConfig, Idefics2Images};
 pub use crate::idefics3::{Idefics3ImageConfig, Idefics3Images, Tiles};
 pub use crate::image::{
     ClipImageConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelValues, ResizeTo, load_image,
