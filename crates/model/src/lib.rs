@@ -1,6 +1,6 @@
-//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM) and Llama-family language
-//! models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face checkpoints, with hooks to
-//! capture and change activations.
+//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM) and
+//! Llama-family language models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face
+//! checkpoints, with hooks to capture and change activations.
 //!
 //! ```no_run
 //! use burn::backend::Flex;

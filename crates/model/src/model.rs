@@ -166,8 +166,8 @@ pub struct Generation<B: Backend> {
     pub step_logits: Vec<Tensor<B, 2>>,
 }
 
-/// A vision-language model (LLaVA-1.5, Idefics3, SmolVLM) or a Llama-family text LM (a VLM
-/// without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
+/// A vision-language model (LLaVA-1.5, Idefics2, Idefics3, SmolVLM) or a Llama-family text LM
+/// (a VLM without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
 /// hooks and generation are shared.
 pub struct Vlm<B: Backend> {
     config: ModelConfig,
