@@ -1,6 +1,6 @@
-//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics3, SmolVLM) and Llama-family language
-//! models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face checkpoints, with hooks to
-//! capture and change activations.
+//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Molmo2, Molmo) and
+//! Llama-family language models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face
+//! checkpoints, with hooks to capture and change activations.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -26,6 +26,8 @@
 //! * [`Vlm::init`] / [`Vlm::visit_params`] / [`Vlm::map_params`] / [`Vlm::save_checkpoint`]:
 //!   a freshly initialised model, every weight by its checkpoint name (training runs the same
 //!   forward on burn's `Autodiff` backend), and saving in the checkpoint's key layout.
+//! * [`Vlm::forward_pooled`] / [`Vlm::generate_pooled`] / [`Vlm::image_features_pooled`]: the
+//!   same for Molmo, whose images also need the processor's [`PatchPooling`] (see `MOLMO.md`).
 //! * [`Vlm::image_features`]: the connector output for images alone (`get_image_features`),
 //!   with an optional `pixel_attention_mask` for padded Idefics images.
 //! * [`inspect`]: a checkpoint summary without loading weights.
@@ -56,8 +58,9 @@ mod weights;
 pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
-    FeatureSelect, Idefics3Config, LlavaConfig, ModelConfig, QkNorm, RopeScaling,
-    SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily, WeightDType,
+    FeatureSelect, Idefics2Config, Idefics3Config, LlavaConfig, ModelConfig, PerceiverConfig,
+    QkNorm, RopeScaling, SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily,
+    WeightDType,
 };
 pub use error::{ModelError, Result};
 pub use families::molmo::{MolmoConfig, PatchPooling};

@@ -88,8 +88,10 @@ pub enum Logits {
     All,
 }
 
-/// Activations captured for one [`CaptureSpec`]: one row per batch row (text hooks) or per image
-/// (vision hooks, in batch order).
+/// Activations captured for one [`CaptureSpec`]: one row per batch row. On vision hooks a row
+/// holds the vision positions of that row's images (or tiles, for Idefics3) one image after
+/// another, positions counting on across them (image `k` of a row, position `p` of its vision
+/// sequence of length `n`: `k * n + p`); a row without images has none.
 pub struct Captured<B: Backend> {
     pub spec: CaptureSpec,
     pub rows: Vec<CapturedRow<B>>,
@@ -165,8 +167,8 @@ pub struct Generation<B: Backend> {
     pub step_logits: Vec<Tensor<B, 2>>,
 }
 
-/// A vision-language model (LLaVA-1.5, Idefics3, SmolVLM) or a Llama-family text LM (a VLM
-/// without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
+/// A vision-language model (LLaVA-1.5, Idefics2, Idefics3, SmolVLM) or a Llama-family text LM
+/// (a VLM without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
 /// hooks and generation are shared.
 pub struct Vlm<B: Backend> {
     config: ModelConfig,
@@ -177,11 +179,14 @@ pub struct Vlm<B: Backend> {
     vision: Option<VisionSide<B>>,
 }
 
-/// Per-position bookkeeping of the chunk of tokens being run.
+/// Per-position bookkeeping of the tensor a hook sees.
 struct Chunk {
-    /// `[batch][seq]`, `None` for padding.
+    /// `[rows][seq]`, `None` for padding.
     metas: Vec<Vec<Option<PositionMeta>>>,
     prompt_lens: Vec<usize>,
+    /// The batch row each row of the tensor belongs to, when they differ (vision hooks: one
+    /// tensor row per image); `None`: row `r` is batch row `r`.
+    owners: Option<Vec<usize>>,
 }
 
 impl Chunk {
@@ -214,21 +219,14 @@ struct Recorder<B: Backend> {
 }
 
 impl<B: Backend> Recorder<B> {
-    fn new(specs: &[CaptureSpec], text_rows: usize, images: usize) -> Self {
-        let rows = |s: &CaptureSpec| {
-            if s.hook.is_vision() {
-                images
-            } else {
-                text_rows
-            }
-        };
+    fn new(specs: &[CaptureSpec], rows: usize) -> Self {
         Self {
             specs: specs.to_vec(),
             pieces: specs
                 .iter()
-                .map(|s| (0..rows(s)).map(|_| Vec::new()).collect())
+                .map(|_| (0..rows).map(|_| Vec::new()).collect())
                 .collect(),
-            metas: specs.iter().map(|s| vec![Vec::new(); rows(s)]).collect(),
+            metas: specs.iter().map(|_| vec![Vec::new(); rows]).collect(),
         }
     }
 
@@ -304,7 +302,7 @@ impl<B: Backend> Vlm<B> {
             Some(family) => Some(VisionSide::load(
                 ckpt,
                 family,
-                config.text.hidden_size,
+                &config.text,
                 burn_dtype,
                 device,
             )?),
@@ -552,6 +550,7 @@ impl<B: Backend> Vlm<B> {
                 continue;
             }
             for row in 0..rows {
+                let owner = chunk.owners.as_ref().map_or(row, |o| o[row]);
                 let picked = chunk.selected(&spec.positions, row);
                 if picked.is_empty() {
                     continue;
@@ -568,8 +567,8 @@ impl<B: Backend> Vlm<B> {
                     .narrow(0, row, 1)
                     .reshape([seq, width])
                     .select(0, index);
-                pieces[ci][row].push(values);
-                metas[ci][row].extend(
+                pieces[ci][owner].push(values);
+                metas[ci][owner].extend(
                     picked
                         .iter()
                         .map(|&s| chunk.metas[row][s].expect("selected positions are real tokens")),
@@ -592,8 +591,17 @@ impl<B: Backend> Vlm<B> {
             .vision
             .as_ref()
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
-        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
-        self.run_vision(vision, pixels, pixel_attention_mask, None, &[], &mut rec)
+        let mut rec = Recorder::new(&[], 0);
+        let owners = vec![0; pixels.shape[0]];
+        self.run_vision(
+            vision,
+            pixels,
+            pixel_attention_mask,
+            &owners,
+            None,
+            &[],
+            &mut rec,
+        )
     }
 
     /// Molmo's image features `[1, tokens, text hidden]`: the crops of every image in
@@ -607,17 +615,20 @@ impl<B: Backend> Vlm<B> {
             .vision
             .as_ref()
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
-        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
-        self.run_vision(vision, pixels, None, Some(pooling), &[], &mut rec)
+        let mut rec = Recorder::new(&[], 0);
+        let owners = vec![0; pixels.shape[0]];
+        self.run_vision(vision, pixels, None, &owners, Some(pooling), &[], &mut rec)
     }
 
     /// The family's encoder and connector on `pixel_values`, with vision hooks: image features
-    /// `[images, tokens, hidden]`.
+    /// `[images, tokens, hidden]`. `owners[k]` is the batch row of image `k`.
+    #[allow(clippy::too_many_arguments)]
     fn run_vision(
         &self,
         vision: &VisionSide<B>,
         pixels: &PixelValues,
         pixel_attention_mask: Option<&[bool]>,
+        owners: &[usize],
         pooling: Option<&PatchPooling>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
@@ -642,25 +653,33 @@ impl<B: Backend> Vlm<B> {
             .unwrap_or(0);
         let input = vision.embed(px, pixel_attention_mask)?;
         let mut x = input.hidden;
-        let images = pixels.shape[0];
-        let vision_chunk = |seq: usize| Chunk {
-            metas: (0..images)
-                .map(|_| {
+        // positions count on across the images of a batch row
+        let vision_chunk = |owners: &[usize], seq: usize| {
+            let mut before = vec![0; owners.iter().max().map_or(0, |&m| m + 1)];
+            let mut metas = Vec::with_capacity(owners.len());
+            for &row in owners {
+                let first = before[row] * seq;
+                before[row] += 1;
+                metas.push(
                     (0..seq)
-                        .map(|position| {
+                        .map(|p| {
                             Some(PositionMeta {
-                                position,
+                                position: first + p,
                                 role: TokenRole::Image,
                                 token_id: None,
                             })
                         })
-                        .collect()
-                })
-                .collect(),
-            prompt_lens: vec![seq; images],
+                        .collect(),
+                );
+            }
+            Chunk {
+                metas,
+                prompt_lens: owners.iter().map(|&row| before[row] * seq).collect(),
+                owners: Some(owners.to_vec()),
+            }
         };
         let seq = x.dims()[1];
-        let chunk = vision_chunk(seq);
+        let chunk = vision_chunk(owners, seq);
         let wanted = vision.feature_states();
         let mut states: Vec<Option<Tensor<B, 3>>> = vec![None; wanted.len()];
         let mut keep = |state: usize, x: &Tensor<B, 3>| {
@@ -680,8 +699,9 @@ impl<B: Backend> Vlm<B> {
             .into_iter()
             .map(|s| s.expect("every state the connector reads ran"))
             .collect();
-        let features = vision.connect(states, pooling)?;
-        let chunk = vision_chunk(features.dims()[1]);
+        let features = vision.connect(states, input.real.as_deref(), pooling)?;
+        // Molmo's connector gives one sequence for all crops, which belong to one row
+        let chunk = vision_chunk(&owners[..features.dims()[0]], features.dims()[1]);
         Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
     }
 
@@ -781,7 +801,11 @@ impl<B: Backend> Vlm<B> {
             positions.push(row_pos);
             prompt_lens.push(next);
         }
-        let chunk = Chunk { metas, prompt_lens };
+        let chunk = Chunk {
+            metas,
+            prompt_lens,
+            owners: None,
+        };
         // padding ids are looked up too (their rows are masked out), so keep them in range
         let vocab = self.config.text.embedding_rows() as u32;
         let lookup: Vec<Vec<u32>> = batch
@@ -796,15 +820,55 @@ impl<B: Backend> Vlm<B> {
         let mut embeds = self.text.embed(&lookup, &self.device);
         match (&self.vision, &batch.pixel_values) {
             (Some(vision), Some(pixels)) => {
-                let features =
-                    self.run_vision(vision, pixels, None, pooling, interventions, rec)?;
-                let [images, tokens, hidden] = features.dims();
-                if image_slots.len() != images * tokens {
-                    return Err(ModelError::Input(format!(
-                        "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
-                        image_slots.len()
-                    )));
-                }
+                let (features, images, tokens) = if vision.needs_pooling() {
+                    // Molmo: an image's token count follows its crop layout and the pooled
+                    // tokens of all crops come out as one sequence, so they must fill one row
+                    let row = image_slots.first().map_or(0, |&s| s / seq);
+                    if image_slots.iter().any(|&s| s / seq != row) {
+                        return Err(ModelError::Input(
+                            "Molmo image tokens must all sit in one batch row (run image prompts one row at a time)".into(),
+                        ));
+                    }
+                    let owners = vec![row; pixels.shape[0]];
+                    let features = self.run_vision(
+                        vision,
+                        pixels,
+                        None,
+                        &owners,
+                        pooling,
+                        interventions,
+                        rec,
+                    )?;
+                    let [images, tokens, _] = features.dims();
+                    if image_slots.len() != images * tokens {
+                        return Err(ModelError::Input(format!(
+                            "the batch has {} image tokens but the patch pooling gives {tokens} image features",
+                            image_slots.len()
+                        )));
+                    }
+                    (features, images, tokens)
+                } else {
+                    let images = pixels.shape[0];
+                    let tokens = self
+                        .config
+                        .vision
+                        .as_ref()
+                        .map_or(0, |v| v.image_tokens_per_image());
+                    if image_slots.len() != images * tokens {
+                        return Err(ModelError::Input(format!(
+                            "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
+                            image_slots.len()
+                        )));
+                    }
+                    // image k fills the slots k * tokens.., which lie in one batch row
+                    let owners: Vec<usize> =
+                        (0..images).map(|k| image_slots[k * tokens] / seq).collect();
+                    let features =
+                        self.run_vision(vision, pixels, None, &owners, None, interventions, rec)?;
+                    (features, images, tokens)
+                };
+                let hidden = features.dims()[2];
+                debug_assert_eq!(features.dims()[..2], [images, tokens]);
                 // one gather from [text embeddings; image features] puts every feature in its slot
                 let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
                 for (k, &slot) in image_slots.iter().enumerate() {
@@ -912,10 +976,6 @@ impl<B: Backend> Vlm<B> {
         })
     }
 
-    fn images_in(batch: &Batch) -> usize {
-        batch.pixel_values.as_ref().map_or(0, |p| p.shape[0])
-    }
-
     /// One forward pass over the batch with captures and interventions (interventions at a hook
     /// act before captures at the same hook read it). With [`Logits::None`] the decoder stops
     /// after the last layer that a capture or intervention touches.
@@ -950,7 +1010,7 @@ impl<B: Backend> Vlm<B> {
         logits: Logits,
     ) -> Result<ForwardOutput<B>> {
         let prepared = self.prepare(captures, interventions)?;
-        let mut rec = Recorder::new(captures, batch.input_ids.len(), Self::images_in(batch));
+        let mut rec = Recorder::new(captures, batch.input_ids.len());
         let num_layers = self.config.text.num_layers;
         let touches_norm = captures
             .iter()
@@ -1091,7 +1151,7 @@ impl<B: Backend> Vlm<B> {
     ) -> Result<Generation<B>> {
         let prepared = self.prepare(captures, interventions)?;
         let rows = batch.input_ids.len();
-        let mut rec = Recorder::new(captures, rows, Self::images_in(batch));
+        let mut rec = Recorder::new(captures, rows);
         let num_layers = self.config.text.num_layers;
         let eos = options
             .eos_token_ids
@@ -1174,6 +1234,7 @@ impl<B: Backend> Vlm<B> {
             let chunk = Chunk {
                 metas,
                 prompt_lens: prompt_lens.clone(),
+                owners: None,
             };
             let tensors = self.text.chunk_tensors(
                 &positions,

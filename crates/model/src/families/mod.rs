@@ -6,9 +6,10 @@
 //! 1. [`VisionSide::embed`]: pixel values to the encoder's input sequence `[images, seq, width]`
 //!    (plus a key mask when some patches are padding);
 //! 2. [`VisionSide::layer`] `i` for `i < layers_needed()` (hook `vision.layers.{i}`);
-//! 3. [`VisionSide::connect`]: the state after the last needed layer to image features
-//!    `[images, tokens, text hidden]` (hook `projector`); the decoder's embeddings at the image
-//!    token positions are replaced by these features, image after image, in order.
+//! 3. [`VisionSide::connect`]: the states of [`VisionSide::feature_states`] (usually the last
+//!    needed layer's) to image features `[images, tokens, text hidden]` (hook `projector`); the
+//!    decoder's embeddings at the image token positions are replaced by these features (or, where
+//!    [`VisionSide::adds_features`], have them added), image after image, in order.
 //!
 //! To add a family:
 //! * `config.rs`: a config struct, a [`crate::VisionFamily`] variant, and the `model_type`(s)
@@ -17,20 +18,25 @@
 //!   `visit`/`map` over every weight in checkpoint order, and the three steps above), and a
 //!   variant of [`VisionSide`] dispatching to it;
 //! * the family's Hugging Face module names as hook aliases in `hooks.rs`, and where its language
-//!   model's weights live in `weights.rs` (`LM_PREFIXES`);
+//!   model's weights live in `weights.rs` (`LM_PREFIXES`); a checkpoint whose decoder names or
+//!   fusions differ is presented under the standard names with `Checkpoint::add_view` (as
+//!   `molmo::present_standard_names` does);
 //! * parity tests against a transformers fixture (`tools/refgen/make_tiny_refs.py`).
 
+pub mod idefics2;
 pub mod idefics3;
 pub mod llava;
 pub mod molmo;
+pub mod siglip;
 
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
 
-use crate::config::VisionFamily;
+use crate::config::{TextConfig, VisionFamily};
 use crate::error::{ModelError, Result};
 use crate::nn::{ParamMapper, ParamVisitor};
 use crate::weights::Checkpoint;
 
+use idefics2::Idefics2Vision;
 use idefics3::Idefics3Vision;
 use llava::LlavaVision;
 use molmo::{MolmoVision, PatchPooling};
@@ -38,6 +44,7 @@ use molmo::{MolmoVision, PatchPooling};
 /// A loaded vision side.
 pub enum VisionSide<B: Backend> {
     Llava(LlavaVision<B>),
+    Idefics2(Idefics2Vision<B>),
     Idefics3(Idefics3Vision<B>),
     Molmo(MolmoVision<B>),
 }
@@ -48,19 +55,26 @@ pub struct VisionInput<B: Backend> {
     pub hidden: Tensor<B, 3>,
     /// `[images, heads, seq, seq]`, true where a key is padding; `None` when nothing is padded.
     pub key_mask: Option<Tensor<B, 4, Bool>>,
+    /// Which positions are real (`[images * seq]`), for a connector that attends over them;
+    /// `None` when all are.
+    pub real: Option<Vec<bool>>,
 }
 
 impl<B: Backend> VisionSide<B> {
     pub fn load(
         ckpt: &Checkpoint,
         family: &VisionFamily,
-        text_hidden: usize,
+        text: &TextConfig,
         dtype: DType,
         device: &B::Device,
     ) -> Result<Self> {
+        let text_hidden = text.hidden_size;
         Ok(match family {
             VisionFamily::Llava(c) => {
                 Self::Llava(LlavaVision::load(ckpt, c, text_hidden, dtype, device)?)
+            }
+            VisionFamily::Idefics2(c) => {
+                Self::Idefics2(Idefics2Vision::load(ckpt, c, text, dtype, device)?)
             }
             VisionFamily::Idefics3(c) => {
                 Self::Idefics3(Idefics3Vision::load(ckpt, c, text_hidden, dtype, device)?)
@@ -75,6 +89,7 @@ impl<B: Backend> VisionSide<B> {
     pub fn num_params(&self) -> usize {
         match self {
             Self::Llava(v) => v.num_params,
+            Self::Idefics2(v) => v.num_params,
             Self::Idefics3(v) => v.num_params,
             Self::Molmo(v) => v.num_params,
         }
@@ -83,6 +98,7 @@ impl<B: Backend> VisionSide<B> {
     pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
         match self {
             Self::Llava(v) => v.visit(f),
+            Self::Idefics2(v) => v.visit(f),
             Self::Idefics3(v) => v.visit(f),
             Self::Molmo(v) => v.visit(f),
         }
@@ -91,16 +107,18 @@ impl<B: Backend> VisionSide<B> {
     pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
         Ok(match self {
             Self::Llava(v) => Self::Llava(v.map(f)?),
+            Self::Idefics2(v) => Self::Idefics2(v.map(f)?),
             Self::Idefics3(v) => Self::Idefics3(v.map(f)?),
             Self::Molmo(v) => Self::Molmo(v.map(f)?),
         })
     }
 
     /// How many encoder layers produce the states the connector reads (LLaVA reads
-    /// `vision_feature_layer`, Idefics3 the last layer, Molmo several layers).
+    /// `vision_feature_layer`, Idefics2/3 the last layer, Molmo several layers).
     pub fn layers_needed(&self) -> usize {
         match self {
             Self::Llava(v) => v.config.vision_layers_needed(),
+            Self::Idefics2(v) => v.config.vision.num_layers,
             Self::Idefics3(v) => v.config.vision.num_layers,
             Self::Molmo(v) => v.feature_states().into_iter().max().unwrap_or(0),
         }
@@ -118,6 +136,12 @@ impl<B: Backend> VisionSide<B> {
     /// Whether image features are added to the image tokens' embeddings (Molmo) rather than
     /// replacing them.
     pub fn adds_features(&self) -> bool {
+        matches!(self, Self::Molmo(_))
+    }
+
+    /// Whether the connector needs the processor's patch pooling (Molmo), which also decides how
+    /// many image tokens each image has.
+    pub fn needs_pooling(&self) -> bool {
         matches!(self, Self::Molmo(_))
     }
 
@@ -149,15 +173,11 @@ impl<B: Backend> VisionSide<B> {
                 Ok(VisionInput {
                     hidden: v.embed(pixel_values)?,
                     key_mask: None,
+                    real: None,
                 })
             }
-            Self::Idefics3(v) => {
-                let embedded = v.embed(pixel_values, pixel_attention_mask)?;
-                Ok(VisionInput {
-                    hidden: embedded.hidden,
-                    key_mask: embedded.key_mask,
-                })
-            }
+            Self::Idefics2(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
+            Self::Idefics3(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
             Self::Molmo(v) => {
                 if pixel_attention_mask.is_some() {
                     return Err(ModelError::Input(
@@ -168,6 +188,7 @@ impl<B: Backend> VisionSide<B> {
                 Ok(VisionInput {
                     hidden: v.embed(pixel_values)?,
                     key_mask: None,
+                    real: None,
                 })
             }
         }
@@ -182,6 +203,7 @@ impl<B: Backend> VisionSide<B> {
     ) -> Tensor<B, 3> {
         match self {
             Self::Llava(v) => v.layer(i, x, key_mask),
+            Self::Idefics2(v) => v.layer(i, x, key_mask),
             Self::Idefics3(v) => v.layer(i, x, key_mask),
             Self::Molmo(v) => v.layer(i, x),
         }
@@ -189,10 +211,11 @@ impl<B: Backend> VisionSide<B> {
 
     /// Step 3: the states of [`VisionSide::feature_states`] to image features
     /// `[images, tokens, text hidden]` (Molmo: `[1, tokens, text hidden]`, the tokens of every
-    /// image in order, pooled as `pooling` says).
+    /// image in order, pooled as `pooling` says); `real` is [`VisionInput::real`].
     pub fn connect(
         &self,
         mut states: Vec<Tensor<B, 3>>,
+        real: Option<&[bool]>,
         pooling: Option<&PatchPooling>,
     ) -> Result<Tensor<B, 3>> {
         match (self, pooling) {
@@ -204,7 +227,18 @@ impl<B: Backend> VisionSide<B> {
                 "a patch pooling was given to a family that does not pool patches".into(),
             )),
             (Self::Llava(v), None) => Ok(v.connect(states.remove(0))),
+            (Self::Idefics2(v), None) => Ok(v.connect(states.remove(0), real)),
             (Self::Idefics3(v), None) => v.connect(states.remove(0)),
+        }
+    }
+}
+
+impl<B: Backend> From<siglip::Embedded<B>> for VisionInput<B> {
+    fn from(e: siglip::Embedded<B>) -> Self {
+        Self {
+            hidden: e.hidden,
+            key_mask: e.key_mask,
+            real: e.patch_mask,
         }
     }
 }
