@@ -11,17 +11,32 @@
 //!    decoder's embeddings at the image token positions are replaced by these features (or, where
 //!    [`VisionSide::adds_features`], have them added), image after image, in order.
 //!
+//! Families: `llava.rs` (CLIP + MLP projector), `idefics2.rs` (SigLIP + perceiver resampler),
+//! `idefics3.rs` (SigLIP + pixel shuffle; also SmolVLM), `molmo.rs` (Molmo2 and Molmo: ViT,
+//! multi-layer attention pooling, SwiGLU projector); `siglip.rs` is the SigLIP encoder the
+//! Idefics share, `crate::vit` the encoder layers CLIP, SigLIP and Molmo share.
+//!
 //! To add a family:
-//! * `config.rs`: a config struct, a [`crate::VisionFamily`] variant, and the `model_type`(s)
-//!   in `ModelConfig::from_json` (plus `SUPPORTED_MODEL_TYPES`);
+//! * `config.rs`: a config struct, a [`crate::VisionFamily`] variant (and its arms in the
+//!   `VisionFamily` accessors), and the `model_type`(s) in `ModelConfig::from_json` (plus
+//!   `SUPPORTED_MODEL_TYPES`);
 //! * a file here with the encoder and connector (weights loaded from the checkpoint's names,
 //!   `visit`/`map` over every weight in checkpoint order, and the three steps above), and a
 //!   variant of [`VisionSide`] dispatching to it;
-//! * the family's Hugging Face module names as hook aliases in `hooks.rs`, and where its language
-//!   model's weights live in `weights.rs` (`LM_PREFIXES`); a checkpoint whose decoder names or
-//!   fusions differ is presented under the standard names with `Checkpoint::add_view` (as
-//!   `molmo::present_standard_names` does);
+//! * its description in `inspect.rs`; the family's Hugging Face module names as hook aliases in
+//!   `hooks.rs`, and where its language model's weights live in `weights.rs` (`LM_PREFIXES`); a
+//!   checkpoint whose decoder names or fusions differ is presented under the standard names with
+//!   `Checkpoint::add_view` (as `molmo::present_standard_names` does);
+//! * the image side of its processor in `crates/processor` (an `ImagePipeline` and a row of that
+//!   crate's family table);
 //! * parity tests against a transformers fixture (`tools/refgen/make_tiny_refs.py`).
+//!
+//! Image inputs are `[images, channels, height, width]` ([`crate::PixelValues`]); a family that
+//! needs more per image (Qwen2-VL's `image_grid_thw`, Idefics' `pixel_attention_mask` for padded
+//! images) receives it through [`VisionSide::embed`], which already takes the pixel mask
+//! (reachable today through [`crate::Vlm::image_features`]; `Batch` does not carry it yet).
+//! Molmo's patch pooling reaches [`VisionSide::connect`] through [`crate::Vlm::forward_pooled`]
+//! and its siblings.
 
 pub mod idefics2;
 pub mod idefics3;
