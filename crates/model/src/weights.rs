@@ -293,6 +293,11 @@ impl Checkpoint {
                 path: self.files[entry.file].path.clone(),
                 message,
             };
+            if !entry.more.is_empty() {
+                return Err(bad(format!(
+                    "{source} is itself a concatenation; {target} must be made from stored tensors"
+                )));
+            }
             let total = entry.shape.first().copied().unwrap_or(0);
             if rows.start > rows.end || rows.end > total {
                 return Err(bad(format!(

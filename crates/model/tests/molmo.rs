@@ -437,3 +437,44 @@ fn inspect_describes_the_molmo_side_and_counts_every_parameter() {
         );
     }
 }
+
+/// Views present parts of stored tensors under new names without copying; bad requests are
+/// errors that name the tensor.
+#[test]
+fn checkpoint_views_slice_and_concatenate_rows() {
+    use xlvlm_model::Checkpoint;
+    let dir = fixture("molmo2/hub_format");
+    let mut ckpt = Checkpoint::open(&dir).unwrap();
+    let base = "model.transformer.wte.embedding";
+    let extra = "model.transformer.wte.new_embedding";
+    let all_base = ckpt.read_f32(base, &[402, 64]).unwrap();
+    let all_extra = ckpt.read_f32(extra, &[12, 64]).unwrap();
+    ckpt.add_view("joined", &[(base, 400..402), (extra, 0..3)])
+        .unwrap();
+    assert_eq!(ckpt.shape_of("joined"), Some(&[5, 64][..]));
+    let joined = ckpt.read_f32("joined", &[5, 64]).unwrap();
+    assert_eq!(joined[..128], all_base[400 * 64..]);
+    assert_eq!(joined[128..], all_extra[..3 * 64]);
+    let err = ckpt
+        .add_view("late", &[(extra, 10..13)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(extra) && err.contains("12 rows"), "{err}");
+    let err = ckpt
+        .add_view(
+            "mixed",
+            &[(base, 0..1), ("model.transformer.ln_f.weight", 0..1)],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be concatenated"), "{err}");
+    let err = ckpt
+        .add_view("twice", &[("joined", 0..1)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("concatenation"), "{err}");
+    assert!(
+        ckpt.add_view("missing", &[("no.such.tensor", 0..1)])
+            .is_err()
+    );
+}
