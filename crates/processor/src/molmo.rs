@@ -13,7 +13,7 @@
 
 use image::{DynamicImage, RgbImage};
 
-use crate::error::Result;
+use crate::error::{ProcessorError, Result};
 use crate::image::{Settings, to_rgb_on_white};
 
 /// Settings of `Molmo2ImageProcessor` and the token layout of `Molmo2Processor`.
@@ -287,6 +287,35 @@ impl Molmo2ImageConfig {
             + &block("<im_start>", rows, cols, self.col_tokens)
     }
 }
+
+impl Molmo2ImageConfig {
+    /// The prompt `Molmo2Processor` tokenizes: each `<|image|>` of `rendered` replaced by the
+    /// token blocks of the image with the same index (`grids[i]`), and `bos` (the tokenizer's
+    /// BOS, or its EOS when it has none) put in front unless the prompt starts with it.
+    pub fn expand_prompt(&self, rendered: &str, grids: &[[usize; 4]], bos: &str) -> Result<String> {
+        let parts: Vec<&str> = rendered.split(IMAGE_TOKEN).collect();
+        if parts.len() != grids.len() + 1 {
+            return Err(ProcessorError::Input(format!(
+                "the prompt has {} {IMAGE_TOKEN} placeholders but {} images were given",
+                parts.len() - 1,
+                grids.len()
+            )));
+        }
+        let mut text = String::with_capacity(rendered.len());
+        if !rendered.starts_with(bos) {
+            text.push_str(bos);
+        }
+        for (part, grid) in parts.iter().zip(grids) {
+            text.push_str(part);
+            text.push_str(&self.placeholder(*grid));
+        }
+        text.push_str(parts[parts.len() - 1]);
+        Ok(text)
+    }
+}
+
+/// The placeholder the chat template writes for each image.
+const IMAGE_TOKEN: &str = "<|image|>";
 
 /// The tiling `(rows, cols)` with at most `max_crops` crops of `window` pixels that needs the
 /// least upscaling to cover `height × width`, or, when every tiling must shrink the image, the

@@ -114,9 +114,17 @@ fn prompt_ids_equal_transformers() {
         .or(tokenizer.eos())
         .map(|t| t.text.clone())
         .unwrap();
-    let text = format!(
-        "{bos}{}",
-        rendered.replace("<|image|>", &cfg.placeholder(out.grid))
+    let text = cfg.expand_prompt(&rendered, &[out.grid], &bos).unwrap();
+    assert!(text.starts_with("<|endoftext|><|im_start|>user\n<low_res_im_start><im_patch>"));
+    // a prompt that already starts with it is left alone; placeholders and images must agree
+    assert_eq!(cfg.expand_prompt(&text, &[], &bos).unwrap(), text);
+    let err = cfg
+        .expand_prompt(&rendered, &[], &bos)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("1 <|image|> placeholders but 0 images"),
+        "{err}"
     );
     let ids = tokenizer.encode(&text, true).unwrap();
     let (_, want) = ints(&golden, "input.input_ids");
