@@ -39,7 +39,7 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM).
+//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Molmo2).
 
 mod chat;
 mod error;
@@ -61,7 +61,7 @@ pub use crate::image::{
     ClipImageConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelValues, ResizeTo, load_image,
 };
 pub use crate::llava::LlavaImages;
-pub use crate::molmo::{Molmo2Image, Molmo2ImageConfig};
+pub use crate::molmo::{Molmo2Image, Molmo2ImageConfig, Molmo2Images, TokenPooling};
 pub use crate::processor::{
     Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
     Prompt, Sample, TokenRole,

@@ -15,6 +15,7 @@ use image::{DynamicImage, RgbImage};
 
 use crate::error::{ProcessorError, Result};
 use crate::image::{Settings, to_rgb_on_white};
+use crate::processor::{CheckpointFiles, ImagePipeline, ProcessedImage};
 
 /// Settings of `Molmo2ImageProcessor` and the token layout of `Molmo2Processor`.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,34 +289,89 @@ impl Molmo2ImageConfig {
     }
 }
 
-impl Molmo2ImageConfig {
-    /// The prompt `Molmo2Processor` tokenizes: each `<|image|>` of `rendered` replaced by the
-    /// token blocks of the image with the same index (`grids[i]`), and `bos` (the tokenizer's
-    /// BOS, or its EOS when it has none) put in front unless the prompt starts with it.
-    pub fn expand_prompt(&self, rendered: &str, grids: &[[usize; 4]], bos: &str) -> Result<String> {
-        let parts: Vec<&str> = rendered.split(IMAGE_TOKEN).collect();
-        if parts.len() != grids.len() + 1 {
-            return Err(ProcessorError::Input(format!(
-                "the prompt has {} {IMAGE_TOKEN} placeholders but {} images were given",
-                parts.len() - 1,
-                grids.len()
-            )));
-        }
-        let mut text = String::with_capacity(rendered.len());
-        if !rendered.starts_with(bos) {
-            text.push_str(bos);
-        }
-        for (part, grid) in parts.iter().zip(grids) {
-            text.push_str(part);
-            text.push_str(&self.placeholder(*grid));
-        }
-        text.push_str(parts[parts.len() - 1]);
-        Ok(text)
+/// The placeholder the chat template writes for each image.
+const IMAGE_TOKEN: &str = "<|image|>";
+
+/// Which patches each image token pools: `index` is `[tokens, window]` row-major, indices into
+/// the patches of the pixel entries (entry-major, `patches_per_entry` each), `-1` for an empty
+/// slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenPooling {
+    pub index: Vec<i64>,
+    pub window: usize,
+    pub patches_per_entry: usize,
+}
+
+/// Molmo2's image side of [`crate::Processor`]: [`Molmo2ImageConfig`] plus the BOS text that
+/// `Molmo2Processor` puts in front of every prompt.
+#[derive(Debug, Clone)]
+pub struct Molmo2Images {
+    pub image: Molmo2ImageConfig,
+    /// The tokenizer's BOS, or its EOS when it has none.
+    pub bos: String,
+}
+
+impl Molmo2Images {
+    /// Reads `processor_config.json` (transformers 5 keeps the image settings and the token
+    /// layout there).
+    pub fn from_checkpoint(files: &CheckpointFiles<'_>) -> Result<Self> {
+        let (config, path) = match files.processor_config {
+            Some(c) => (c, files.processor_config_path),
+            None => (files.image_settings, files.image_settings_path),
+        };
+        let bos = files
+            .tokenizer
+            .bos()
+            .or(files.tokenizer.eos())
+            .map(|t| t.text.clone())
+            .ok_or_else(|| ProcessorError::BadFile {
+                path: files.dir.join("tokenizer_config.json"),
+                detail: "Molmo2 needs a BOS or EOS token to start its prompts".into(),
+            })?;
+        Ok(Self {
+            image: Molmo2ImageConfig::from_processor_config(config, path)?,
+            bos,
+        })
     }
 }
 
-/// The placeholder the chat template writes for each image.
-const IMAGE_TOKEN: &str = "<|image|>";
+impl ImagePipeline for Molmo2Images {
+    fn family(&self) -> &'static str {
+        "molmo2"
+    }
+
+    fn image_token(&self) -> &str {
+        IMAGE_TOKEN
+    }
+
+    fn feature_token(&self) -> &str {
+        "<im_patch>"
+    }
+
+    fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage> {
+        let out = self.image.preprocess(image)?;
+        let side = out.shape[2];
+        let p = self.image.patch_size;
+        Ok(ProcessedImage {
+            pixel_values: out.pixel_values,
+            shape: out.shape.to_vec(),
+            placeholder: self.image.placeholder(out.grid),
+            token_pooling: Some(TokenPooling {
+                index: out.token_pooling,
+                window: out.pooling_shape[1],
+                patches_per_entry: (side / p) * (side / p),
+            }),
+        })
+    }
+
+    fn finish_prompt(&self, text: String) -> String {
+        if text.starts_with(&self.bos) {
+            text
+        } else {
+            format!("{}{text}", self.bos)
+        }
+    }
+}
 
 /// The tiling `(rows, cols)` with at most `max_crops` crops of `window` pixels that needs the
 /// least upscaling to cover `height × width`, or, when every tiling must shrink the image, the

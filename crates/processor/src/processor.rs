@@ -11,6 +11,7 @@ use crate::idefics2::Idefics2Images;
 use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
+use crate::molmo::{Molmo2Images, TokenPooling};
 use crate::tokenizer::{Padding, TextTokenizer};
 use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 
@@ -23,6 +24,8 @@ pub struct ProcessedImage {
     pub shape: Vec<usize>,
     /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
     pub placeholder: String,
+    /// Which patches each image token pools (Molmo2); `None` for families without pooling.
+    pub token_pooling: Option<TokenPooling>,
 }
 
 impl ProcessedImage {
@@ -48,6 +51,11 @@ pub trait ImagePipeline: std::fmt::Debug + Send + Sync {
     fn image_token(&self) -> &str;
     /// Preprocesses one image.
     fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage>;
+    /// The token whose positions receive the vision features ([`TokenRole::Image`]); the
+    /// placeholder itself unless the expansion uses another token (Molmo2's `<im_patch>`).
+    fn feature_token(&self) -> &str {
+        self.image_token()
+    }
     /// Rewrites a prompt after its placeholders were expanded (Idefics2 merges adjacent image
     /// boundary tokens); the default keeps it.
     fn finish_prompt(&self, text: String) -> String {
@@ -100,6 +108,9 @@ pub struct PixelBatch {
     pub shape: Vec<usize>,
     /// For each entry, the batch row (sample) it belongs to.
     pub sample_of_image: Vec<usize>,
+    /// Molmo2: which patches each image token of the batch pools, in token order, indexing the
+    /// patches of all entries (what the model's `PatchPooling` takes); `None` otherwise.
+    pub token_pooling: Option<TokenPooling>,
 }
 
 /// A padded batch, row-major `[batch_size, seq_len]`.
@@ -190,6 +201,9 @@ const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
     }),
     ("SmolVLMProcessor", "smolvlm", |files| {
         Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
+    }),
+    ("Molmo2Processor", "molmo2", |files| {
+        Ok(Box::new(Molmo2Images::from_checkpoint(files)?))
     }),
 ];
 
@@ -290,10 +304,13 @@ impl Processor {
             }
         };
         let image_token_id = match &images {
-            Some(p) => Some(tokenizer.token_to_id(p.image_token()).ok_or_else(|| {
+            Some(p) => Some(tokenizer.token_to_id(p.feature_token()).ok_or_else(|| {
                 ProcessorError::BadFile {
                     path: dir.join("tokenizer.json"),
-                    detail: format!("image token {:?} is not in the vocabulary", p.image_token()),
+                    detail: format!(
+                        "image token {:?} is not in the vocabulary",
+                        p.feature_token()
+                    ),
                 }
             })?),
             None => None,
@@ -397,6 +414,7 @@ impl Processor {
         // [channels, height, width] of every entry (image or tile)
         let mut entry_shape: Option<[usize; 3]> = None;
         let mut sample_of_image = Vec::new();
+        let mut pooling: Option<TokenPooling> = None;
         for (index, sample) in samples.iter().enumerate() {
             let (text, add_special) = match &sample.prompt {
                 Prompt::Text(t) => (t.clone(), true),
@@ -425,6 +443,20 @@ impl Processor {
                     }
                     Some(_) => {}
                     None => entry_shape = Some([c, h, w]),
+                }
+                if let Some(own) = &img.token_pooling {
+                    // the image's patch indices count from its first entry
+                    let offset = (sample_of_image.len() * own.patches_per_entry) as i64;
+                    let all = pooling.get_or_insert_with(|| TokenPooling {
+                        index: Vec::new(),
+                        window: own.window,
+                        patches_per_entry: own.patches_per_entry,
+                    });
+                    all.index.extend(
+                        own.index
+                            .iter()
+                            .map(|&i| if i >= 0 { i + offset } else { i }),
+                    );
                 }
                 pixel_data.extend_from_slice(&img.pixel_values);
                 sample_of_image.extend(std::iter::repeat_n(index, tiles));
@@ -471,6 +503,7 @@ impl Processor {
                 data: pixel_data,
                 shape: full,
                 sample_of_image,
+                token_pooling: pooling,
             }
         });
         Ok(Batch {

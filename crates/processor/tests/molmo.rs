@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 
 use safetensors::{Dtype, SafeTensors};
-use xlvlm_processor::{ChatTemplate, Message, Molmo2ImageConfig, TextTokenizer, load_image};
+use xlvlm_processor::{
+    ImageInput, Message, Molmo2ImageConfig, Padding, Processor, Prompt, Sample, TokenRole,
+    load_image,
+};
 
 const PROMPT: &str = "What is shown in this image? Describe the colors.";
 
@@ -92,43 +95,62 @@ fn crops_pooling_and_grid_equal_transformers() {
     );
 }
 
+/// The whole processor: rendered chat, `<|image|>` expanded, BOS in front, ids, crops and the
+/// batch's token pooling, as transformers' `Molmo2Processor` gives them.
 #[test]
-fn prompt_ids_equal_transformers() {
+fn processor_batch_equals_transformers() {
     let bytes = std::fs::read(molmo2().join("golden.safetensors")).unwrap();
     let golden = SafeTensors::deserialize(&bytes).unwrap();
-    let tokenizer = TextTokenizer::from_dir(molmo2()).unwrap();
-    let template = ChatTemplate::find_in_dir(&molmo2()).unwrap().unwrap();
-    let rendered = template
-        .render(
-            &[Message::user_with_image(PROMPT)],
-            true,
-            tokenizer.special_tokens_map(),
-        )
+    let processor = Processor::from_dir(molmo2()).unwrap();
+    let image_path = molmo2().join("../image.png");
+    let sample = Sample {
+        prompt: Prompt::Messages {
+            messages: vec![Message::user_with_image(PROMPT)],
+            add_generation_prompt: true,
+        },
+        images: vec![ImageInput::Path(&image_path)],
+    };
+    let batch = processor
+        .encode_batch(std::slice::from_ref(&sample), Padding::Left)
         .unwrap();
-    let image = load_image(&molmo2().join("../image.png")).unwrap();
-    let cfg = config();
-    let out = cfg.preprocess(&image).unwrap();
-    // Molmo2Processor expands <|image|> and prepends the BOS token, or EOS when there is none
-    let bos = tokenizer
-        .bos()
-        .or(tokenizer.eos())
-        .map(|t| t.text.clone())
-        .unwrap();
-    let text = cfg.expand_prompt(&rendered, &[out.grid], &bos).unwrap();
-    assert!(text.starts_with("<|endoftext|><|im_start|>user\n<low_res_im_start><im_patch>"));
-    // a prompt that already starts with it is left alone; placeholders and images must agree
-    assert_eq!(cfg.expand_prompt(&text, &[], &bos).unwrap(), text);
-    let err = cfg
-        .expand_prompt(&rendered, &[], &bos)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("1 <|image|> placeholders but 0 images"),
-        "{err}"
-    );
-    let ids = tokenizer.encode(&text, true).unwrap();
     let (_, want) = ints(&golden, "input.input_ids");
-    assert_eq!(ids.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(), want);
+    let ids: Vec<i64> = batch.tokens(0).iter().map(|&t| i64::from(t)).collect();
+    assert_eq!(ids, want);
+    // the vision features land on <im_patch>
+    let patch = processor.tokenizer().token_to_id("<im_patch>").unwrap();
+    assert_eq!(processor.image_token_id(), Some(patch));
+    for (&id, role) in batch.input_ids.iter().zip(&batch.token_roles) {
+        assert_eq!(*role == TokenRole::Image, id == patch);
+    }
+    let pixels = batch.pixel_values.as_ref().unwrap();
+    assert_eq!(pixels.shape, vec![5, 3, 56, 56]);
+    assert_eq!(pixels.sample_of_image, vec![0; 5]);
+    let pooling = pixels.token_pooling.as_ref().unwrap();
+    let (shape, want_pooling) = ints(&golden, "input.image_token_pooling");
+    assert_eq!(
+        (pooling.index.len() / pooling.window, pooling.window),
+        (shape[0], shape[1])
+    );
+    assert_eq!(pooling.index, want_pooling);
+
+    // two images in one batch: the second image's patches count on from the first's entries
+    let two = processor
+        .encode_batch(&[sample.clone(), sample], Padding::Left)
+        .unwrap();
+    let pooling = two
+        .pixel_values
+        .as_ref()
+        .unwrap()
+        .token_pooling
+        .as_ref()
+        .unwrap();
+    let (first, second) = pooling.index.split_at(want_pooling.len());
+    assert_eq!(first, want_pooling);
+    let shifted: Vec<i64> = want_pooling
+        .iter()
+        .map(|&i| if i >= 0 { i + 5 * 16 } else { i })
+        .collect();
+    assert_eq!(second, shifted);
 }
 
 #[test]
