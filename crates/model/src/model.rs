@@ -854,7 +854,7 @@ impl<B: Backend> Vlm<B> {
                         .vision
                         .as_ref()
                         .map_or(0, |v| v.image_tokens_per_image());
-                    if image_slots.len() != images * tokens {
+                    if tokens == 0 || image_slots.len() != images * tokens {
                         return Err(ModelError::Input(format!(
                             "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
                             image_slots.len()
