@@ -700,7 +700,7 @@ def run_one(name, out_root, image, report):
                                                 image_grid_thw=inputs["image_grid_thw"])
         f = getattr(f, "pooler_output", f)
         golden["image_features"] = (torch.cat(list(f)) if isinstance(f, (tuple, list)) else f).contiguous()
-    if name in ("llava",) + TEXT_MODELS:
+    if name in ("llava", "qwen2_vl") + TEXT_MODELS:
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
     save_file(golden, os.path.join(d, "golden.safetensors"),
               metadata={"model": name, "seed": str(SEED), "dtype": str(DTYPE), "transformers": transformers.__version__})
