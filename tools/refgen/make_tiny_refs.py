@@ -700,6 +700,16 @@ def run_one(name, out_root, image, report):
                                                 image_grid_thw=inputs["image_grid_thw"])
         f = getattr(f, "pooler_output", f)
         golden["image_features"] = (torch.cat(list(f)) if isinstance(f, (tuple, list)) else f).contiguous()
+    if name == "qwen2_vl":  # M-RoPE: 3D positions, rope deltas and the decoder's cos/sin tables
+        with torch.no_grad():
+            pos, deltas = model2.model.get_rope_index(
+                inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
+                image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+            cos, sin = model2.model.language_model.rotary_emb(hs[0], pos)
+        golden["rope.position_ids"] = pos.contiguous()
+        golden["rope.deltas"] = deltas.contiguous()
+        golden["rope.cos"] = cos.contiguous()
+        golden["rope.sin"] = sin.contiguous()
     if name in ("llava", "qwen2_vl") + TEXT_MODELS:
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
     save_file(golden, os.path.join(d, "golden.safetensors"),

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+pub use crate::qwen2_vl::Qwen2VlConfig;
 
 /// Storage dtype of checkpoint weights and of the model at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,6 +96,9 @@ pub struct TextConfig {
     /// Keys further back than this are masked (Mistral; Qwen2 with `use_sliding_window`).
     pub sliding_window: Option<usize>,
     pub hidden_act: String,
+    /// Multimodal RoPE (Qwen2-VL): how many rotary frequencies each of the temporal, height and
+    /// width position rows drives; `None` = one position row for all frequencies.
+    pub mrope_section: Option<Vec<usize>>,
 }
 
 /// CLIP vision tower hyper-parameters.
@@ -167,6 +171,7 @@ pub struct ModelConfig {
     pub model_type: String,
     pub text: TextConfig,
     pub llava: Option<LlavaConfig>,
+    pub qwen2_vl: Option<Qwen2VlConfig>,
     /// `dtype` / `torch_dtype` of the checkpoint, when given.
     pub dtype: Option<WeightDType>,
     pub bos_token_id: Option<u32>,
@@ -203,6 +208,7 @@ impl ModelConfig {
             .ok_or_else(|| ModelError::config(path, "expected a JSON object"))?;
         let model_type = str_field(obj, "model_type").unwrap_or_default();
         let dtype = dtype_of(obj, path)?;
+        let mut qwen2_vl = None;
         let (text_obj, llava) = match model_type.as_str() {
             "llava" => {
                 let text_obj = obj
@@ -217,6 +223,15 @@ impl ModelConfig {
                     .unwrap_or_default();
                 (text_obj, Some(llava_config(obj, &vision_obj, path)?))
             }
+            "qwen2_vl" => {
+                qwen2_vl = Some(Qwen2VlConfig::from_json(obj, path)?);
+                // transformers 5 nests the decoder under `text_config`; Hub files keep it flat
+                let text_obj = match obj.get("text_config").and_then(Value::as_object) {
+                    Some(nested) => nested.clone(),
+                    None => obj.clone(),
+                };
+                (text_obj, None)
+            }
             "llama" | "mistral" | "qwen2" => (obj.clone(), None),
             "" => {
                 return Err(ModelError::config(path, "missing \"model_type\""));
@@ -225,7 +240,7 @@ impl ModelConfig {
                 return Err(ModelError::config(
                     path,
                     format!(
-                        "unsupported model_type {other:?}; supported: llava, llama, mistral, qwen2"
+                        "unsupported model_type {other:?}; supported: llava, qwen2_vl, llama, mistral, qwen2"
                     ),
                 ));
             }
@@ -237,6 +252,10 @@ impl ModelConfig {
             && !text_obj.contains_key("tie_word_embeddings")
         {
             text.tie_word_embeddings = tied;
+        }
+        // Qwen2-VL (transformers 5) ties when either the outer or the text config says so
+        if qwen2_vl.is_some() && bool_field(obj, "tie_word_embeddings", false) {
+            text.tie_word_embeddings = true;
         }
         let pick = |key: &str| -> Result<Vec<u32>> {
             let own = token_ids(&text_obj, key, path)?;
@@ -250,6 +269,7 @@ impl ModelConfig {
             model_type,
             text,
             llava,
+            qwen2_vl,
             dtype: dtype.or(dtype_of(&text_obj, path)?),
             bos_token_id: pick("bos_token_id")?.first().copied(),
             eos_token_ids: pick("eos_token_id")?,
@@ -258,7 +278,7 @@ impl ModelConfig {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),
@@ -266,11 +286,16 @@ fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
+pub(crate) fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
     obj.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
-fn usize_field(obj: &Map<String, Value>, key: &str, default: usize, path: &Path) -> Result<usize> {
+pub(crate) fn usize_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    default: usize,
+    path: &Path,
+) -> Result<usize> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
@@ -282,7 +307,12 @@ fn usize_field(obj: &Map<String, Value>, key: &str, default: usize, path: &Path)
     }
 }
 
-fn f64_field(obj: &Map<String, Value>, key: &str, default: f64, path: &Path) -> Result<f64> {
+pub(crate) fn f64_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    default: f64,
+    path: &Path,
+) -> Result<f64> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
@@ -291,11 +321,11 @@ fn f64_field(obj: &Map<String, Value>, key: &str, default: f64, path: &Path) -> 
     }
 }
 
-fn bool_field(obj: &Map<String, Value>, key: &str, default: bool) -> bool {
+pub(crate) fn bool_field(obj: &Map<String, Value>, key: &str, default: bool) -> bool {
     obj.get(key).and_then(Value::as_bool).unwrap_or(default)
 }
 
-fn token_ids(obj: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<u32>> {
+pub(crate) fn token_ids(obj: &Map<String, Value>, key: &str, path: &Path) -> Result<Vec<u32>> {
     let bad = || ModelError::config(path, format!("{key:?} must be a token id or a list of ids"));
     match obj.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -320,19 +350,38 @@ fn dtype_of(obj: &Map<String, Value>, path: &Path) -> Result<Option<WeightDType>
     }
 }
 
-/// Rope theta and scaling from either dialect.
-fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
+/// Rope theta, scaling and the M-RoPE sections from either dialect.
+fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling, Option<Vec<usize>>)> {
     let params = obj.get("rope_parameters").and_then(Value::as_object);
     let theta = match params.and_then(|p| p.get("rope_theta")) {
         Some(v) => v.as_f64(),
         None => obj.get("rope_theta").and_then(Value::as_f64),
     }
     .unwrap_or(10000.0) as f32;
-    let scaling = match obj
+    let scaling_obj = obj
         .get("rope_scaling")
         .and_then(Value::as_object)
-        .or(params)
-    {
+        .or(params);
+    let mrope_section = match scaling_obj.and_then(|s| s.get("mrope_section")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| v.as_u64().map(|n| n as usize))
+                .collect::<Option<Vec<_>>>()
+                .filter(|sections| sections.len() == 3)
+                .ok_or_else(|| {
+                    ModelError::config(path, "mrope_section must be three non-negative integers")
+                })?,
+        ),
+        Some(v) => {
+            return Err(ModelError::config(
+                path,
+                format!("mrope_section must be a list of three integers, got {v}"),
+            ));
+        }
+    };
+    let scaling = match scaling_obj {
         None => RopeScaling::Default,
         Some(s) => {
             let kind = str_field(s, "rope_type")
@@ -340,7 +389,8 @@ fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
                 .unwrap_or_else(|| "default".into());
             let num = |key: &str, default: f64| f64_field(s, key, default, path).map(|v| v as f32);
             match kind.as_str() {
-                "default" => RopeScaling::Default,
+                // Qwen2-VL Hub configs name M-RoPE as the type; its frequencies are the default ones
+                "default" | "mrope" => RopeScaling::Default,
                 "linear" => RopeScaling::Linear {
                     factor: num("factor", 1.0)?,
                 },
@@ -364,7 +414,7 @@ fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
             }
         }
     };
-    Ok((theta, scaling))
+    Ok((theta, scaling, mrope_section))
 }
 
 fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
@@ -374,10 +424,14 @@ fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
         "llama" => (TextFamily::Llama, 32000, 11008, None, 1e-6),
         "mistral" => (TextFamily::Mistral, 32000, 14336, Some(8), 1e-6),
         "qwen2" => (TextFamily::Qwen2, 151936, 22016, None, 1e-6),
+        // Qwen2VLTextConfig; a flat Hub config carries the outer model_type
+        "qwen2_vl" | "qwen2_vl_text" => (TextFamily::Qwen2, 152064, 29568, Some(8), 1e-5),
         other => {
             return Err(ModelError::config(
                 path,
-                format!("unsupported text model_type {other:?}; supported: llama, mistral, qwen2"),
+                format!(
+                    "unsupported text model_type {other:?}; supported: llama, mistral, qwen2, qwen2_vl_text"
+                ),
             ));
         }
     };
@@ -399,7 +453,18 @@ fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
             "head_dim must be even for rotary embeddings",
         ));
     }
-    let (rope_theta, rope_scaling) = rope(obj, path)?;
+    let (rope_theta, rope_scaling, mrope_section) = rope(obj, path)?;
+    if let Some(sections) = &mrope_section
+        && sections.iter().sum::<usize>() != head_dim / 2
+    {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "mrope_section {sections:?} must add up to head_dim / 2 = {}",
+                head_dim / 2
+            ),
+        ));
+    }
     let attention_bias = bool_field(obj, "attention_bias", false);
     let sliding_window = match family {
         TextFamily::Mistral => obj.get("sliding_window").and_then(Value::as_u64),
@@ -427,6 +492,7 @@ fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
         tie_word_embeddings: bool_field(obj, "tie_word_embeddings", false),
         sliding_window,
         hidden_act: str_field(obj, "hidden_act").unwrap_or_else(|| "silu".into()),
+        mrope_section,
     })
 }
 

@@ -8,7 +8,7 @@
 //! (image features that replace the image tokens). The Hugging Face module names are accepted as
 //! aliases, e.g. `language_model.model.layers.31`, `model.language_model.layers.3.mlp`,
 //! `model.layers.27.self_attn`, `model.norm`, `vision_tower.vision_model.encoder.layers.5`,
-//! `multi_modal_projector`.
+//! `multi_modal_projector`; for Qwen2-VL `visual.blocks.5` and `visual.merger`.
 
 use std::fmt;
 
@@ -68,13 +68,16 @@ const LM_PREFIXES: [&str; 5] = [
     "language_model.",
     "model.",
 ];
-const VISION_PREFIXES: [&str; 6] = [
+const VISION_PREFIXES: [&str; 8] = [
     "vision.",
     "vision_tower.vision_model.encoder.",
     "vision_tower.encoder.",
     "model.vision_tower.vision_model.encoder.",
     "model.vision_tower.encoder.",
     "vision_model.encoder.",
+    // Qwen2-VL: `visual.blocks.{i}`
+    "visual.",
+    "model.visual.",
 ];
 
 /// Parses a stable hook name or an HF module-name alias. `num_vision_layers` is 0 for text-only
@@ -108,13 +111,19 @@ fn parse_known(name: &str, num_layers: usize, num_vision_layers: usize) -> Optio
     if num_vision_layers > 0 {
         if matches!(
             name,
-            "projector" | "multi_modal_projector" | "model.multi_modal_projector"
+            "projector"
+                | "multi_modal_projector"
+                | "model.multi_modal_projector"
+                | "visual.merger"
+                | "model.visual.merger"
         ) {
             return Some(HookPoint::Projector);
         }
         for prefix in VISION_PREFIXES {
             if let Some(rest) = name.strip_prefix(prefix)
-                && let Some(index) = rest.strip_prefix("layers.")
+                && let Some(index) = rest
+                    .strip_prefix("layers.")
+                    .or_else(|| rest.strip_prefix("blocks."))
                 && let Ok(i) = index.parse::<usize>()
                 && i < num_vision_layers
             {

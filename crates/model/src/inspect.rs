@@ -28,7 +28,11 @@ pub fn inspect(source: &str) -> Result<ModelInfo> {
     let dir = source::resolve(source)?;
     let config = ModelConfig::from_dir(&dir)?;
     let ckpt = Checkpoint::open(&dir)?;
-    let vision_layers = config.llava.as_ref().map_or(0, |l| l.vision.num_layers);
+    let vision_layers = match (&config.llava, &config.qwen2_vl) {
+        (Some(l), _) => l.vision.num_layers,
+        (None, Some(q)) => q.vision.depth,
+        (None, None) => 0,
+    };
     Ok(ModelInfo {
         hook_points: hook_points(config.text.num_layers, vision_layers),
         num_params: ckpt.num_scalars(),
@@ -49,6 +53,8 @@ impl fmt::Display for ModelInfo {
         };
         let family = if c.llava.is_some() {
             "LLaVA-1.5 (CLIP ViT + MLP projector + decoder)"
+        } else if c.qwen2_vl.is_some() {
+            "Qwen2-VL (ViT with 2D RoPE + patch merger + decoder with M-RoPE)"
         } else {
             "text LM"
         };
@@ -95,6 +101,23 @@ impl fmt::Display for ModelInfo {
                 l.projector_hidden_act,
                 l.vision_feature_layer,
                 l.image_token_id
+            )?;
+        }
+        if let Some(q) = &c.qwen2_vl {
+            let v = &q.vision;
+            writeln!(
+                f,
+                "vision:       ViT {} blocks, width {}, heads {}, patch {}x{} over {} frames, merge {}x{} -> {}; image token id {}",
+                v.depth,
+                v.embed_dim,
+                v.num_heads,
+                v.patch_size,
+                v.patch_size,
+                v.temporal_patch_size,
+                v.spatial_merge_size,
+                v.spatial_merge_size,
+                v.hidden_size,
+                q.image_token_id
             )?;
         }
         let dtype = c

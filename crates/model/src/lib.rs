@@ -1,4 +1,4 @@
-//! xlvlm-model: LLaVA-1.5 and Llama-family language models (Llama, Mistral, Qwen2) in burn,
+//! xlvlm-model: LLaVA-1.5, Qwen2-VL and Llama-family language models (Llama, Mistral, Qwen2) in burn,
 //! loaded from Hugging Face checkpoints, with hooks to capture and change activations.
 //!
 //! ```no_run
@@ -39,6 +39,7 @@ mod hooks;
 mod inspect;
 mod model;
 mod nn;
+mod qwen2_vl;
 mod source;
 mod text;
 mod vision;
@@ -48,8 +49,8 @@ mod weights;
 pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
-    FeatureSelect, LlavaConfig, ModelConfig, RopeScaling, TextConfig, TextFamily, VisionConfig,
-    WeightDType,
+    FeatureSelect, LlavaConfig, ModelConfig, Qwen2VlConfig, RopeScaling, TextConfig, TextFamily,
+    VisionConfig, WeightDType,
 };
 pub use error::{ModelError, Result};
 pub use hooks::{
@@ -62,5 +63,6 @@ pub use model::{
     PixelValues, StopPredicate, Vlm,
 };
 pub use nn::{ParamMapper, ParamVisitor};
+pub use qwen2_vl::{ImagePatches, Qwen2VlVisionConfig, rope_index};
 pub use source::{default_cache_dir, resolve, resolve_with_cache};
 pub use weights::{Checkpoint, LM_HEAD_NAMES, LM_PREFIXES};

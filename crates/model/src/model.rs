@@ -10,6 +10,7 @@ use crate::hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,
 };
+use crate::qwen2_vl::{ImagePatches, Qwen2VlVision, rope_index};
 use crate::source;
 use crate::text::{KvCache, TextModel};
 use crate::vision::{Projector, VisionTower, pixel_tensor, select_features};
@@ -31,6 +32,8 @@ pub struct Batch {
     pub input_ids: Vec<Vec<u32>>,
     pub attention_mask: Vec<Vec<bool>>,
     pub pixel_values: Option<PixelValues>,
+    /// Qwen2-VL images (flattened patches and their grids) for the `<|image_pad|>` tokens.
+    pub image_patches: Option<ImagePatches>,
 }
 
 impl Batch {
@@ -52,6 +55,7 @@ impl Batch {
             input_ids,
             attention_mask,
             pixel_values: None,
+            image_patches: None,
         }
     }
 
@@ -65,11 +69,17 @@ impl Batch {
             input_ids,
             attention_mask,
             pixel_values: None,
+            image_patches: None,
         }
     }
 
     pub fn with_pixel_values(mut self, pixel_values: PixelValues) -> Self {
         self.pixel_values = Some(pixel_values);
+        self
+    }
+
+    pub fn with_image_patches(mut self, patches: ImagePatches) -> Self {
+        self.image_patches = Some(patches);
         self
     }
 }
@@ -176,6 +186,14 @@ pub struct Vlm<B: Backend> {
     device: B::Device,
     text: TextModel<B>,
     llava: Option<Llava<B>>,
+    qwen2_vl: Option<Qwen2VlVision<B>>,
+}
+
+/// Qwen2-VL's rotary positions of a batch: (temporal, height, width) per padded slot, and per
+/// row the offset that generated tokens add to their index.
+struct MropePositions {
+    positions: Vec<Vec<[usize; 3]>>,
+    deltas: Vec<i64>,
 }
 
 /// Per-position bookkeeping of the chunk of tokens being run.
@@ -343,6 +361,16 @@ impl<B: Backend> Vlm<B> {
                 })
             }
         };
+        let qwen2_vl = match &config.qwen2_vl {
+            None => None,
+            Some(qc) => Some(Qwen2VlVision::load(
+                ckpt,
+                qc,
+                config.text.hidden_size,
+                burn_dtype,
+                device,
+            )?),
+        };
         Ok(Self {
             config,
             dir: dir.to_path_buf(),
@@ -350,6 +378,7 @@ impl<B: Backend> Vlm<B> {
             device: device.clone(),
             text,
             llava,
+            qwen2_vl,
         })
     }
 
@@ -376,6 +405,7 @@ impl<B: Backend> Vlm<B> {
                 .llava
                 .as_ref()
                 .map_or(0, |l| l.tower.num_params + l.projector.num_params)
+            + self.qwen2_vl.as_ref().map_or(0, |q| q.num_params)
     }
 
     /// Calls `f(name, shape, values)` for every weight, with its checkpoint name and shape and
@@ -385,6 +415,9 @@ impl<B: Backend> Vlm<B> {
         if let Some(llava) = &self.llava {
             llava.tower.visit(&mut f);
             llava.projector.visit(&mut f);
+        }
+        if let Some(vision) = &self.qwen2_vl {
+            vision.visit(&mut f);
         }
         self.text.visit(&mut f);
     }
@@ -404,8 +437,13 @@ impl<B: Backend> Vlm<B> {
             }),
             None => None,
         };
+        let qwen2_vl = match self.qwen2_vl {
+            Some(vision) => Some(vision.map(&mut f)?),
+            None => None,
+        };
         Ok(Self {
             llava,
+            qwen2_vl,
             text: self.text.map(&mut f)?,
             ..self
         })
@@ -454,9 +492,11 @@ impl<B: Backend> Vlm<B> {
     }
 
     fn num_vision_layers(&self) -> usize {
-        self.llava
-            .as_ref()
-            .map_or(0, |l| l.config.vision.num_layers)
+        match (&self.llava, &self.qwen2_vl) {
+            (Some(l), _) => l.config.vision.num_layers,
+            (None, Some(q)) => q.num_layers(),
+            (None, None) => 0,
+        }
     }
 
     /// Every hook point of this model.
@@ -471,8 +511,9 @@ impl<B: Backend> Vlm<B> {
 
     /// Hidden size at a hook point.
     pub fn hook_width(&self, hook: HookPoint) -> usize {
-        match (hook, &self.llava) {
-            (HookPoint::VisionLayer(_), Some(l)) => l.config.vision.hidden_size,
+        match (hook, &self.llava, &self.qwen2_vl) {
+            (HookPoint::VisionLayer(_), Some(l), _) => l.config.vision.hidden_size,
+            (HookPoint::VisionLayer(_), None, Some(q)) => q.config.vision.embed_dim,
             _ => self.config.text.hidden_size,
         }
     }
@@ -736,7 +777,11 @@ impl<B: Backend> Vlm<B> {
         self.validate(batch)?;
         let rows = batch.input_ids.len();
         let seq = batch.input_ids[0].len();
-        let image_token = self.llava.as_ref().map(|l| l.config.image_token_id);
+        let image_token = match (&self.llava, &self.qwen2_vl) {
+            (Some(l), _) => Some(l.config.image_token_id),
+            (None, Some(q)) => Some(q.config.image_token_id),
+            (None, None) => None,
+        };
         let mut metas = Vec::with_capacity(rows);
         let mut positions = Vec::with_capacity(rows);
         let mut prompt_lens = Vec::with_capacity(rows);
@@ -790,54 +835,108 @@ impl<B: Backend> Vlm<B> {
             })
             .collect();
         let mut embeds = self.text.embed(&lookup, &self.device);
-        match (&self.llava, &batch.pixel_values) {
-            (Some(llava), Some(pixels)) => {
-                let features = self.image_features(llava, pixels, interventions, rec)?;
-                let [images, tokens, hidden] = features.dims();
-                if image_slots.len() != images * tokens {
-                    return Err(ModelError::Input(format!(
-                        "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
-                        image_slots.len()
-                    )));
+        // image features `[tokens, hidden]`, packed in the order of the image tokens
+        let features = match (&self.llava, &self.qwen2_vl) {
+            _ if batch.pixel_values.is_some() && batch.image_patches.is_some() => {
+                return Err(ModelError::Input(
+                    "a batch holds either pixel_values or image patches, not both".into(),
+                ));
+            }
+            (Some(_), _) if batch.image_patches.is_some() => {
+                return Err(ModelError::Input(
+                    "image patches (Qwen2-VL input) given to a LLaVA model; it takes pixel_values"
+                        .into(),
+                ));
+            }
+            (Some(llava), _) => match &batch.pixel_values {
+                Some(pixels) => {
+                    let features = self.image_features(llava, pixels, interventions, rec)?;
+                    let [images, tokens, hidden] = features.dims();
+                    if image_slots.len() != images * tokens {
+                        return Err(ModelError::Input(format!(
+                            "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
+                            image_slots.len()
+                        )));
+                    }
+                    Some(features.reshape([images * tokens, hidden]))
                 }
+                None => None,
+            },
+            (None, Some(vision)) => match &batch.image_patches {
+                _ if batch.pixel_values.is_some() => {
+                    return Err(ModelError::Input(
+                        "pixel_values given to a Qwen2-VL model; it takes image patches with their grids"
+                            .into(),
+                    ));
+                }
+                Some(patches) => {
+                    let features = self.qwen2_vl_features(vision, patches, interventions, rec)?;
+                    if image_slots.len() != features.dims()[0] {
+                        return Err(ModelError::Input(format!(
+                            "the batch has {} image tokens but its images give {} features",
+                            image_slots.len(),
+                            features.dims()[0]
+                        )));
+                    }
+                    Some(features)
+                }
+                None => None,
+            },
+            (None, None) => {
+                if batch.pixel_values.is_some() || batch.image_patches.is_some() {
+                    return Err(ModelError::Input(
+                        "pixel_values given to a text-only model".into(),
+                    ));
+                }
+                None
+            }
+        };
+        match features {
+            Some(features) => {
+                let [tokens, hidden] = features.dims();
                 // one gather from [text embeddings; image features] puts every feature in its slot
                 let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
                 for (k, &slot) in image_slots.iter().enumerate() {
                     index[slot] = (rows * seq + k) as i64;
                 }
-                let table = Tensor::cat(
-                    vec![
-                        embeds.reshape([rows * seq, hidden]),
-                        features.reshape([images * tokens, hidden]),
-                    ],
-                    0,
-                );
+                debug_assert_eq!(tokens, image_slots.len());
+                let table = Tensor::cat(vec![embeds.reshape([rows * seq, hidden]), features], 0);
                 let index = Tensor::<B, 1, Int>::from_data(
                     TensorData::new(index, [rows * seq]),
                     &self.device,
                 );
                 embeds = table.select(0, index).reshape([rows, seq, hidden]);
             }
-            (None, Some(_)) => {
-                return Err(ModelError::Input(
-                    "pixel_values given to a text-only model".into(),
-                ));
-            }
-            (Some(_), None) if !image_slots.is_empty() => {
+            None if !image_slots.is_empty() => {
+                let input = if self.llava.is_some() {
+                    "pixel_values"
+                } else {
+                    "image patches"
+                };
                 return Err(ModelError::Input(format!(
-                    "the batch has {} image tokens but no pixel_values",
+                    "the batch has {} image tokens but no {input}",
                     image_slots.len()
                 )));
             }
-            _ => {}
+            None => {}
         }
-        let tensors = self.text.chunk_tensors(
-            &positions,
-            &batch.attention_mask,
-            0,
-            self.dtype.to_burn(),
-            &self.device,
-        );
+        let mrope = self.mrope_positions(batch)?;
+        let tensors = match mrope {
+            Some(mrope) => self.text.chunk_tensors_mrope(
+                &mrope.positions,
+                &batch.attention_mask,
+                0,
+                self.dtype.to_burn(),
+                &self.device,
+            ),
+            None => self.text.chunk_tensors(
+                &positions,
+                &batch.attention_mask,
+                0,
+                self.dtype.to_burn(),
+                &self.device,
+            ),
+        };
         Ok(self.run_decoder(
             embeds,
             &chunk,
@@ -883,6 +982,113 @@ impl<B: Backend> Vlm<B> {
 
     fn images_in(batch: &Batch) -> usize {
         batch.pixel_values.as_ref().map_or(0, |p| p.shape[0])
+            + batch
+                .image_patches
+                .as_ref()
+                .map_or(0, ImagePatches::num_images)
+    }
+
+    /// Qwen2-VL: the (temporal, height, width) rotary positions of every padded slot and each
+    /// row's rope delta; `None` for models with plain positions.
+    fn mrope_positions(&self, batch: &Batch) -> Result<Option<MropePositions>> {
+        let Some(vision) = &self.qwen2_vl else {
+            return Ok(None);
+        };
+        let image_token = vision.config.image_token_id;
+        let mut grids = batch
+            .image_patches
+            .iter()
+            .flat_map(|p| p.grid_thw.iter().copied());
+        let mut positions = Vec::with_capacity(batch.input_ids.len());
+        let mut deltas = Vec::with_capacity(batch.input_ids.len());
+        for (ids, mask) in batch.input_ids.iter().zip(&batch.attention_mask) {
+            let real: Vec<u32> = ids
+                .iter()
+                .zip(mask)
+                .filter(|(_, m)| **m)
+                .map(|(&id, _)| id)
+                .collect();
+            let (row, delta) = rope_index(
+                &real,
+                image_token,
+                &mut grids,
+                vision.config.vision.spatial_merge_size,
+            )?;
+            let mut row = row.into_iter();
+            // padding gets position 1 as in the text-only path (it is never attended to)
+            positions.push(
+                mask.iter()
+                    .map(|&m| {
+                        if m {
+                            row.next().expect("one position per real token")
+                        } else {
+                            [1; 3]
+                        }
+                    })
+                    .collect(),
+            );
+            deltas.push(delta);
+        }
+        if grids.next().is_some() {
+            return Err(ModelError::Input(
+                "the batch has more images than runs of image tokens".into(),
+            ));
+        }
+        Ok(Some(MropePositions { positions, deltas }))
+    }
+
+    /// Qwen2-VL vision tower + merger on `patches`: image features `[tokens, hidden]` of all
+    /// images, packed in order.
+    fn qwen2_vl_features(
+        &self,
+        vision: &Qwen2VlVision<B>,
+        patches: &ImagePatches,
+        interventions: &[PreparedIntervention<B>],
+        rec: &mut Recorder<B>,
+    ) -> Result<Tensor<B, 2>> {
+        let (mut x, vchunk) = vision.embed(patches, self.dtype.to_burn(), &self.device)?;
+        let chunk_of = |lengths: &[usize], longest: usize| Chunk {
+            metas: lengths
+                .iter()
+                .map(|&len| {
+                    (0..longest)
+                        .map(|position| {
+                            (position < len).then_some(PositionMeta {
+                                position,
+                                role: TokenRole::Image,
+                                token_id: None,
+                            })
+                        })
+                        .collect()
+                })
+                .collect(),
+            prompt_lens: lengths.to_vec(),
+        };
+        let chunk = chunk_of(&vchunk.lengths, vchunk.longest);
+        for i in 0..vision.num_layers() {
+            x = vision.block(i, x, &vchunk);
+            x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
+        }
+        let m2 = vision.config.vision.spatial_merge_size.pow(2);
+        let merged_lengths: Vec<usize> = vchunk.lengths.iter().map(|l| l / m2).collect();
+        let longest = vchunk.longest / m2;
+        let chunk = chunk_of(&merged_lengths, longest);
+        let merged = self.hook(
+            HookPoint::Projector,
+            vision.merge(x),
+            &chunk,
+            interventions,
+            rec,
+        );
+        let [images, _, hidden] = merged.dims();
+        let index: Vec<i64> = merged_lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| (0..len).map(move |s| (i * longest + s) as i64))
+            .collect();
+        let total = index.len();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [total]), &self.device);
+        Ok(merged.reshape([images * longest, hidden]).select(0, index))
     }
 
     /// One forward pass over the batch with captures and interventions (interventions at a hook
@@ -1047,6 +1253,11 @@ impl<B: Backend> Vlm<B> {
             .collect();
         let prompt_lens = lengths.clone();
         let mut done = vec![false; rows];
+        // Qwen2-VL: generated tokens sit at their index plus the row's rope delta
+        let deltas = match self.mrope_positions(batch)? {
+            Some(mrope) => mrope.deltas,
+            None => vec![0; rows],
+        };
         let pad = self
             .config
             .pad_token_id
@@ -1077,7 +1288,7 @@ impl<B: Backend> Vlm<B> {
                 if done[r] {
                     step_ids.push(vec![pad]);
                     metas.push(vec![None]);
-                    positions.push(vec![1]);
+                    positions.push(vec![[1; 3]]);
                     key_valid[r].push(false);
                 } else {
                     step_ids.push(vec![next[r]]);
@@ -1086,7 +1297,8 @@ impl<B: Backend> Vlm<B> {
                         role: TokenRole::Generated,
                         token_id: Some(next[r]),
                     })]);
-                    positions.push(vec![lengths[r]]);
+                    let position = (lengths[r] as i64 + deltas[r]).max(0) as usize;
+                    positions.push(vec![[position; 3]]);
                     lengths[r] += 1;
                     key_valid[r].push(true);
                 }
@@ -1095,7 +1307,7 @@ impl<B: Backend> Vlm<B> {
                 metas,
                 prompt_lens: prompt_lens.clone(),
             };
-            let tensors = self.text.chunk_tensors(
+            let tensors = self.text.chunk_tensors_mrope(
                 &positions,
                 &key_valid,
                 past,
