@@ -265,7 +265,12 @@ fn algorithm_of(resample: u8) -> ResizeAlg {
 }
 
 /// Resizes to `width` x `height` as PIL does: horizontal pass to 8 bits, then vertical pass.
-fn resize_like_pil(rgb: RgbImage, width: u32, height: u32, resample: u8) -> Result<RgbImage> {
+pub(crate) fn resize_like_pil(
+    rgb: RgbImage,
+    width: u32,
+    height: u32,
+    resample: u8,
+) -> Result<RgbImage> {
     let fail = |e: &dyn std::fmt::Display| ProcessorError::Image {
         origin: "resize".into(),
         detail: e.to_string(),
@@ -297,7 +302,7 @@ fn resize_like_pil(rgb: RgbImage, width: u32, height: u32, resample: u8) -> Resu
 }
 
 /// RGB conversion as transformers does it: transparency is composited onto white.
-fn to_rgb_on_white(image: &DynamicImage) -> RgbImage {
+pub(crate) fn to_rgb_on_white(image: &DynamicImage) -> RgbImage {
     if !image.color().has_alpha() {
         return image.to_rgb8();
     }

@@ -6,6 +6,8 @@
 //!   `chat_template.jinja` or `tokenizer_config.json`, in that order) rendered by minijinja,
 //!   configured like transformers' jinja2 environment.
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate.
+//! * [`Qwen2VlImages`]: Qwen2-VL's dynamic-resolution patches ([`smart_resize`], temporal
+//!   patch, merge-block order) and `<|image_pad|>` expansion.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
 //!   renders, preprocesses, expands image placeholders and pads ([`Batch`]: ids, attention
 //!   mask, [`TokenRole`] per position, stacked pixel values);
@@ -35,13 +37,14 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5).
+//! processor's family table (today: LLaVA-1.5 and Qwen2-VL).
 
 mod chat;
 mod error;
 mod image;
 mod llava;
 mod processor;
+mod qwen2_vl;
 mod strftime;
 mod tokenizer;
 mod words;
@@ -56,6 +59,7 @@ pub use crate::processor::{
     Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
     Prompt, Sample, TokenRole,
 };
+pub use crate::qwen2_vl::{Qwen2VlImages, Qwen2VlPatches, smart_resize};
 pub use crate::tokenizer::{NamedToken, Padding, TextTokenizer};
 pub use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 

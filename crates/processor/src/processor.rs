@@ -9,6 +9,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::error::{ProcessorError, Result, read_json};
 use crate::image::load_image;
 use crate::llava::LlavaImages;
+use crate::qwen2_vl::Qwen2VlImages;
 use crate::tokenizer::{Padding, TextTokenizer};
 use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 
@@ -20,6 +21,9 @@ pub struct ProcessedImage {
     pub shape: Vec<usize>,
     /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
     pub placeholder: String,
+    /// Qwen2-VL: the patch grid `[t, h, w]`; such images have `[patches, patch_dim]` values and
+    /// are concatenated along the patches in a batch, whatever their size.
+    pub image_grid_thw: Option<[usize; 3]>,
 }
 
 /// The image side of a model family's processor. A family (LLaVA, Qwen2-VL, Idefics, Molmo) is
@@ -73,10 +77,13 @@ pub enum TokenRole {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelBatch {
     pub data: Vec<f32>,
-    /// `[images, ...per-image shape]` (LLaVA: `[N, 3, H, W]`).
+    /// `[images, ...per-image shape]` (LLaVA: `[N, 3, H, W]`); for Qwen2-VL the patches of all
+    /// images concatenated, `[patches, patch_dim]`.
     pub shape: Vec<usize>,
     /// For each image, the batch row (sample) it belongs to.
     pub sample_of_image: Vec<usize>,
+    /// Qwen2-VL: the patch grid `[t, h, w]` of each image (`image_grid_thw`); empty otherwise.
+    pub image_grid_thw: Vec<[usize; 3]>,
 }
 
 /// A padded batch, row-major `[batch_size, seq_len]`.
@@ -155,9 +162,14 @@ type PipelineBuilder = fn(&CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>
 /// The families this crate implements: (`processor_class`, `model_type`, builder). A family is
 /// recognised by the processor class in the processor files, or by `config.json`'s model type
 /// when no class is named.
-const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[("LlavaProcessor", "llava", |files| {
-    Ok(Box::new(LlavaImages::from_checkpoint(files)?))
-})];
+const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
+    ("LlavaProcessor", "llava", |files| {
+        Ok(Box::new(LlavaImages::from_checkpoint(files)?))
+    }),
+    ("Qwen2VLProcessor", "qwen2_vl", |files| {
+        Ok(Box::new(Qwen2VlImages::from_checkpoint(files)?))
+    }),
+];
 
 fn image_pipeline_for(files: &CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>> {
     let class = files
@@ -362,6 +374,9 @@ impl Processor {
         let mut pixel_data = Vec::new();
         let mut image_shape: Option<Vec<usize>> = None;
         let mut sample_of_image = Vec::new();
+        let mut image_grid_thw = Vec::new();
+        // rows of concatenated images (Qwen2-VL patches)
+        let mut concatenated_rows = 0;
         for (index, sample) in samples.iter().enumerate() {
             let (text, add_special) = match &sample.prompt {
                 Prompt::Text(t) => (t.clone(), true),
@@ -380,8 +395,19 @@ impl Processor {
                 }
             };
             let expanded = self.expand_placeholders(index, &text, &sample.images, |img| {
+                // concatenated images only need equal rows, stacked ones equal shapes
+                let comparable = |shape: &[usize]| -> Vec<usize> {
+                    match img.image_grid_thw {
+                        Some(_) => shape.iter().skip(1).copied().collect(),
+                        None => shape.to_vec(),
+                    }
+                };
+                if let Some(grid) = img.image_grid_thw {
+                    image_grid_thw.push(grid);
+                    concatenated_rows += img.shape.first().copied().unwrap_or(0);
+                }
                 match &image_shape {
-                    Some(s) if *s != img.shape => {
+                    Some(s) if comparable(s) != comparable(&img.shape) => {
                         return Err(ProcessorError::Input(format!(
                             "sample {index}: image shape {:?} differs from {:?} of earlier images",
                             img.shape, s
@@ -429,12 +455,20 @@ impl Processor {
             lengths.push(row.len());
         }
         let pixel_values = image_shape.map(|shape| {
-            let mut full = vec![sample_of_image.len()];
-            full.extend(shape);
+            let full = if image_grid_thw.is_empty() {
+                let mut full = vec![sample_of_image.len()];
+                full.extend(shape);
+                full
+            } else {
+                let mut full = vec![concatenated_rows];
+                full.extend(shape.into_iter().skip(1));
+                full
+            };
             PixelBatch {
                 data: pixel_data,
                 shape: full,
                 sample_of_image,
+                image_grid_thw,
             }
         });
         Ok(Batch {
