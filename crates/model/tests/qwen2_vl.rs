@@ -21,15 +21,19 @@ fn load(rel: &str) -> Vlm<B> {
 
 /// The processor outputs of the golden: ids, mask, flattened patches and `image_grid_thw`.
 fn golden_batch(g: &Golden) -> Batch {
-    let (shape, data) = g.f32("input.pixel_values");
+    batch_from(g, "input")
+}
+
+fn batch_from(g: &Golden, prefix: &str) -> Batch {
+    let (shape, data) = g.f32(&format!("{prefix}.pixel_values"));
     let grid_thw = g
-        .rows_i64("input.image_grid_thw")
+        .rows_i64(&format!("{prefix}.image_grid_thw"))
         .into_iter()
         .map(|r| [r[0] as usize, r[1] as usize, r[2] as usize])
         .collect();
     Batch::from_padded(
-        g.rows_u32("input.input_ids"),
-        g.rows_i64("input.attention_mask"),
+        g.rows_u32(&format!("{prefix}.input_ids")),
+        g.rows_i64(&format!("{prefix}.attention_mask")),
     )
     .with_image_patches(ImagePatches {
         data: data.clone(),
@@ -231,7 +235,7 @@ fn interventions_match_transformers_forward_hooks() {
 
 /// Generated ids equal transformers' and so do the logits of every step (the tiny random model
 /// repeats one token, so the logits are what tells a wrong rope delta apart).
-fn check_generation(key: &str, interventions: &[Intervention]) {
+fn check_generation(batch: &Batch, key: &str, interventions: &[Intervention]) {
     let model = load(NAME);
     let g = Golden::open(NAME);
     let options = GenerateOptions {
@@ -239,41 +243,70 @@ fn check_generation(key: &str, interventions: &[Intervention]) {
         keep_logits: true,
         ..Default::default()
     };
-    let generation = model
-        .generate(&golden_batch(&g), &options, &[], interventions)
-        .unwrap();
-    let want = &g.rows_u32(&format!("{key}.output_ids"))[0];
+    let generation = model.generate(batch, &options, &[], interventions).unwrap();
     let eos = &model.config().eos_token_ids;
-    let end = want
-        .iter()
-        .position(|t| eos.contains(t))
-        .map_or(want.len(), |p| p + 1);
-    assert_eq!(generation.ids[0], want[..end], "{key}");
     let (shape, want_logits) = g.f32(&format!("{key}.logits"));
-    let vocab = shape[2];
-    for (s, step) in generation.step_logits.iter().enumerate().take(end) {
-        assert_close(
-            &format!("{key} step {s}"),
-            &to_f32(step.clone()),
-            &want_logits[s * vocab..(s + 1) * vocab],
-            TOL,
-        );
+    let (rows, steps, vocab) = (shape[0], shape[1], shape[2]);
+    assert_eq!(generation.ids.len(), rows);
+    for (r, want) in g.rows_u32(&format!("{key}.output_ids")).iter().enumerate() {
+        let end = want
+            .iter()
+            .position(|t| eos.contains(t))
+            .map_or(want.len(), |p| p + 1);
+        assert_eq!(generation.ids[r], want[..end], "{key} row {r}");
+        for (s, step) in generation.step_logits.iter().enumerate().take(end) {
+            let at = (r * steps + s) * vocab;
+            assert_close(
+                &format!("{key} row {r} step {s}"),
+                &to_f32(step.clone())[r * vocab..(r + 1) * vocab],
+                &want_logits[at..at + vocab],
+                TOL,
+            );
+        }
     }
-    assert_eq!(generation.step_logits.len(), end);
 }
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    check_generation("generate", &[]);
+    let g = Golden::open(NAME);
+    check_generation(&golden_batch(&g), "generate", &[]);
 }
 
 #[test]
 fn greedy_generation_with_intervention_matches_transformers() {
     let g = Golden::open(NAME);
     check_generation(
+        &golden_batch(&g),
         "generate_intervention",
         &[intervention(&g, InterventionMode::Add)],
     );
+}
+
+/// Two left-padded chats, three images of different sizes (grids 4x6, 2x10, 8x4): the vision
+/// tower runs them as one padded batch, each row gets its own 3D positions and rope delta.
+#[test]
+fn left_padded_batch_of_differently_sized_images_matches_transformers() {
+    let model = load(NAME);
+    let g = Golden::open(NAME);
+    let batch = batch_from(&g, "batch.input");
+    assert_eq!(batch.image_patches.as_ref().unwrap().num_images(), 3);
+    let out = model.forward(&batch, &[], &[], Logits::All).unwrap();
+    let got = to_f32(out.logits.unwrap());
+    let (shape, want) = g.f32("batch.logits");
+    let (seq, vocab) = (shape[1], shape[2]);
+    // padding positions hold no prediction (transformers and xlvlm give them other positions)
+    for (r, mask) in batch.attention_mask.iter().enumerate() {
+        for (s, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+            let at = (r * seq + s) * vocab;
+            assert_close(
+                &format!("batch row {r} position {s}"),
+                &got[at..at + vocab],
+                &want[at..at + vocab],
+                TOL,
+            );
+        }
+    }
+    check_generation(&batch, "batch.generate", &[]);
 }
 
 /// Newer Hub uploads (`model.language_model.*`, `model.visual.*`) with an untied `lm_head`:
@@ -382,4 +415,16 @@ fn hook_aliases_and_bad_image_input() {
         .unwrap()
         .to_string();
     assert!(err.contains("image tokens"), "{err}");
+}
+
+#[test]
+fn inspect_describes_the_vision_side() {
+    let info = xlvlm_model::inspect(fixture(NAME).to_str().unwrap()).unwrap();
+    assert!(info.hook_points.contains(&HookPoint::VisionLayer(1)));
+    assert!(info.hook_points.contains(&HookPoint::Projector));
+    let text = info.to_string();
+    assert!(
+        text.contains("Qwen2-VL") && text.contains("2 blocks"),
+        "{text}"
+    );
 }
