@@ -428,3 +428,22 @@ fn inspect_describes_the_vision_side() {
         "{text}"
     );
 }
+
+/// The checkpoint run in f16 and bf16 (as on a GPU) stays close to the f32 golden at the
+/// precision of the dtype (the vision rotary embedding is applied in f32 either way).
+#[test]
+fn half_precision_runs_stay_close() {
+    let g = Golden::open(NAME);
+    for (dtype, tol) in [(WeightDType::F16, 3e-3), (WeightDType::BF16, 2e-2)] {
+        let model = Vlm::<B>::load(fixture(NAME).to_str().unwrap(), dtype, &device()).unwrap();
+        let out = model
+            .forward(&golden_batch(&g), &[], &[], Logits::All)
+            .unwrap();
+        assert_close(
+            &format!("{dtype} logits"),
+            &to_f32(out.logits.unwrap()),
+            &g.f32("logits").1,
+            tol,
+        );
+    }
+}
