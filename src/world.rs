@@ -52,6 +52,13 @@ pub struct TrainArgs {
     /// Vision patch size in pixels (from scratch only; must divide the image size).
     #[arg(long)]
     patch_size: Option<usize>,
+    /// The vision tower's input size in pixels (from scratch only).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Steps of vision pretraining (naming each patch's shape and colour) before the captions
+    /// and answers (from scratch only; default 600, 0 skips it).
+    #[arg(long)]
+    vision_steps: Option<usize>,
 }
 
 /// Evaluate a checkpoint on a world split: VQA accuracy, caption correctness, CIDEr, style rate.
@@ -87,7 +94,7 @@ fn progress_bar(steps: usize) -> ProgressBar {
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "  training {bar:30} {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})",
+            "  training ({prefix}) {bar:30} {pos}/{len} steps, loss {msg} ({per_sec}, eta {eta})",
         )
         .expect("valid template"),
     );
@@ -106,10 +113,12 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
         args.vision_hidden,
         args.vision_layers,
         args.patch_size,
+        args.image_size,
+        args.vision_steps,
     ];
     if finetune && sizes.iter().any(Option::is_some) {
         return Err(Failure::Invalid(
-            "model sizes (--text-hidden, --patch-size, ...) come from the checkpoint when fine-tuning; drop them or --finetune-from".into(),
+            "model sizes (--text-hidden, --patch-size, ...) come from the checkpoint, and --vision-steps applies to a model trained from scratch; drop them or --finetune-from".into(),
         ));
     }
     let defaults = if finetune {
@@ -122,14 +131,18 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
         batch_size: args.batch_size,
         learning_rate: args.learning_rate.unwrap_or(defaults.learning_rate),
         seed: args.seed,
+        vision_steps: args.vision_steps.unwrap_or(defaults.vision_steps),
         ..defaults
     };
     let bar = progress_bar(options.steps);
     let mut on_step = |report: &StepReport| {
+        bar.set_length(report.steps as u64);
+        bar.set_prefix(report.phase);
         bar.set_position(report.step as u64);
         bar.set_message(format!("{:.4}", report.loss));
         if report.step.is_multiple_of(50) || report.step == report.steps {
             tracing::info!(
+                phase = report.phase,
                 step = report.step,
                 loss = report.loss,
                 lr = report.learning_rate,
@@ -159,6 +172,7 @@ pub fn train(args: &TrainArgs) -> Result<(), Failure> {
                 vision_hidden: args.vision_hidden.unwrap_or(base.vision_hidden),
                 vision_layers: args.vision_layers.unwrap_or(base.vision_layers),
                 patch_size: args.patch_size.unwrap_or(base.patch_size),
+                image_size: args.image_size.unwrap_or(base.image_size),
                 ..base
             };
             xlvlm_train::train_toy(&args.world, &args.out, &config, &options, &mut on_step)

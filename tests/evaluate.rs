@@ -676,6 +676,19 @@ num_most_activating_samples = 2
     );
     let svg = std::fs::read_to_string(a.join("plot.svg")).unwrap();
     assert!(svg.contains("percent_preds_changed") && svg.contains("steered.alpha"));
+    // The same plot as a picture: lines in the first series colours and dark label text.
+    let png = xlvlm_processor::image_crate::open(a.join("plot.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(png.dimensions(), (720, 480));
+    let count = |want: [u8; 3]| {
+        let near = |p: &[u8; 3]| p.iter().zip(want).all(|(&a, b)| a.abs_diff(b) < 40);
+        png.pixels().filter(|p| near(&p.0)).count()
+    };
+    // (the first series lies under the third: both are 0 at every alpha)
+    assert!(count([255, 127, 14]) > 200 && count([44, 160, 44]) > 200);
+    let dark = png.pixels().filter(|p| p.0.iter().all(|&c| c < 60)).count();
+    assert!(dark > 500, "{dark} dark pixels: no text or axes drawn");
 
     // Scores computed here from the generation files match the metrics crate directly.
     let gens = read_table(

@@ -17,6 +17,11 @@ fn every_shipped_pipeline_validates() {
         "shift_analysis.toml",
         "vqa_steering.toml",
         "caption_steering.toml",
+        // their shapes-world twins, which run offline
+        "shapes_concept_dictionary.toml",
+        "shapes_shift_analysis.toml",
+        "shapes_vqa_steering.toml",
+        "shapes_caption_steering.toml",
     ] {
         assert!(
             files.iter().any(|f| f.ends_with(name)),

@@ -8,7 +8,7 @@
 //! scalar metric), for generations `scores.parquet` (one row per sample: its VQA accuracy,
 //! caption scores, target-rate flags), for a shift analysis `recovery.parquet` (one row per
 //! concept); with `collect`, `table.parquet` + `table.csv` (one row per sweep point, one column
-//! per coordinate and metric) and `plot.svg`.
+//! per coordinate and metric) and `plot.svg` + `plot.png`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -27,6 +27,7 @@ use xlvlm_metrics::words::WordClass;
 use xlvlm_metrics::{
     VqaAccuracy, VqaAnnotation, VqaPrediction, caption_scores_with, target_rates, vqa_accuracy,
 };
+use xlvlm_processor::image_crate;
 use xlvlm_spec::{EvaluateParams, Metric, RecoveryInputs, VqaAccuracyMode};
 use xlvlm_store::{Column, FeatureTable, read_parquet, read_parquet_columns};
 
@@ -1214,8 +1215,9 @@ fn sweep_table(ctx: &StageContext<'_>, p: &EvaluateParams) -> anyhow::Result<Sta
     };
     let plotted = match (&x, ys.is_empty()) {
         (Some(x), false) => {
-            let svg = plot_svg(&table, x, &ys, &coord_names)?;
-            ctx.staging.write_file("plot.svg", svg.as_bytes())?;
+            let plot = Plot::of(&table, x, &ys, &coord_names)?;
+            ctx.staging.write_file("plot.svg", plot.svg()?.as_bytes())?;
+            ctx.staging.write_file("plot.png", &plot.png()?)?;
             true
         }
         _ => false,
@@ -1267,80 +1269,113 @@ fn to_csv(table: &FeatureTable) -> String {
 
 /// Lines of `ys` against `x`, sorted by x, one per metric and per combination of the other
 /// coordinates (`coords`; a grid sweep gives one line per point of the other axes), with a
-/// legend.
-fn plot_svg(
-    table: &FeatureTable,
-    x: &str,
-    ys: &[String],
-    coords: &[String],
-) -> anyhow::Result<String> {
-    use plotters::prelude::*;
-    let xs = table.floats(x).context("x column")?.to_vec();
-    // Rows grouped by the values of the coordinates other than x, in first-seen order.
-    let others: Vec<&String> = coords.iter().filter(|c| *c != x).collect();
-    let cell = |c: &str, r: usize| match table.column(c) {
-        Some(Column::Utf8(v)) => v[r].clone(),
-        Some(Column::Float64(v)) => v[r].to_string(),
-        _ => String::new(),
-    };
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for r in 0..table.num_rows() {
-        let name = others
-            .iter()
-            .map(|c| format!("{c}={}", cell(c, r)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        match groups.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, rows)) => rows.push(r),
-            None => groups.push((name, vec![r])),
-        }
-    }
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for y in ys {
-        let values: Vec<f64> = match table.column(y) {
-            Some(Column::Int64(v)) => v.iter().map(|i| *i as f64).collect(),
-            Some(Column::Float64(v)) => v.clone(),
-            _ => vec![],
+/// legend; drawn as SVG and as PNG.
+struct Plot {
+    x_label: String,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    x_range: (f64, f64),
+    y_range: (f64, f64),
+}
+
+const PLOT_SIZE: (u32, u32) = (720, 480);
+
+impl Plot {
+    fn of(table: &FeatureTable, x: &str, ys: &[String], coords: &[String]) -> anyhow::Result<Self> {
+        let xs = table.floats(x).context("x column")?.to_vec();
+        // Rows grouped by the values of the coordinates other than x, in first-seen order.
+        let others: Vec<&String> = coords.iter().filter(|c| *c != x).collect();
+        let cell = |c: &str, r: usize| match table.column(c) {
+            Some(Column::Utf8(v)) => v[r].clone(),
+            Some(Column::Float64(v)) => v[r].to_string(),
+            _ => String::new(),
         };
-        for (group, rows) in &groups {
-            let mut pts: Vec<(f64, f64)> = rows
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for r in 0..table.num_rows() {
+            let name = others
                 .iter()
-                .map(|&r| (xs[r], values[r]))
-                .filter(|(a, b)| a.is_finite() && b.is_finite())
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let label = if group.is_empty() {
-                y.clone()
-            } else {
-                format!("{y} ({group})")
-            };
-            series.push((label, pts));
+                .map(|c| format!("{c}={}", cell(c, r)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, rows)) => rows.push(r),
+                None => groups.push((name, vec![r])),
+            }
         }
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for y in ys {
+            let values: Vec<f64> = match table.column(y) {
+                Some(Column::Int64(v)) => v.iter().map(|i| *i as f64).collect(),
+                Some(Column::Float64(v)) => v.clone(),
+                _ => vec![],
+            };
+            for (group, rows) in &groups {
+                let mut pts: Vec<(f64, f64)> = rows
+                    .iter()
+                    .map(|&r| (xs[r], values[r]))
+                    .filter(|(a, b)| a.is_finite() && b.is_finite())
+                    .collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let label = if group.is_empty() {
+                    y.clone()
+                } else {
+                    format!("{y} ({group})")
+                };
+                series.push((label, pts));
+            }
+        }
+        let all = series.iter().flat_map(|(_, p)| p.iter());
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for (a, b) in all {
+            x0 = x0.min(*a);
+            x1 = x1.max(*a);
+            y0 = y0.min(*b);
+            y1 = y1.max(*b);
+        }
+        if x0 > x1 {
+            bail!("nothing to plot: every plotted value is missing");
+        }
+        let pad = |lo: f64, hi: f64| {
+            let d = if hi > lo { (hi - lo) * 0.05 } else { 1.0 };
+            (lo - d, hi + d)
+        };
+        let (x0, x1) = pad(x0, x1);
+        let (y0, mut y1) = pad(y0, y1);
+        // Room above the data for the legend (one line per series).
+        y1 += (y1 - y0) * (0.07 * series.len() as f64).min(0.8);
+        Ok(Plot {
+            x_label: x.to_string(),
+            series,
+            x_range: (x0, x1),
+            y_range: (y0, y1),
+        })
     }
-    let all = series.iter().flat_map(|(_, p)| p.iter());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (a, b) in all {
-        x0 = x0.min(*a);
-        x1 = x1.max(*a);
-        y0 = y0.min(*b);
-        y1 = y1.max(*b);
+
+    fn svg(&self) -> anyhow::Result<String> {
+        let mut svg = String::new();
+        self.draw(plotters::prelude::SVGBackend::with_string(
+            &mut svg, PLOT_SIZE,
+        ))?;
+        Ok(svg)
     }
-    if x0 > x1 {
-        bail!("nothing to plot: every plotted value is missing");
+
+    fn png(&self) -> anyhow::Result<Vec<u8>> {
+        let (w, h) = PLOT_SIZE;
+        let mut rgb = vec![0u8; (w * h * 3) as usize];
+        self.draw(plotters::prelude::BitMapBackend::with_buffer(
+            &mut rgb, PLOT_SIZE,
+        ))?;
+        let image = image_crate::RgbImage::from_raw(w, h, rgb).context("a plot buffer")?;
+        super::png_bytes(&image)
     }
-    let pad = |lo: f64, hi: f64| {
-        let d = if hi > lo { (hi - lo) * 0.05 } else { 1.0 };
-        (lo - d, hi + d)
-    };
-    let (x0, x1) = pad(x0, x1);
-    let (y0, mut y1) = pad(y0, y1);
-    // Room above the data for the legend (one line per series).
-    y1 += (y1 - y0) * (0.07 * series.len() as f64).min(0.8);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
+
+    fn draw<DB: plotters::prelude::DrawingBackend>(&self, backend: DB) -> anyhow::Result<()> {
+        use plotters::prelude::*;
+        register_plot_font();
         let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing the plot: {e}");
+        let root = backend.into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
+        let (x0, x1) = self.x_range;
+        let (y0, y1) = self.y_range;
         let mut chart = ChartBuilder::on(&root)
             .margin(16)
             .x_label_area_size(40)
@@ -1349,10 +1384,10 @@ fn plot_svg(
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
-            .x_desc(x)
+            .x_desc(self.x_label.as_str())
             .draw()
             .map_err(|e| err(&e))?;
-        for (i, (name, pts)) in series.iter().enumerate() {
+        for (i, (name, pts)) in self.series.iter().enumerate() {
             // matplotlib's tab10 colours, distinct on white
             const TAB10: [(u8, u8, u8); 10] = [
                 (31, 119, 180),
@@ -1385,6 +1420,20 @@ fn plot_svg(
             .draw()
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
+        Ok(())
     }
-    Ok(svg)
+}
+
+/// plotters lays out and draws text with the fonts registered by name; xlvlm brings its own
+/// (DejaVu Sans) so plots look the same on every machine.
+fn register_plot_font() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        plotters::style::register_font(
+            "sans-serif",
+            plotters::style::FontStyle::Normal,
+            dejavu::sans::regular(),
+        )
+        .unwrap_or_else(|_| panic!("the embedded DejaVu Sans is a valid font"));
+    });
 }

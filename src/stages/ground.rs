@@ -436,13 +436,14 @@ fn write_grid(
             svg.push_str(&format!(
                 "<image x=\"{x}\" y=\"{}\" width=\"{size}\" height=\"{size}\" href=\"data:image/png;base64,{}\"><title>{}</title></image>\n",
                 row_y + TEXT,
-                BASE64_STANDARD.encode(png_bytes(&tile)?),
+                BASE64_STANDARD.encode(super::png_bytes(&tile)?),
                 xml_escape(&s.sample_id)
             ));
         }
     }
     svg.push_str("</svg>\n");
-    ctx.staging.write_file("grid.png", &png_bytes(&grid)?)?;
+    ctx.staging
+        .write_file("grid.png", &super::png_bytes(&grid)?)?;
     ctx.staging.write_file("grid.svg", svg.as_bytes())?;
     let text: String = grounded
         .iter()
@@ -453,17 +454,6 @@ fn write_grid(
         .collect();
     ctx.staging.write_file("grid.txt", text.as_bytes())?;
     Ok(missing)
-}
-
-fn png_bytes(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
-    let mut png = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut png),
-            image_crate::ImageFormat::Png,
-        )
-        .context("encoding a PNG")?;
-    Ok(png)
 }
 
 fn xml_escape(text: &str) -> String {

@@ -187,3 +187,15 @@ fn sample_ids<'t>(table: &'t FeatureTable, label: &str) -> anyhow::Result<&'t [S
         .strings("sample_id")
         .with_context(|| format!("`{label}` has no `sample_id` column"))
 }
+
+/// `image` encoded as PNG (the ground stage's concept grid, the evaluate stage's sweep plots).
+fn png_bytes(image: &xlvlm_processor::image_crate::RgbImage) -> anyhow::Result<Vec<u8>> {
+    let mut png = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut png),
+            xlvlm_processor::image_crate::ImageFormat::Png,
+        )
+        .context("encoding a PNG")?;
+    Ok(png)
+}

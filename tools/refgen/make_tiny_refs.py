@@ -635,6 +635,25 @@ def extra_goldens(name, model, inputs, tok, golden):
         golden["generate_batch.logits"] = torch.stack(out.logits, 1).contiguous()
 
 
+def padded_image_goldens(model, inputs, golden):
+    """The SigLIP side on an image whose lower-right part is padding (as the Idefics processors pad
+    images of different sizes): `pixel_attention_mask` gives the padded patches bucketed position
+    ids and masks them as keys.  The first tile of the fixture, cut to 42x28 pixels and zero-padded
+    back to its size."""
+    px = inputs["pixel_values"][:, :1].clone()
+    h, w = px.shape[-2:]
+    mask = torch.zeros((1, 1, h, w), dtype=torch.int64)
+    real_h, real_w = 42, 28
+    mask[..., :real_h, :real_w] = 1
+    px = px * mask[:, :, None].to(px.dtype)
+    with torch.no_grad():
+        out = model.model.get_image_features(pixel_values=px, pixel_attention_mask=mask)
+    golden["padded.pixel_values"] = px[0].contiguous()
+    golden["padded.pixel_attention_mask"] = mask[0].contiguous()
+    golden["padded.vision_last_hidden_state"] = out.last_hidden_state.contiguous()
+    golden["padded.image_features"] = torch.cat(list(out.pooler_output)).contiguous()
+
+
 def run_one(name, out_root, image, report):
     t0 = time.time()
     torch.manual_seed(SEED)
@@ -729,8 +748,18 @@ def run_one(name, out_root, image, report):
         golden["batch.logits"] = bo.logits.contiguous()
         golden["batch.generate.output_ids"] = gen.sequences[:, batch["input_ids"].shape[1]:].contiguous()
         golden["batch.generate.logits"] = torch.stack(gen.logits, 1).contiguous()
-    if name in ("llava", "qwen2_vl") + TEXT_MODELS:
+    if name in ("llava", "idefics3", "smolvlm", "qwen2_vl") + TEXT_MODELS:
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
+    if name in ("idefics3", "smolvlm"):
+        padded_image_goldens(model2, inputs, golden)
+        # the PIL backend too (`input.pixel_values` come from the default torchvision one; the two
+        # differ by up to 2 uint8 steps), so preprocessing can be checked against either
+        from transformers import AutoImageProcessor
+        pil = AutoImageProcessor.from_pretrained(d, use_fast=False)
+        assert type(pil).__name__.endswith("Pil"), type(pil).__name__
+        pil_out = pil([[image]], return_tensors="pt")
+        golden["input_pil.pixel_values"] = pil_out["pixel_values"].contiguous()
+        golden["input_pil.pixel_attention_mask"] = pil_out["pixel_attention_mask"].contiguous()
     save_file(golden, os.path.join(d, "golden.safetensors"),
               metadata={"model": name, "seed": str(SEED), "dtype": str(DTYPE), "transformers": transformers.__version__})
 
@@ -829,9 +858,16 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     image = make_image()
     image.save(os.path.join(a.out, "image.png"))
-    report = {"dtype": a.dtype, "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
-                           "transformers": transformers.__version__, "numpy": np.__version__},
-              "import_seconds": round(T_IMPORT, 2)}
+    report_path = os.path.join(a.out, "report.json")
+    # entries of models not rebuilt in this run, and the run-level fields of the run that first
+    # wrote the report, are kept as they are
+    run = {"dtype": a.dtype, "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                                          "transformers": transformers.__version__, "numpy": np.__version__},
+           "import_seconds": round(T_IMPORT, 2)}
+    report = json.load(open(report_path)) if os.path.isfile(report_path) else run
+    if report["dtype"] != a.dtype or report["versions"]["transformers"] != transformers.__version__:
+        sys.exit(f"{report_path} was made with {report['dtype']} / transformers {report['versions']['transformers']}; "
+                 "rebuild every model into a fresh --out instead of mixing runs")
     failures = {}
     for name in a.models.split(","):
         try:
@@ -840,9 +876,10 @@ def main():
             import traceback
             traceback.print_exc()
             failures[name] = repr(e)[:500]
-    report["failures"] = failures
-    report["total_seconds"] = round(time.time() - T_START, 2)
-    with open(os.path.join(a.out, "report.json"), "w") as f:
+    report["failures"] = {k: v for k, v in report.get("failures", {}).items() if k not in a.models.split(",")}
+    report["failures"].update(failures)
+    report.setdefault("total_seconds", round(time.time() - T_START, 2))
+    with open(report_path, "w") as f:
         json.dump(report, f, indent=1)
     print("total", report["total_seconds"], "s; failures:", failures)
     return 1 if failures else 0

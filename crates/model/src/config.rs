@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
-pub use crate::qwen2_vl::Qwen2VlConfig;
+pub use crate::families::qwen2_vl::Qwen2VlConfig;
 
 /// Storage dtype of checkpoint weights and of the model at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,7 +101,7 @@ pub struct TextConfig {
     pub mrope_section: Option<Vec<usize>>,
 }
 
-/// CLIP vision tower hyper-parameters.
+/// Vision transformer hyper-parameters (CLIP for LLaVA, SigLIP for Idefics3/SmolVLM).
 #[derive(Debug, Clone)]
 pub struct VisionConfig {
     pub hidden_size: usize,
@@ -165,13 +165,103 @@ impl LlavaConfig {
     }
 }
 
-/// The whole model: a text LM, optionally with a LLaVA vision side.
+/// Idefics3 / SmolVLM specifics: SigLIP encoder, pixel-shuffle connector.
+#[derive(Debug, Clone)]
+pub struct Idefics3Config {
+    pub vision: VisionConfig,
+    pub image_token_id: u32,
+    /// Pixel-shuffle factor: `scale_factor²` neighbouring patches become one image token.
+    pub scale_factor: usize,
+}
+
+impl Idefics3Config {
+    /// Number of image tokens one image (one tile) expands to.
+    pub fn image_tokens_per_image(&self) -> usize {
+        let grid = self.vision.grid();
+        grid * grid / (self.scale_factor * self.scale_factor)
+    }
+}
+
+/// The vision side of a VLM, by family. See `families` for how to add one.
+#[derive(Debug, Clone)]
+pub enum VisionFamily {
+    /// LLaVA-1.5: CLIP ViT + two-layer MLP projector.
+    Llava(LlavaConfig),
+    /// Idefics3 and SmolVLM: SigLIP ViT + pixel shuffle + linear projection.
+    Idefics3(Idefics3Config),
+    /// Qwen2-VL: ViT with 2D rotary embeddings over any image size + patch merger; the decoder
+    /// uses M-RoPE.
+    Qwen2Vl(Qwen2VlConfig),
+}
+
+impl VisionFamily {
+    /// Hyper-parameters of a fixed-resolution (CLIP / SigLIP) vision transformer; `None` for
+    /// Qwen2-VL, whose images keep their own size ([`Qwen2VlConfig::vision`]).
+    pub fn vision(&self) -> Option<&VisionConfig> {
+        match self {
+            Self::Llava(c) => Some(&c.vision),
+            Self::Idefics3(c) => Some(&c.vision),
+            Self::Qwen2Vl(_) => None,
+        }
+    }
+
+    /// Number of vision encoder layers (hooks `vision.layers.{i}`).
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.vision.num_layers,
+            Self::Idefics3(c) => c.vision.num_layers,
+            Self::Qwen2Vl(c) => c.vision.depth,
+        }
+    }
+
+    /// Width of the vision encoder's hidden states.
+    pub fn width(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.vision.hidden_size,
+            Self::Idefics3(c) => c.vision.hidden_size,
+            Self::Qwen2Vl(c) => c.vision.embed_dim,
+        }
+    }
+
+    /// The placeholder token that image features replace.
+    pub fn image_token_id(&self) -> u32 {
+        match self {
+            Self::Llava(c) => c.image_token_id,
+            Self::Idefics3(c) => c.image_token_id,
+            Self::Qwen2Vl(c) => c.image_token_id,
+        }
+    }
+
+    /// Image tokens per image (LLaVA) or per tile (Idefics3: the processor's `image_seq_len`);
+    /// `None` for Qwen2-VL, where it depends on the image's size
+    /// ([`Qwen2VlConfig::tokens_for_grid`]).
+    pub fn image_tokens_per_image(&self) -> Option<usize> {
+        match self {
+            Self::Llava(c) => Some(c.image_tokens_per_image()),
+            Self::Idefics3(c) => Some(c.image_tokens_per_image()),
+            Self::Qwen2Vl(_) => None,
+        }
+    }
+
+    /// A short description of the architecture (`xlvlm model inspect`).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::Llava(_) => "LLaVA-1.5 (CLIP ViT + MLP projector + decoder)",
+            Self::Idefics3(_) => {
+                "Idefics3/SmolVLM (SigLIP ViT + pixel-shuffle connector + decoder)"
+            }
+            Self::Qwen2Vl(_) => "Qwen2-VL (ViT with 2D RoPE + patch merger + decoder with M-RoPE)",
+        }
+    }
+}
+
+/// The whole model: a text LM, optionally with a vision side.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub model_type: String,
     pub text: TextConfig,
-    pub llava: Option<LlavaConfig>,
-    pub qwen2_vl: Option<Qwen2VlConfig>,
+    /// `None` for a text-only LM.
+    pub vision: Option<VisionFamily>,
     /// `dtype` / `torch_dtype` of the checkpoint, when given.
     pub dtype: Option<WeightDType>,
     pub bos_token_id: Option<u32>,
@@ -208,29 +298,42 @@ impl ModelConfig {
             .ok_or_else(|| ModelError::config(path, "expected a JSON object"))?;
         let model_type = str_field(obj, "model_type").unwrap_or_default();
         let dtype = dtype_of(obj, path)?;
-        let mut qwen2_vl = None;
-        let (text_obj, llava) = match model_type.as_str() {
-            "llava" => {
-                let text_obj = obj
-                    .get("text_config")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                let vision_obj = obj
-                    .get("vision_config")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default();
-                (text_obj, Some(llava_config(obj, &vision_obj, path)?))
+        let sub = |key: &str| {
+            obj.get(key)
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (text_obj, vision) = match model_type.as_str() {
+            "llava" => (
+                sub("text_config"),
+                Some(VisionFamily::Llava(llava_config(
+                    obj,
+                    &sub("vision_config"),
+                    path,
+                )?)),
+            ),
+            "idefics3" | "smolvlm" => {
+                let mut text_obj = sub("text_config");
+                // Idefics3Config builds its default text config with rms_norm_eps 1e-5
+                text_obj.entry("rms_norm_eps").or_insert(Value::from(1e-5));
+                (
+                    text_obj,
+                    Some(VisionFamily::Idefics3(idefics3_config(
+                        obj,
+                        &sub("vision_config"),
+                        path,
+                    )?)),
+                )
             }
             "qwen2_vl" => {
-                qwen2_vl = Some(Qwen2VlConfig::from_json(obj, path)?);
                 // transformers 5 nests the decoder under `text_config`; Hub files keep it flat
                 let text_obj = match obj.get("text_config").and_then(Value::as_object) {
                     Some(nested) => nested.clone(),
                     None => obj.clone(),
                 };
-                (text_obj, None)
+                let family = VisionFamily::Qwen2Vl(Qwen2VlConfig::from_json(obj, path)?);
+                (text_obj, Some(family))
             }
             "llama" | "mistral" | "qwen2" => (obj.clone(), None),
             "" => {
@@ -240,21 +343,24 @@ impl ModelConfig {
                 return Err(ModelError::config(
                     path,
                     format!(
-                        "unsupported model_type {other:?}; supported: llava, qwen2_vl, llama, mistral, qwen2"
+                        "unsupported model_type {other:?}; supported: {}",
+                        SUPPORTED_MODEL_TYPES.join(", ")
                     ),
                 ));
             }
         };
         let mut text = text_config(&text_obj, path)?;
-        // tie_word_embeddings may sit at the top level of a LLaVA config
-        if llava.is_some()
+        // tie_word_embeddings may sit at the top level of a multimodal config
+        if vision.is_some()
             && let Some(tied) = obj.get("tie_word_embeddings").and_then(Value::as_bool)
             && !text_obj.contains_key("tie_word_embeddings")
         {
             text.tie_word_embeddings = tied;
         }
         // Qwen2-VL (transformers 5) ties when either the outer or the text config says so
-        if qwen2_vl.is_some() && bool_field(obj, "tie_word_embeddings", false) {
+        if matches!(vision, Some(VisionFamily::Qwen2Vl(_)))
+            && bool_field(obj, "tie_word_embeddings", false)
+        {
             text.tie_word_embeddings = true;
         }
         let pick = |key: &str| -> Result<Vec<u32>> {
@@ -268,8 +374,7 @@ impl ModelConfig {
         Ok(Self {
             model_type,
             text,
-            llava,
-            qwen2_vl,
+            vision,
             dtype: dtype.or(dtype_of(&text_obj, path)?),
             bos_token_id: pick("bos_token_id")?.first().copied(),
             eos_token_ids: pick("eos_token_id")?,
@@ -277,6 +382,11 @@ impl ModelConfig {
         })
     }
 }
+
+/// The `model_type`s [`ModelConfig::from_json`] reads.
+pub const SUPPORTED_MODEL_TYPES: [&str; 7] = [
+    "llava", "idefics3", "smolvlm", "qwen2_vl", "llama", "mistral", "qwen2",
+];
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
@@ -511,30 +621,7 @@ fn llava_config(
             ),
         ));
     }
-    // CLIPVisionConfig defaults
-    let vision = VisionConfig {
-        hidden_size: usize_field(vision, "hidden_size", 768, path)?,
-        intermediate_size: usize_field(vision, "intermediate_size", 3072, path)?,
-        num_layers: usize_field(vision, "num_hidden_layers", 12, path)?,
-        num_heads: usize_field(vision, "num_attention_heads", 12, path)?,
-        image_size: usize_field(vision, "image_size", 224, path)?,
-        patch_size: usize_field(vision, "patch_size", 32, path)?,
-        num_channels: usize_field(vision, "num_channels", 3, path)?,
-        layer_norm_eps: f64_field(vision, "layer_norm_eps", 1e-5, path)?,
-        hidden_act: str_field(vision, "hidden_act").unwrap_or_else(|| "quick_gelu".into()),
-    };
-    if vision.num_heads == 0 || !vision.hidden_size.is_multiple_of(vision.num_heads) {
-        return Err(ModelError::config(
-            path,
-            "vision_config.hidden_size must be a multiple of num_attention_heads",
-        ));
-    }
-    if vision.patch_size == 0 || !vision.image_size.is_multiple_of(vision.patch_size) {
-        return Err(ModelError::config(
-            path,
-            "vision_config.image_size must be a multiple of patch_size",
-        ));
-    }
+    let vision = vision_config(vision, &CLIP_VISION_DEFAULTS, path)?;
     let image_token_id = obj
         .get("image_token_id")
         .or_else(|| obj.get("image_token_index"))
@@ -567,5 +654,116 @@ fn llava_config(
         projector_hidden_act: str_field(obj, "projector_hidden_act")
             .unwrap_or_else(|| "gelu".into()),
         projector_bias: bool_field(obj, "multimodal_projector_bias", true),
+    })
+}
+
+/// Defaults of a vision config class for the keys a config file may leave out.
+struct VisionDefaults {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_layers: usize,
+    num_heads: usize,
+    image_size: usize,
+    patch_size: usize,
+    layer_norm_eps: f64,
+    hidden_act: &'static str,
+}
+
+/// `CLIPVisionConfig`'s defaults.
+const CLIP_VISION_DEFAULTS: VisionDefaults = VisionDefaults {
+    hidden_size: 768,
+    intermediate_size: 3072,
+    num_layers: 12,
+    num_heads: 12,
+    image_size: 224,
+    patch_size: 32,
+    layer_norm_eps: 1e-5,
+    hidden_act: "quick_gelu",
+};
+
+/// `Idefics3VisionConfig`'s (and `SmolVLMVisionConfig`'s) defaults.
+const IDEFICS3_VISION_DEFAULTS: VisionDefaults = VisionDefaults {
+    hidden_size: 1152,
+    intermediate_size: 3072,
+    num_layers: 12,
+    num_heads: 16,
+    image_size: 224,
+    patch_size: 32,
+    layer_norm_eps: 1e-6,
+    hidden_act: "gelu_pytorch_tanh",
+};
+
+fn vision_config(
+    vision: &Map<String, Value>,
+    d: &VisionDefaults,
+    path: &Path,
+) -> Result<VisionConfig> {
+    let vision = VisionConfig {
+        hidden_size: usize_field(vision, "hidden_size", d.hidden_size, path)?,
+        intermediate_size: usize_field(vision, "intermediate_size", d.intermediate_size, path)?,
+        num_layers: usize_field(vision, "num_hidden_layers", d.num_layers, path)?,
+        num_heads: usize_field(vision, "num_attention_heads", d.num_heads, path)?,
+        image_size: usize_field(vision, "image_size", d.image_size, path)?,
+        patch_size: usize_field(vision, "patch_size", d.patch_size, path)?,
+        num_channels: usize_field(vision, "num_channels", 3, path)?,
+        layer_norm_eps: f64_field(vision, "layer_norm_eps", d.layer_norm_eps, path)?,
+        hidden_act: str_field(vision, "hidden_act").unwrap_or_else(|| d.hidden_act.into()),
+    };
+    if vision.num_heads == 0 || !vision.hidden_size.is_multiple_of(vision.num_heads) {
+        return Err(ModelError::config(
+            path,
+            "vision_config.hidden_size must be a multiple of num_attention_heads",
+        ));
+    }
+    if vision.patch_size == 0 || !vision.image_size.is_multiple_of(vision.patch_size) {
+        return Err(ModelError::config(
+            path,
+            "vision_config.image_size must be a multiple of patch_size",
+        ));
+    }
+    Ok(vision)
+}
+
+fn idefics3_config(
+    obj: &Map<String, Value>,
+    vision: &Map<String, Value>,
+    path: &Path,
+) -> Result<Idefics3Config> {
+    if let Some(model_type) = str_field(vision, "model_type")
+        && !matches!(
+            model_type.as_str(),
+            "idefics3_vision" | "smolvlm_vision" | "idefics3" | "siglip_vision_model"
+        )
+    {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "vision_config.model_type {model_type:?} is not supported (expected idefics3_vision or smolvlm_vision)"
+            ),
+        ));
+    }
+    let vision = vision_config(vision, &IDEFICS3_VISION_DEFAULTS, path)?;
+    let scale_factor = usize_field(obj, "scale_factor", 2, path)?;
+    let grid = vision.grid();
+    if scale_factor == 0 || !grid.is_multiple_of(scale_factor) {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "scale_factor {scale_factor} must divide the vision grid (image_size / patch_size = {grid})"
+            ),
+        ));
+    }
+    let image_token_id = obj
+        .get("image_token_id")
+        .or_else(|| obj.get("image_token_index"))
+        .map_or(Ok(128257), |v| {
+            v.as_u64().map(|id| id as u32).ok_or_else(|| {
+                ModelError::config(path, format!("image_token_id must be a token id, got {v}"))
+            })
+        })?;
+    Ok(Idefics3Config {
+        vision,
+        image_token_id,
+        scale_factor,
     })
 }

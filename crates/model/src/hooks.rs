@@ -8,7 +8,9 @@
 //! (image features that replace the image tokens). The Hugging Face module names are accepted as
 //! aliases, e.g. `language_model.model.layers.31`, `model.language_model.layers.3.mlp`,
 //! `model.layers.27.self_attn`, `model.norm`, `vision_tower.vision_model.encoder.layers.5`,
-//! `multi_modal_projector`; for Qwen2-VL `visual.blocks.5` and `visual.merger`.
+//! `multi_modal_projector`; for Idefics3/SmolVLM `model.text_model.layers.30`,
+//! `model.vision_model.encoder.layers.5`, `model.connector`; for Qwen2-VL `model.layers.27`,
+//! `visual.blocks.5`, `visual.merger`.
 
 use std::fmt;
 
@@ -61,23 +63,35 @@ pub fn hook_points(num_layers: usize, num_vision_layers: usize) -> Vec<HookPoint
     points
 }
 
-const LM_PREFIXES: [&str; 5] = [
+const LM_PREFIXES: [&str; 7] = [
     "lm.",
     "language_model.model.",
     "model.language_model.",
+    "model.text_model.",
     "language_model.",
+    "text_model.",
     "model.",
 ];
-const VISION_PREFIXES: [&str; 8] = [
+const VISION_PREFIXES: [&str; 9] = [
     "vision.",
     "vision_tower.vision_model.encoder.",
     "vision_tower.encoder.",
     "model.vision_tower.vision_model.encoder.",
     "model.vision_tower.encoder.",
-    "vision_model.encoder.",
+    "model.vision_model.encoder.",
     // Qwen2-VL: `visual.blocks.{i}`
     "visual.",
     "model.visual.",
+    "vision_model.encoder.",
+];
+const PROJECTOR_NAMES: [&str; 7] = [
+    "projector",
+    "multi_modal_projector",
+    "model.multi_modal_projector",
+    "connector",
+    "model.connector",
+    "visual.merger",
+    "model.visual.merger",
 ];
 
 /// Parses a stable hook name or an HF module-name alias. `num_vision_layers` is 0 for text-only
@@ -109,14 +123,7 @@ pub fn parse_hook(name: &str, num_layers: usize, num_vision_layers: usize) -> Re
 
 fn parse_known(name: &str, num_layers: usize, num_vision_layers: usize) -> Option<HookPoint> {
     if num_vision_layers > 0 {
-        if matches!(
-            name,
-            "projector"
-                | "multi_modal_projector"
-                | "model.multi_modal_projector"
-                | "visual.merger"
-                | "model.visual.merger"
-        ) {
+        if PROJECTOR_NAMES.contains(&name) {
             return Some(HookPoint::Projector);
         }
         for prefix in VISION_PREFIXES {
@@ -286,6 +293,17 @@ mod tests {
             ),
             ("vision_tower.encoder.layers.0", HookPoint::VisionLayer(0)),
             ("multi_modal_projector", HookPoint::Projector),
+            ("model.text_model.layers.30", HookPoint::Layer(30)),
+            ("model.text_model.norm", HookPoint::Norm),
+            ("model.text_model.layers.4.mlp", HookPoint::Mlp(4)),
+            (
+                "model.vision_model.encoder.layers.11",
+                HookPoint::VisionLayer(11),
+            ),
+            ("model.connector", HookPoint::Projector),
+            ("visual.blocks.7", HookPoint::VisionLayer(7)),
+            ("model.visual.blocks.0", HookPoint::VisionLayer(0)),
+            ("visual.merger", HookPoint::Projector),
         ];
         for (name, want) in cases {
             assert_eq!(parse_hook(name, 32, 24).unwrap(), want, "{name}");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::config::{ModelConfig, TextFamily};
+use crate::config::{ModelConfig, TextFamily, VisionFamily};
 use crate::error::Result;
 use crate::hooks::{HookPoint, hook_points};
 use crate::source;
@@ -28,11 +28,7 @@ pub fn inspect(source: &str) -> Result<ModelInfo> {
     let dir = source::resolve(source)?;
     let config = ModelConfig::from_dir(&dir)?;
     let ckpt = Checkpoint::open(&dir)?;
-    let vision_layers = match (&config.llava, &config.qwen2_vl) {
-        (Some(l), _) => l.vision.num_layers,
-        (None, Some(q)) => q.vision.depth,
-        (None, None) => 0,
-    };
+    let vision_layers = config.vision.as_ref().map_or(0, VisionFamily::num_layers);
     Ok(ModelInfo {
         hook_points: hook_points(config.text.num_layers, vision_layers),
         num_params: ckpt.num_scalars(),
@@ -51,13 +47,7 @@ impl fmt::Display for ModelInfo {
             TextFamily::Mistral => "Mistral",
             TextFamily::Qwen2 => "Qwen2",
         };
-        let family = if c.llava.is_some() {
-            "LLaVA-1.5 (CLIP ViT + MLP projector + decoder)"
-        } else if c.qwen2_vl.is_some() {
-            "Qwen2-VL (ViT with 2D RoPE + patch merger + decoder with M-RoPE)"
-        } else {
-            "text LM"
-        };
+        let family = c.vision.as_ref().map_or("text LM", VisionFamily::describe);
         writeln!(f, "checkpoint:   {}", self.dir.display())?;
         writeln!(
             f,
@@ -80,45 +70,78 @@ impl fmt::Display for ModelInfo {
             "rope:         theta {}, scaling {:?}; tied embeddings: {}",
             t.rope_theta, t.rope_scaling, t.tie_word_embeddings
         )?;
-        if let Some(l) = &c.llava {
-            let v = &l.vision;
-            writeln!(
-                f,
-                "vision:       CLIP {} layers, hidden {}, heads {}, image {}px, patch {}, {} image tokens per image",
-                v.num_layers,
-                v.hidden_size,
-                v.num_heads,
-                v.image_size,
-                v.patch_size,
-                l.image_tokens_per_image()
-            )?;
-            writeln!(
-                f,
-                "projector:    {} -> {} -> {} ({}); feature layer {}, image token id {}",
-                v.hidden_size,
-                t.hidden_size,
-                t.hidden_size,
-                l.projector_hidden_act,
-                l.vision_feature_layer,
-                l.image_token_id
-            )?;
-        }
-        if let Some(q) = &c.qwen2_vl {
-            let v = &q.vision;
-            writeln!(
-                f,
-                "vision:       ViT {} blocks, width {}, heads {}, patch {}x{} over {} frames, merge {}x{} -> {}; image token id {}",
-                v.depth,
-                v.embed_dim,
-                v.num_heads,
-                v.patch_size,
-                v.patch_size,
-                v.temporal_patch_size,
-                v.spatial_merge_size,
-                v.spatial_merge_size,
-                v.hidden_size,
-                q.image_token_id
-            )?;
+        match &c.vision {
+            Some(VisionFamily::Llava(l)) => {
+                let v = &l.vision;
+                writeln!(
+                    f,
+                    "vision:       CLIP {} layers, hidden {}, heads {}, image {}px, patch {}, {} image tokens per image",
+                    v.num_layers,
+                    v.hidden_size,
+                    v.num_heads,
+                    v.image_size,
+                    v.patch_size,
+                    l.image_tokens_per_image()
+                )?;
+                writeln!(
+                    f,
+                    "projector:    {} -> {} -> {} ({}); feature layer {}, image token id {}",
+                    v.hidden_size,
+                    t.hidden_size,
+                    t.hidden_size,
+                    l.projector_hidden_act,
+                    l.vision_feature_layer,
+                    l.image_token_id
+                )?;
+            }
+            Some(VisionFamily::Idefics3(i)) => {
+                let v = &i.vision;
+                writeln!(
+                    f,
+                    "vision:       SigLIP {} layers, hidden {}, heads {}, tile {}px, patch {}, {} image tokens per tile",
+                    v.num_layers,
+                    v.hidden_size,
+                    v.num_heads,
+                    v.image_size,
+                    v.patch_size,
+                    i.image_tokens_per_image()
+                )?;
+                writeln!(
+                    f,
+                    "connector:    pixel shuffle x{} ({} -> {}) -> linear {}; image token id {}",
+                    i.scale_factor,
+                    v.hidden_size,
+                    v.hidden_size * i.scale_factor * i.scale_factor,
+                    t.hidden_size,
+                    i.image_token_id
+                )?;
+            }
+            Some(VisionFamily::Qwen2Vl(q)) => {
+                let v = &q.vision;
+                writeln!(
+                    f,
+                    "vision:       ViT {} blocks, width {}, heads {}, patch {}x{} over {} frames, any image size (multiples of {} px)",
+                    v.depth,
+                    v.embed_dim,
+                    v.num_heads,
+                    v.patch_size,
+                    v.patch_size,
+                    v.temporal_patch_size,
+                    v.patch_size * v.spatial_merge_size
+                )?;
+                writeln!(
+                    f,
+                    "merger:       {}x{} patches ({} -> {}) -> MLP {}; M-RoPE sections {:?}; image token id {}",
+                    v.spatial_merge_size,
+                    v.spatial_merge_size,
+                    v.embed_dim,
+                    v.embed_dim * v.spatial_merge_size * v.spatial_merge_size,
+                    v.hidden_size,
+                    t.mrope_section.as_deref().unwrap_or_default(),
+                    q.image_token_id
+                )?;
+            }
+            None => {}
         }
         let dtype = c
             .dtype

@@ -1,5 +1,6 @@
-//! xlvlm-model: LLaVA-1.5, Qwen2-VL and Llama-family language models (Llama, Mistral, Qwen2) in burn,
-//! loaded from Hugging Face checkpoints, with hooks to capture and change activations.
+//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics3, SmolVLM, Qwen2-VL) and Llama-family language
+//! models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face checkpoints, with hooks to
+//! capture and change activations.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -25,8 +26,14 @@
 //! * [`Vlm::init`] / [`Vlm::visit_params`] / [`Vlm::map_params`] / [`Vlm::save_checkpoint`]:
 //!   a freshly initialised model, every weight by its checkpoint name (training runs the same
 //!   forward on burn's `Autodiff` backend), and saving in the checkpoint's key layout.
+//! * [`Vlm::image_features`]: the connector output for images alone (`get_image_features`),
+//!   with an optional `pixel_attention_mask` for padded Idefics images.
 //! * [`inspect`]: a checkpoint summary without loading weights.
 //! * [`run_on`] + [`DeviceSpec`]: pick `cpu` (flex) or `cuda:N` (feature `cuda`) at run time.
+//!
+//! One decoder serves every family; a family adds its vision side (encoder + connector) in
+//! `src/families/` (that module's documentation says how to add one) and is picked by
+//! `config.json`'s `model_type` ([`SUPPORTED_MODEL_TYPES`], [`VisionFamily`]).
 //!
 //! Numerics follow transformers: `hidden_states[0]` is [`HookPoint::Embed`] (after the image
 //! features are scattered in), `hidden_states[i]` is [`HookPoint::Layer`]`(i-1)`, and the last
@@ -35,24 +42,25 @@
 mod backend;
 mod config;
 mod error;
+mod families;
 mod hooks;
 mod inspect;
 mod model;
 mod nn;
-mod qwen2_vl;
 mod source;
 mod text;
-mod vision;
+mod vit;
 mod weights;
 
 #[cfg(feature = "cuda")]
 pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
-    FeatureSelect, LlavaConfig, ModelConfig, Qwen2VlConfig, RopeScaling, TextConfig, TextFamily,
-    VisionConfig, WeightDType,
+    FeatureSelect, Idefics3Config, LlavaConfig, ModelConfig, Qwen2VlConfig, RopeScaling,
+    SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily, WeightDType,
 };
 pub use error::{ModelError, Result};
+pub use families::qwen2_vl::{ImagePatches, Qwen2VlVisionConfig, rope_index};
 pub use hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,
@@ -63,6 +71,5 @@ pub use model::{
     PixelValues, StopPredicate, Vlm,
 };
 pub use nn::{ParamMapper, ParamVisitor};
-pub use qwen2_vl::{ImagePatches, Qwen2VlVisionConfig, rope_index};
 pub use source::{default_cache_dir, resolve, resolve_with_cache};
 pub use weights::{Checkpoint, LM_HEAD_NAMES, LM_PREFIXES};

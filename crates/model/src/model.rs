@@ -6,18 +6,20 @@ use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::{ModelConfig, WeightDType};
 use crate::error::{ModelError, Result};
+use crate::families::qwen2_vl::{ImagePatches, rope_index};
+use crate::families::{VisionInput, VisionSide, pixel_tensor};
 use crate::hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,
 };
-use crate::qwen2_vl::{ImagePatches, Qwen2VlVision, rope_index};
 use crate::source;
 use crate::text::{KvCache, TextModel};
-use crate::vision::{Projector, VisionTower, pixel_tensor, select_features};
 use crate::weights::{Checkpoint, LM_HEAD_NAMES};
 
-/// Preprocessed images, `[images, channels, height, width]` row-major (what an HF image
-/// processor returns as `pixel_values`).
+/// Preprocessed images, `[images, channels, height, width]` row-major: what an HF image
+/// processor returns as `pixel_values`, with the batch and per-sample image axes flattened. For
+/// Idefics3/SmolVLM each tile (and the global image) of a split image is one entry, in the
+/// processor's order; images that only pad a sample's image count are left out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelValues {
     pub data: Vec<f32>,
@@ -172,21 +174,16 @@ pub struct Generation<B: Backend> {
     pub step_logits: Vec<Tensor<B, 2>>,
 }
 
-struct Llava<B: Backend> {
-    config: crate::config::LlavaConfig,
-    tower: VisionTower<B>,
-    projector: Projector<B>,
-}
-
-/// A LLaVA-1.5 model or a Llama-family text LM (a VLM without images).
+/// A vision-language model (LLaVA-1.5, Idefics3, SmolVLM, Qwen2-VL) or a Llama-family text LM (a VLM
+/// without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
+/// hooks and generation are shared.
 pub struct Vlm<B: Backend> {
     config: ModelConfig,
     dir: PathBuf,
     dtype: WeightDType,
     device: B::Device,
     text: TextModel<B>,
-    llava: Option<Llava<B>>,
-    qwen2_vl: Option<Qwen2VlVision<B>>,
+    vision: Option<VisionSide<B>>,
 }
 
 /// Qwen2-VL's rotary positions of a batch: (temporal, height, width) per padded slot, and per
@@ -194,6 +191,22 @@ pub struct Vlm<B: Backend> {
 struct MropePositions {
     positions: Vec<Vec<[usize; 3]>>,
     deltas: Vec<i64>,
+}
+
+/// The images of one forward, in the form the family takes.
+#[derive(Clone, Copy)]
+enum Images<'a> {
+    /// `[images, channels, height, width]`, with Idefics' optional pixel attention mask.
+    Pixels(&'a PixelValues, Option<&'a [bool]>),
+    /// Qwen2-VL: flattened patches and their grids.
+    Patches(&'a ImagePatches),
+}
+
+/// Image features `[images, tokens, hidden]`; with `lengths`, image `i` has only its first
+/// `lengths[i]` tokens (images of different sizes padded to the longest).
+struct VisionOutput<B: Backend> {
+    features: Tensor<B, 3>,
+    lengths: Option<Vec<usize>>,
 }
 
 /// Per-position bookkeeping of the chunk of tokens being run.
@@ -317,55 +330,11 @@ impl<B: Backend> Vlm<B> {
             burn_dtype,
             device,
         )?;
-        let llava = match &config.llava {
+        let vision = match &config.vision {
             None => None,
-            Some(lc) => {
-                let vision_prefixes = [
-                    "vision_tower.vision_model.",
-                    "vision_tower.",
-                    "model.vision_tower.vision_model.",
-                    "model.vision_tower.",
-                ];
-                let probe = "embeddings.patch_embedding.weight";
-                let vision_prefix = vision_prefixes
-                    .iter()
-                    .find(|p| ckpt.contains(&format!("{p}{probe}")))
-                    .ok_or_else(|| ModelError::MissingTensor {
-                        dir: dir.to_path_buf(),
-                        name: probe.into(),
-                        tried: vision_prefixes
-                            .iter()
-                            .map(|p| format!("{p}{probe}"))
-                            .collect(),
-                    })?;
-                let projector_names: Vec<String> =
-                    ["multi_modal_projector.", "model.multi_modal_projector."]
-                        .iter()
-                        .map(|p| format!("{p}linear_1.weight"))
-                        .collect();
-                let projector_prefix = ckpt
-                    .first_of(&projector_names)?
-                    .trim_end_matches("linear_1.weight")
-                    .to_string();
-                Some(Llava {
-                    config: lc.clone(),
-                    tower: VisionTower::load(ckpt, &lc.vision, vision_prefix, burn_dtype, device)?,
-                    projector: Projector::load(
-                        ckpt,
-                        lc,
-                        &projector_prefix,
-                        config.text.hidden_size,
-                        burn_dtype,
-                        device,
-                    )?,
-                })
-            }
-        };
-        let qwen2_vl = match &config.qwen2_vl {
-            None => None,
-            Some(qc) => Some(Qwen2VlVision::load(
+            Some(family) => Some(VisionSide::load(
                 ckpt,
-                qc,
+                family,
                 config.text.hidden_size,
                 burn_dtype,
                 device,
@@ -377,8 +346,7 @@ impl<B: Backend> Vlm<B> {
             dtype,
             device: device.clone(),
             text,
-            llava,
-            qwen2_vl,
+            vision,
         })
     }
 
@@ -400,23 +368,14 @@ impl<B: Backend> Vlm<B> {
 
     /// Parameters actually loaded (a tied LM head counts once).
     pub fn num_params(&self) -> usize {
-        self.text.num_params()
-            + self
-                .llava
-                .as_ref()
-                .map_or(0, |l| l.tower.num_params + l.projector.num_params)
-            + self.qwen2_vl.as_ref().map_or(0, |q| q.num_params)
+        self.text.num_params() + self.vision.as_ref().map_or(0, VisionSide::num_params)
     }
 
     /// Calls `f(name, shape, values)` for every weight, with its checkpoint name and shape and
     /// its values flattened row-major as the checkpoint stores them (a linear weight is
     /// `[out, in]` here although the model holds it transposed). A tied LM head is not listed.
     pub fn visit_params(&self, mut f: impl FnMut(&str, &[usize], Tensor<B, 1>)) {
-        if let Some(llava) = &self.llava {
-            llava.tower.visit(&mut f);
-            llava.projector.visit(&mut f);
-        }
-        if let Some(vision) = &self.qwen2_vl {
+        if let Some(vision) = &self.vision {
             vision.visit(&mut f);
         }
         self.text.visit(&mut f);
@@ -429,21 +388,12 @@ impl<B: Backend> Vlm<B> {
         self,
         mut f: impl FnMut(&str, &[usize], Tensor<B, 1>) -> Tensor<B, 1>,
     ) -> Result<Self> {
-        let llava = match self.llava {
-            Some(l) => Some(Llava {
-                tower: l.tower.map(&mut f)?,
-                projector: l.projector.map(&mut f)?,
-                config: l.config,
-            }),
-            None => None,
-        };
-        let qwen2_vl = match self.qwen2_vl {
-            Some(vision) => Some(vision.map(&mut f)?),
+        let vision = match self.vision {
+            Some(v) => Some(v.map(&mut f)?),
             None => None,
         };
         Ok(Self {
-            llava,
-            qwen2_vl,
+            vision,
             text: self.text.map(&mut f)?,
             ..self
         })
@@ -492,11 +442,10 @@ impl<B: Backend> Vlm<B> {
     }
 
     fn num_vision_layers(&self) -> usize {
-        match (&self.llava, &self.qwen2_vl) {
-            (Some(l), _) => l.config.vision.num_layers,
-            (None, Some(q)) => q.num_layers(),
-            (None, None) => 0,
-        }
+        self.config
+            .vision
+            .as_ref()
+            .map_or(0, crate::config::VisionFamily::num_layers)
     }
 
     /// Every hook point of this model.
@@ -511,9 +460,8 @@ impl<B: Backend> Vlm<B> {
 
     /// Hidden size at a hook point.
     pub fn hook_width(&self, hook: HookPoint) -> usize {
-        match (hook, &self.llava, &self.qwen2_vl) {
-            (HookPoint::VisionLayer(_), Some(l), _) => l.config.vision.hidden_size,
-            (HookPoint::VisionLayer(_), None, Some(q)) => q.config.vision.embed_dim,
+        match (hook, &self.config.vision) {
+            (HookPoint::VisionLayer(_), Some(v)) => v.width(),
             _ => self.config.text.hidden_size,
         }
     }
@@ -662,21 +610,67 @@ impl<B: Backend> Vlm<B> {
         h
     }
 
-    /// Vision tower + projector on `pixel_values`: image features `[images, tokens, hidden]`.
-    fn image_features(
+    /// Image features `[images, tokens, text hidden]` of `pixel_values` (the connector output
+    /// that replaces the image tokens), as transformers' `get_image_features`.
+    /// `pixel_attention_mask` (`[images, height, width]` row-major, true = real pixel) is for
+    /// Idefics images padded to a common size; `None` means no padding.
+    pub fn image_features(
         &self,
-        llava: &Llava<B>,
         pixels: &PixelValues,
+        pixel_attention_mask: Option<&[bool]>,
+    ) -> Result<Tensor<B, 3>> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
+        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
+        let out = self.run_vision(
+            vision,
+            Images::Pixels(pixels, pixel_attention_mask),
+            &[],
+            &mut rec,
+        )?;
+        Ok(out.features)
+    }
+
+    /// Qwen2-VL image features `[tokens, text hidden]` of all images in order (the merger
+    /// output that replaces the `<|image_pad|>` tokens), as transformers' `get_image_features`.
+    pub fn image_patch_features(&self, patches: &ImagePatches) -> Result<Tensor<B, 2>> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("images given to a text-only model".into()))?;
+        let mut rec = Recorder::new(&[], 0, patches.num_images());
+        let out = self.run_vision(vision, Images::Patches(patches), &[], &mut rec)?;
+        Ok(self.packed(out))
+    }
+
+    /// Features `[images, tokens, hidden]` (padded or not) as `[real tokens, hidden]`, in order.
+    fn packed(&self, out: VisionOutput<B>) -> Tensor<B, 2> {
+        let [images, tokens, hidden] = out.features.dims();
+        let flat = out.features.reshape([images * tokens, hidden]);
+        let Some(lengths) = out.lengths else {
+            return flat;
+        };
+        let index: Vec<i64> = lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| (0..len).map(move |s| (i * tokens + s) as i64))
+            .collect();
+        let total = index.len();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [total]), &self.device);
+        flat.select(0, index)
+    }
+
+    /// The family's encoder and connector on the images, with vision hooks.
+    fn run_vision(
+        &self,
+        vision: &VisionSide<B>,
+        images: Images<'_>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
-    ) -> Result<Tensor<B, 3>> {
-        let px = pixel_tensor::<B>(
-            &pixels.data,
-            pixels.shape,
-            self.dtype.to_burn(),
-            &self.device,
-        )?;
-        let needed = llava.config.vision_layers_needed();
+    ) -> Result<VisionOutput<B>> {
+        let needed = vision.layers_needed();
         let hooked = rec
             .specs
             .iter()
@@ -688,14 +682,30 @@ impl<B: Backend> Vlm<B> {
             })
             .max()
             .unwrap_or(0);
-        let mut x = llava.tower.embed(px)?;
-        let images = pixels.shape[0];
-        let vision_chunk = |seq: usize| Chunk {
-            metas: (0..images)
-                .map(|_| {
+        let mut input: VisionInput<B> = match images {
+            Images::Pixels(pixels, pixel_attention_mask) => {
+                let px = pixel_tensor::<B>(
+                    &pixels.data,
+                    pixels.shape,
+                    self.dtype.to_burn(),
+                    &self.device,
+                )?;
+                vision.embed(px, pixel_attention_mask)?
+            }
+            Images::Patches(patches) => {
+                vision.embed_patches(patches, self.dtype.to_burn(), &self.device)?
+            }
+        };
+        let hidden = input.hidden.clone();
+        let [count, seq, _] = hidden.dims();
+        // vision positions; padding that evens out image sizes is no position
+        let vision_chunk = |seq: usize, lengths: Option<&[usize]>| Chunk {
+            metas: (0..count)
+                .map(|i| {
+                    let len = lengths.map_or(seq, |l| l[i]);
                     (0..seq)
                         .map(|position| {
-                            Some(PositionMeta {
+                            (position < len).then_some(PositionMeta {
                                 position,
                                 role: TokenRole::Image,
                                 token_id: None,
@@ -704,24 +714,31 @@ impl<B: Backend> Vlm<B> {
                         .collect()
                 })
                 .collect(),
-            prompt_lens: vec![seq; images],
+            prompt_lens: (0..count).map(|i| lengths.map_or(seq, |l| l[i])).collect(),
         };
-        let seq = x.dims()[1];
-        let chunk = vision_chunk(seq);
+        let chunk = vision_chunk(seq, input.lengths.as_deref());
+        let mut x = hidden;
         let mut selected = (needed == 0).then(|| x.clone());
         for i in 0..needed.max(hooked) {
-            x = llava.tower.layer(i, x);
+            x = vision.layer(i, x, &input);
             x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
             if i + 1 == needed {
                 selected = Some(x.clone());
             }
         }
         let selected = selected.expect("the selected vision layer ran");
-        let features = llava
-            .projector
-            .forward(select_features(selected, llava.config.feature_select));
-        let chunk = vision_chunk(features.dims()[1]);
-        Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
+        let features = vision.connect(selected)?;
+        let tokens = features.dims()[1];
+        // a connector that shrinks the sequence (Qwen2-VL's merger) shrinks every length alike
+        let lengths = input
+            .lengths
+            .take()
+            .map(|ls| ls.iter().map(|l| l * tokens / seq).collect::<Vec<_>>());
+        let chunk = vision_chunk(tokens, lengths.as_deref());
+        Ok(VisionOutput {
+            features: self.hook(HookPoint::Projector, features, &chunk, interventions, rec),
+            lengths,
+        })
     }
 
     fn validate(&self, batch: &Batch) -> Result<()> {
@@ -777,11 +794,8 @@ impl<B: Backend> Vlm<B> {
         self.validate(batch)?;
         let rows = batch.input_ids.len();
         let seq = batch.input_ids[0].len();
-        let image_token = match (&self.llava, &self.qwen2_vl) {
-            (Some(l), _) => Some(l.config.image_token_id),
-            (None, Some(q)) => Some(q.config.image_token_id),
-            (None, None) => None,
-        };
+        let image_token = self.config.vision.as_ref().map(|v| v.image_token_id());
+        let mrope = self.mrope_positions(batch)?;
         let mut metas = Vec::with_capacity(rows);
         let mut positions = Vec::with_capacity(rows);
         let mut prompt_lens = Vec::with_capacity(rows);
@@ -835,71 +849,42 @@ impl<B: Backend> Vlm<B> {
             })
             .collect();
         let mut embeds = self.text.embed(&lookup, &self.device);
-        // image features `[tokens, hidden]`, packed in the order of the image tokens
-        let features = match (&self.llava, &self.qwen2_vl) {
-            _ if batch.pixel_values.is_some() && batch.image_patches.is_some() => {
+        let images = match (&batch.pixel_values, &batch.image_patches) {
+            (Some(_), Some(_)) => {
                 return Err(ModelError::Input(
                     "a batch holds either pixel_values or image patches, not both".into(),
                 ));
             }
-            (Some(_), _) if batch.image_patches.is_some() => {
-                return Err(ModelError::Input(
-                    "image patches (Qwen2-VL input) given to a LLaVA model; it takes pixel_values"
-                        .into(),
-                ));
-            }
-            (Some(llava), _) => match &batch.pixel_values {
-                Some(pixels) => {
-                    let features = self.image_features(llava, pixels, interventions, rec)?;
-                    let [images, tokens, hidden] = features.dims();
-                    if image_slots.len() != images * tokens {
-                        return Err(ModelError::Input(format!(
-                            "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
-                            image_slots.len()
-                        )));
-                    }
-                    Some(features.reshape([images * tokens, hidden]))
-                }
-                None => None,
-            },
-            (None, Some(vision)) => match &batch.image_patches {
-                _ if batch.pixel_values.is_some() => {
-                    return Err(ModelError::Input(
-                        "pixel_values given to a Qwen2-VL model; it takes image patches with their grids"
-                            .into(),
-                    ));
-                }
-                Some(patches) => {
-                    let features = self.qwen2_vl_features(vision, patches, interventions, rec)?;
-                    if image_slots.len() != features.dims()[0] {
-                        return Err(ModelError::Input(format!(
-                            "the batch has {} image tokens but its images give {} features",
-                            image_slots.len(),
-                            features.dims()[0]
-                        )));
-                    }
-                    Some(features)
-                }
-                None => None,
-            },
-            (None, None) => {
-                if batch.pixel_values.is_some() || batch.image_patches.is_some() {
-                    return Err(ModelError::Input(
-                        "pixel_values given to a text-only model".into(),
-                    ));
-                }
-                None
-            }
+            (Some(pixels), None) => Some(Images::Pixels(pixels, None)),
+            (None, Some(patches)) => Some(Images::Patches(patches)),
+            (None, None) => None,
         };
-        match features {
-            Some(features) => {
-                let [tokens, hidden] = features.dims();
+        match (&self.vision, images) {
+            (Some(vision), Some(images)) => {
+                let out = self.run_vision(vision, images, interventions, rec)?;
+                let [count, tokens, hidden] = out.features.dims();
+                let total = out
+                    .lengths
+                    .as_ref()
+                    .map_or(count * tokens, |l| l.iter().sum());
+                if image_slots.len() != total {
+                    return Err(ModelError::Input(match &out.lengths {
+                        None => format!(
+                            "the batch has {} image tokens but {count} image(s) of {tokens} tokens each",
+                            image_slots.len()
+                        ),
+                        Some(lengths) => format!(
+                            "the batch has {} image tokens but its images give {lengths:?} features",
+                            image_slots.len()
+                        ),
+                    }));
+                }
+                let features = self.packed(out);
                 // one gather from [text embeddings; image features] puts every feature in its slot
                 let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
                 for (k, &slot) in image_slots.iter().enumerate() {
                     index[slot] = (rows * seq + k) as i64;
                 }
-                debug_assert_eq!(tokens, image_slots.len());
                 let table = Tensor::cat(vec![embeds.reshape([rows * seq, hidden]), features], 0);
                 let index = Tensor::<B, 1, Int>::from_data(
                     TensorData::new(index, [rows * seq]),
@@ -907,20 +892,23 @@ impl<B: Backend> Vlm<B> {
                 );
                 embeds = table.select(0, index).reshape([rows, seq, hidden]);
             }
-            None if !image_slots.is_empty() => {
-                let input = if self.llava.is_some() {
-                    "pixel_values"
-                } else {
-                    "image patches"
+            (None, Some(_)) => {
+                return Err(ModelError::Input(
+                    "pixel_values given to a text-only model".into(),
+                ));
+            }
+            (Some(vision), None) if !image_slots.is_empty() => {
+                let input = match vision {
+                    VisionSide::Qwen2Vl(_) => "image patches",
+                    _ => "pixel_values",
                 };
                 return Err(ModelError::Input(format!(
                     "the batch has {} image tokens but no {input}",
                     image_slots.len()
                 )));
             }
-            None => {}
+            _ => {}
         }
-        let mrope = self.mrope_positions(batch)?;
         let tensors = match mrope {
             Some(mrope) => self.text.chunk_tensors_mrope(
                 &mrope.positions,
@@ -991,10 +979,9 @@ impl<B: Backend> Vlm<B> {
     /// Qwen2-VL: the (temporal, height, width) rotary positions of every padded slot and each
     /// row's rope delta; `None` for models with plain positions.
     fn mrope_positions(&self, batch: &Batch) -> Result<Option<MropePositions>> {
-        let Some(vision) = &self.qwen2_vl else {
+        let Some(crate::config::VisionFamily::Qwen2Vl(config)) = &self.config.vision else {
             return Ok(None);
         };
-        let image_token = vision.config.image_token_id;
         let mut grids = batch
             .image_patches
             .iter()
@@ -1010,9 +997,9 @@ impl<B: Backend> Vlm<B> {
                 .collect();
             let (row, delta) = rope_index(
                 &real,
-                image_token,
+                config.image_token_id,
                 &mut grids,
-                vision.config.vision.spatial_merge_size,
+                config.vision.spatial_merge_size,
             )?;
             let mut row = row.into_iter();
             // padding gets position 1 as in the text-only path (it is never attended to)
@@ -1035,60 +1022,6 @@ impl<B: Backend> Vlm<B> {
             ));
         }
         Ok(Some(MropePositions { positions, deltas }))
-    }
-
-    /// Qwen2-VL vision tower + merger on `patches`: image features `[tokens, hidden]` of all
-    /// images, packed in order.
-    fn qwen2_vl_features(
-        &self,
-        vision: &Qwen2VlVision<B>,
-        patches: &ImagePatches,
-        interventions: &[PreparedIntervention<B>],
-        rec: &mut Recorder<B>,
-    ) -> Result<Tensor<B, 2>> {
-        let (mut x, vchunk) = vision.embed(patches, self.dtype.to_burn(), &self.device)?;
-        let chunk_of = |lengths: &[usize], longest: usize| Chunk {
-            metas: lengths
-                .iter()
-                .map(|&len| {
-                    (0..longest)
-                        .map(|position| {
-                            (position < len).then_some(PositionMeta {
-                                position,
-                                role: TokenRole::Image,
-                                token_id: None,
-                            })
-                        })
-                        .collect()
-                })
-                .collect(),
-            prompt_lens: lengths.to_vec(),
-        };
-        let chunk = chunk_of(&vchunk.lengths, vchunk.longest);
-        for i in 0..vision.num_layers() {
-            x = vision.block(i, x, &vchunk);
-            x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
-        }
-        let m2 = vision.config.vision.spatial_merge_size.pow(2);
-        let merged_lengths: Vec<usize> = vchunk.lengths.iter().map(|l| l / m2).collect();
-        let longest = vchunk.longest / m2;
-        let chunk = chunk_of(&merged_lengths, longest);
-        let merged = self.hook(
-            HookPoint::Projector,
-            vision.merge(x),
-            &chunk,
-            interventions,
-            rec,
-        );
-        let [images, _, hidden] = merged.dims();
-        let index: Vec<i64> = merged_lengths
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &len)| (0..len).map(move |s| (i * longest + s) as i64))
-            .collect();
-        let total = index.len();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [total]), &self.device);
-        Ok(merged.reshape([images * longest, hidden]).select(0, index))
     }
 
     /// One forward pass over the batch with captures and interventions (interventions at a hook

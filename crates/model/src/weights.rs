@@ -41,8 +41,13 @@ pub struct Checkpoint {
 }
 
 /// Where the language model's weights sit in the key layouts the loader reads: LLaVA on the Hub,
-/// transformers 5's nested layout, and plain Llama-family checkpoints.
-pub const LM_PREFIXES: [&str; 3] = ["language_model.model.", "model.language_model.", "model."];
+/// transformers 5's nested layout, Idefics3/SmolVLM, and plain Llama-family checkpoints.
+pub const LM_PREFIXES: [&str; 4] = [
+    "language_model.model.",
+    "model.language_model.",
+    "model.text_model.",
+    "model.",
+];
 /// Names of an untied LM head, in the same layouts.
 pub const LM_HEAD_NAMES: [&str; 2] = ["language_model.lm_head.weight", "lm_head.weight"];
 

@@ -5,7 +5,7 @@ mod common;
 use common::{B, Golden, assert_close, device, fixture};
 use xlvlm_model::{
     Batch, CaptureSpec, GenerateOptions, HookPoint, Intervention, InterventionMode, Logits,
-    ModelConfig, Positions, RopeScaling, TokenRole, Vlm, WeightDType, inspect,
+    ModelConfig, Positions, RopeScaling, TokenRole, VisionFamily, Vlm, WeightDType, inspect,
 };
 
 fn load(rel: &str) -> Vlm<B> {
@@ -36,7 +36,9 @@ fn both_config_dialects_give_the_same_model() {
     let llama = ModelConfig::from_dir(&fixture("llama")).unwrap();
     assert!(llama.text.tie_word_embeddings);
     let llava = ModelConfig::from_dir(&fixture("llava")).unwrap();
-    let lc = llava.llava.unwrap();
+    let Some(VisionFamily::Llava(lc)) = llava.vision else {
+        panic!("llava parses as a LLaVA vision side");
+    };
     assert_eq!(
         (lc.vision_feature_layer, lc.image_tokens_per_image()),
         (-2, 16)

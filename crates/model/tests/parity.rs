@@ -23,10 +23,14 @@ fn golden_batch(g: &Golden) -> Batch {
         g.rows_i64("input.attention_mask"),
     );
     if g.has("input.pixel_values") {
+        // Idefics processors add an images-per-sample axis: [batch, images, c, h, w]
         let (shape, data) = g.f32("input.pixel_values");
+        let [c, h, w] = shape[shape.len() - 3..] else {
+            unreachable!()
+        };
         batch.with_pixel_values(PixelValues {
             data: data.clone(),
-            shape: [shape[0], shape[1], shape[2], shape[3]],
+            shape: [data.len() / (c * h * w), c, h, w],
         })
     } else {
         batch
@@ -48,10 +52,13 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
     let captures: Vec<CaptureSpec> = model.hook_points().into_iter().map(all).collect();
     let out = model.forward(&batch, &captures, &[], Logits::All).unwrap();
     let layers = model.config().text.num_layers;
+    // text hooks have one row (one prompt); vision hooks one row per image or tile, in order
     let get = |hook: HookPoint| {
         let c = out.captures.iter().find(|c| c.spec.hook == hook).unwrap();
-        assert_eq!(c.rows.len(), 1);
-        c.rows[0].to_f32()
+        if !hook.is_vision() {
+            assert_eq!(c.rows.len(), 1);
+        }
+        c.rows.iter().flat_map(|r| r.to_f32()).collect::<Vec<f32>>()
     };
     assert_close(
         &format!("{rel} hidden_states.0"),
@@ -96,8 +103,8 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
         last,
         TOL,
     );
-    if let Some(llava) = &model.config().llava {
-        for i in 0..llava.vision.num_layers {
+    if let Some(vision) = &model.config().vision {
+        for i in 0..vision.num_layers() {
             let want = &g.f32(&format!("vision.layer_output.{i}")).1;
             assert_close(
                 &format!("{rel} vision layer {i}"),
@@ -127,9 +134,9 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
         assert_eq!(meta.token_id, Some(ids[k]));
         let is_image = model
             .config()
-            .llava
+            .vision
             .as_ref()
-            .is_some_and(|l| l.image_token_id == ids[k]);
+            .is_some_and(|v| v.image_token_id() == ids[k]);
         assert_eq!(
             meta.role,
             if is_image {
@@ -170,6 +177,55 @@ fn mistral_sliding_window_matches_every_layer() {
 }
 
 #[test]
+fn idefics3_matches_every_layer() {
+    check_every_layer("idefics3", "idefics3");
+    check_every_layer("idefics3/hub_format", "idefics3");
+}
+
+#[test]
+fn smolvlm_matches_every_layer() {
+    check_every_layer("smolvlm", "smolvlm");
+    check_every_layer("smolvlm/hub_format", "smolvlm");
+}
+
+/// An image whose lower-right part is padding (`pixel_attention_mask`): the padded patches take
+/// bucketed position ids and are hidden as keys, as in transformers' `get_image_features`.
+#[test]
+fn idefics3_padded_image_features_match_transformers() {
+    for name in ["idefics3", "smolvlm"] {
+        let model = load(name);
+        let g = Golden::open(name);
+        let (shape, data) = g.f32("padded.pixel_values");
+        let (mask_shape, mask) = g.i64("padded.pixel_attention_mask");
+        assert_eq!(shape[0], 1);
+        assert_eq!(mask_shape[1..], shape[2..]);
+        let mask: Vec<bool> = mask.iter().map(|&m| m != 0).collect();
+        assert!(
+            mask.contains(&false),
+            "{name}: the golden image has padding"
+        );
+        let pixels = PixelValues {
+            data: data.clone(),
+            shape: [1, shape[1], shape[2], shape[3]],
+        };
+        let features = to_f32(model.image_features(&pixels, Some(&mask)).unwrap());
+        let want = &g.f32("padded.image_features").1;
+        assert_close(
+            &format!("{name} padded image features"),
+            &features,
+            want,
+            TOL,
+        );
+        // without the mask the padding counts as image content: a different result
+        let unmasked = to_f32(model.image_features(&pixels, None).unwrap());
+        assert!(
+            common::rel_err(&unmasked, want) > 1e-3,
+            "{name}: mask had no effect"
+        );
+    }
+}
+
+#[test]
 fn bfloat16_checkpoint_loads_into_f32() {
     let model = load("llama/bf16");
     assert_eq!(model.config().dtype, Some(WeightDType::BF16));
@@ -201,7 +257,7 @@ fn intervention(g: &Golden, model: &Vlm<B>, mode: InterventionMode) -> Intervent
 
 #[test]
 fn interventions_match_transformers_forward_hooks() {
-    for name in ["llava", "llama", "qwen2", "mistral"] {
+    for name in ["llava", "idefics3", "smolvlm", "llama", "qwen2", "mistral"] {
         let model = load(name);
         let g = Golden::open(name);
         for (mode, key) in [
@@ -266,7 +322,7 @@ fn check_generation(name: &str, batch: Batch, key: &str, interventions: &[Interv
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    for name in ["llava", "llama", "qwen2", "mistral"] {
+    for name in ["llava", "idefics3", "smolvlm", "llama", "qwen2", "mistral"] {
         let g = Golden::open(name);
         check_generation(name, golden_batch(&g), "generate", &[]);
     }
@@ -274,7 +330,7 @@ fn greedy_generation_matches_transformers() {
 
 #[test]
 fn greedy_generation_with_intervention_matches_transformers() {
-    for name in ["llava", "llama"] {
+    for name in ["llava", "idefics3", "smolvlm", "llama"] {
         let g = Golden::open(name);
         let model = load(name);
         let iv = intervention(&g, &model, InterventionMode::Add);

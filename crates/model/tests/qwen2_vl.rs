@@ -8,7 +8,8 @@ mod common;
 use common::{B, Golden, assert_close, device, fixture, to_f32};
 use xlvlm_model::{
     Batch, CaptureSpec, GenerateOptions, HookPoint, ImagePatches, Intervention, InterventionMode,
-    Logits, ModelConfig, Positions, TokenRole, Vlm, WeightDType, rope_index,
+    Logits, ModelConfig, Positions, Qwen2VlConfig, TokenRole, VisionFamily, Vlm, WeightDType,
+    rope_index,
 };
 
 const TOL: f32 = 1e-4;
@@ -42,6 +43,13 @@ fn batch_from(g: &Golden, prefix: &str) -> Batch {
     })
 }
 
+fn qwen2_vl_config(config: &ModelConfig) -> &Qwen2VlConfig {
+    match &config.vision {
+        Some(VisionFamily::Qwen2Vl(q)) => q,
+        other => panic!("expected a Qwen2-VL vision side, got {other:?}"),
+    }
+}
+
 fn all(hook: HookPoint) -> CaptureSpec {
     CaptureSpec {
         hook,
@@ -60,7 +68,7 @@ fn check_every_layer(rel: &str) {
         assert_eq!(c.rows.len(), 1, "{hook}: one image, one row");
         c.rows[0].to_f32()
     };
-    let vision = model.config().qwen2_vl.as_ref().expect("a Qwen2-VL config");
+    let vision = qwen2_vl_config(model.config());
     for i in 0..vision.vision.depth {
         assert_close(
             &format!("{rel} vision block {i}"),
@@ -154,8 +162,8 @@ fn both_config_dialects_parse_to_the_same_model() {
         assert!(c.text.tie_word_embeddings);
         assert_eq!(c.eos_token_ids, vec![0]);
     }
-    assert_eq!(nested.qwen2_vl, flat.qwen2_vl);
-    let q = nested.qwen2_vl.unwrap();
+    assert_eq!(qwen2_vl_config(&nested), qwen2_vl_config(&flat));
+    let q = qwen2_vl_config(&nested);
     assert_eq!(
         (
             q.image_token_id,

@@ -83,100 +83,49 @@ impl ClipImageConfig {
     /// `image_processor` entry of a transformers-5 `processor_config.json`); missing keys take
     /// `CLIPImageProcessor`'s defaults. `path` is only used in messages.
     pub fn from_json(value: &serde_json::Value, path: &Path) -> Result<Self> {
-        let bad = |detail: String| ProcessorError::BadFile {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let obj = value
-            .as_object()
-            .ok_or_else(|| bad("image processor settings must be a JSON object".into()))?;
+        let settings = Settings::new(value, path)?;
         let mut cfg = Self::default();
-        let flag = |key: &str, default: bool| -> Result<bool> {
-            match obj.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(default),
-                Some(v) => v
-                    .as_bool()
-                    .ok_or_else(|| bad(format!("{key} must be true or false"))),
-            }
-        };
-        let uint = |v: &serde_json::Value, key: &str| -> Result<u32> {
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad(format!("{key} must be a positive integer, got {v}")))
-        };
-        cfg.do_convert_rgb = flag("do_convert_rgb", cfg.do_convert_rgb)?;
-        cfg.do_resize = flag("do_resize", cfg.do_resize)?;
-        cfg.do_center_crop = flag("do_center_crop", cfg.do_center_crop)?;
-        cfg.do_rescale = flag("do_rescale", cfg.do_rescale)?;
-        cfg.do_normalize = flag("do_normalize", cfg.do_normalize)?;
-        if let Some(size) = obj.get("size").filter(|v| !v.is_null()) {
+        cfg.do_convert_rgb = settings.flag("do_convert_rgb", cfg.do_convert_rgb)?;
+        cfg.do_resize = settings.flag("do_resize", cfg.do_resize)?;
+        cfg.do_center_crop = settings.flag("do_center_crop", cfg.do_center_crop)?;
+        cfg.do_rescale = settings.flag("do_rescale", cfg.do_rescale)?;
+        cfg.do_normalize = settings.flag("do_normalize", cfg.do_normalize)?;
+        if let Some(size) = settings.get("size") {
             cfg.size = if size.is_number() {
                 // Old configs: an int means the shortest edge for CLIP (default_to_square=False).
-                ResizeTo::ShortestEdge(uint(size, "size")?)
+                ResizeTo::ShortestEdge(settings.uint(size, "size")?)
             } else if let Some(edge) = size.get("shortest_edge") {
-                ResizeTo::ShortestEdge(uint(edge, "size.shortest_edge")?)
+                ResizeTo::ShortestEdge(settings.uint(edge, "size.shortest_edge")?)
             } else if let (Some(h), Some(w)) = (size.get("height"), size.get("width")) {
                 ResizeTo::Exact {
-                    height: uint(h, "size.height")?,
-                    width: uint(w, "size.width")?,
+                    height: settings.uint(h, "size.height")?,
+                    width: settings.uint(w, "size.width")?,
                 }
             } else {
-                return Err(bad(format!(
+                return Err(settings.bad(format!(
                     "size must be an integer, {{\"shortest_edge\": n}} or {{\"height\": h, \"width\": w}}, got {size}"
                 )));
             };
         }
-        if let Some(crop) = obj.get("crop_size").filter(|v| !v.is_null()) {
+        if let Some(crop) = settings.get("crop_size") {
             cfg.crop_size = if crop.is_number() {
-                let n = uint(crop, "crop_size")?;
+                let n = settings.uint(crop, "crop_size")?;
                 (n, n)
             } else if let (Some(h), Some(w)) = (crop.get("height"), crop.get("width")) {
-                (uint(h, "crop_size.height")?, uint(w, "crop_size.width")?)
+                (
+                    settings.uint(h, "crop_size.height")?,
+                    settings.uint(w, "crop_size.width")?,
+                )
             } else {
-                return Err(bad(format!(
+                return Err(settings.bad(format!(
                     "crop_size must be an integer or {{\"height\": h, \"width\": w}}, got {crop}"
                 )));
             };
         }
-        if let Some(r) = obj.get("resample").filter(|v| !v.is_null()) {
-            let code = r
-                .as_u64()
-                .ok_or_else(|| bad(format!("resample must be a PIL resampling code, got {r}")))?;
-            if code > 3 {
-                return Err(bad(format!(
-                    "resample {code} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)"
-                )));
-            }
-            cfg.resample = code as u8;
-        }
-        if let Some(f) = obj.get("rescale_factor").filter(|v| !v.is_null()) {
-            cfg.rescale_factor = f
-                .as_f64()
-                .ok_or_else(|| bad(format!("rescale_factor must be a number, got {f}")))?;
-        }
-        let triple = |key: &str, default: [f32; 3]| -> Result<[f32; 3]> {
-            match obj.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(default),
-                Some(serde_json::Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.0) as f32; 3]),
-                Some(serde_json::Value::Array(a)) if a.len() == 3 => {
-                    let mut out = [0f32; 3];
-                    for (o, v) in out.iter_mut().zip(a) {
-                        *o = v
-                            .as_f64()
-                            .ok_or_else(|| bad(format!("{key} must hold numbers, got {v}")))?
-                            as f32;
-                    }
-                    Ok(out)
-                }
-                Some(v) => Err(bad(format!("{key} must be a number or 3 numbers, got {v}"))),
-            }
-        };
-        cfg.image_mean = triple("image_mean", cfg.image_mean)?;
-        cfg.image_std = triple("image_std", cfg.image_std)?;
-        if cfg.image_std.contains(&0.0) {
-            return Err(bad("image_std must not contain 0".into()));
-        }
+        cfg.resample = settings.resample(cfg.resample)?;
+        cfg.rescale_factor = settings.number("rescale_factor", cfg.rescale_factor)?;
+        cfg.image_mean = settings.triple("image_mean", cfg.image_mean)?;
+        cfg.image_std = settings.std(cfg.image_std)?;
         Ok(cfg)
     }
 
@@ -228,29 +177,140 @@ impl ClipImageConfig {
             (resized.height(), resized.width(), resized.into_raw())
         };
         let (h, w) = (height as usize, width as usize);
-        let plane = h * w;
-        let mut data = vec![0f32; 3 * plane];
-        for c in 0..3 {
-            let (mean, std) = (self.image_mean[c], self.image_std[c]);
-            let out = &mut data[c * plane..(c + 1) * plane];
-            for (i, o) in out.iter_mut().enumerate() {
-                let raw = pixels[i * 3 + c];
-                // transformers rescales in f64 and casts to f32, then normalises in f32.
-                let mut v = if self.do_rescale {
-                    (raw as f64 * self.rescale_factor) as f32
-                } else {
-                    raw as f32
-                };
-                if self.do_normalize {
-                    v = (v - mean) / std;
-                }
-                *o = v;
-            }
-        }
         Ok(PixelValues {
-            data,
+            data: to_channels_first(
+                &pixels,
+                self.do_rescale.then_some(self.rescale_factor),
+                self.do_normalize
+                    .then_some((self.image_mean, self.image_std)),
+            ),
             shape: [3, h, w],
         })
+    }
+}
+
+/// RGB bytes (row-major, interleaved) to channels-first `f32`: rescaled in f64 and cast to f32,
+/// then normalised in f32, as transformers' PIL backend does.
+pub(crate) fn to_channels_first(
+    rgb: &[u8],
+    rescale: Option<f64>,
+    normalize: Option<([f32; 3], [f32; 3])>,
+) -> Vec<f32> {
+    let plane = rgb.len() / 3;
+    let mut data = vec![0f32; rgb.len()];
+    for c in 0..3 {
+        let out = &mut data[c * plane..(c + 1) * plane];
+        for (i, o) in out.iter_mut().enumerate() {
+            let raw = rgb[i * 3 + c];
+            let mut v = match rescale {
+                Some(factor) => (raw as f64 * factor) as f32,
+                None => raw as f32,
+            };
+            if let Some((mean, std)) = normalize {
+                v = (v - mean[c]) / std[c];
+            }
+            *o = v;
+        }
+    }
+    data
+}
+
+/// Typed reads from an image-processor JSON object, with errors naming the file and key.
+pub(crate) struct Settings<'a> {
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    path: &'a Path,
+}
+
+impl<'a> Settings<'a> {
+    pub(crate) fn new(value: &'a serde_json::Value, path: &'a Path) -> Result<Self> {
+        match value.as_object() {
+            Some(obj) => Ok(Self { obj, path }),
+            None => Err(ProcessorError::BadFile {
+                path: path.to_path_buf(),
+                detail: "image processor settings must be a JSON object".into(),
+            }),
+        }
+    }
+
+    pub(crate) fn bad(&self, detail: String) -> ProcessorError {
+        ProcessorError::BadFile {
+            path: self.path.to_path_buf(),
+            detail,
+        }
+    }
+
+    /// The value of `key`, `None` when absent or null.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a serde_json::Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn flag(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.bad(format!("{key} must be true or false"))),
+        }
+    }
+
+    pub(crate) fn uint(&self, v: &serde_json::Value, key: &str) -> Result<u32> {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| self.bad(format!("{key} must be a positive integer, got {v}")))
+    }
+
+    pub(crate) fn number(&self, key: &str, default: f64) -> Result<f64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| self.bad(format!("{key} must be a number, got {v}"))),
+        }
+    }
+
+    /// A PIL resampling code (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic).
+    pub(crate) fn resample(&self, default: u8) -> Result<u8> {
+        let Some(r) = self.get("resample") else {
+            return Ok(default);
+        };
+        let code = r
+            .as_u64()
+            .ok_or_else(|| self.bad(format!("resample must be a PIL resampling code, got {r}")))?;
+        if code > 3 {
+            return Err(self.bad(format!(
+                "resample {code} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)"
+            )));
+        }
+        Ok(code as u8)
+    }
+
+    /// A per-channel value given as one number or three.
+    pub(crate) fn triple(&self, key: &str, default: [f32; 3]) -> Result<[f32; 3]> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(serde_json::Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.0) as f32; 3]),
+            Some(serde_json::Value::Array(a)) if a.len() == 3 => {
+                let mut out = [0f32; 3];
+                for (o, v) in out.iter_mut().zip(a) {
+                    *o = v
+                        .as_f64()
+                        .ok_or_else(|| self.bad(format!("{key} must hold numbers, got {v}")))?
+                        as f32;
+                }
+                Ok(out)
+            }
+            Some(v) => Err(self.bad(format!("{key} must be a number or 3 numbers, got {v}"))),
+        }
+    }
+
+    /// `image_std`, which must not contain 0.
+    pub(crate) fn std(&self, default: [f32; 3]) -> Result<[f32; 3]> {
+        let std = self.triple("image_std", default)?;
+        if std.contains(&0.0) {
+            return Err(self.bad("image_std must not contain 0".into()));
+        }
+        Ok(std)
     }
 }
 

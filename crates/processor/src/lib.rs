@@ -5,8 +5,9 @@
 //! * [`ChatTemplate`]: the checkpoint's own Jinja template (from `chat_template.json`,
 //!   `chat_template.jinja` or `tokenizer_config.json`, in that order) rendered by minijinja,
 //!   configured like transformers' jinja2 environment.
-//! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate.
-//! * [`Qwen2VlImages`]: Qwen2-VL's dynamic-resolution patches ([`smart_resize`], temporal
+//! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate;
+//!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image;
+//!   [`Qwen2VlImages`]: Qwen2-VL's dynamic-resolution patches ([`smart_resize`], temporal
 //!   patch, merge-block order) and `<|image_pad|>` expansion.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
 //!   renders, preprocesses, expands image placeholders and pads ([`Batch`]: ids, attention
@@ -37,10 +38,11 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5 and Qwen2-VL).
+//! processor's family table (today: LLaVA-1.5, Idefics3, SmolVLM, Qwen2-VL).
 
 mod chat;
 mod error;
+mod idefics3;
 mod image;
 mod llava;
 mod processor;
@@ -51,6 +53,7 @@ mod words;
 
 pub use crate::chat::{ChatTemplate, ChatTemplateSource, ContentPart, Message, MessageContent};
 pub use crate::error::{ProcessorError, Result};
+pub use crate::idefics3::{Idefics3ImageConfig, Idefics3Images, Tiles};
 pub use crate::image::{
     ClipImageConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelValues, ResizeTo, load_image,
 };

@@ -7,6 +7,7 @@ use image::DynamicImage;
 
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{ProcessorError, Result, read_json};
+use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
 use crate::qwen2_vl::Qwen2VlImages;
@@ -16,7 +17,8 @@ use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 /// One preprocessed image and the text that replaces its placeholder in the prompt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessedImage {
-    /// Values in the layout the vision tower takes (for LLaVA: `[3, H, W]`).
+    /// Values in the layout the vision tower takes: `[3, H, W]` for one picture (LLaVA), or
+    /// `[tiles, 3, H, W]` for an image split into tiles (Idefics3: crops, then the global image).
     pub pixel_values: Vec<f32>,
     pub shape: Vec<usize>,
     /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
@@ -24,6 +26,20 @@ pub struct ProcessedImage {
     /// Qwen2-VL: the patch grid `[t, h, w]`; such images have `[patches, patch_dim]` values and
     /// are concatenated along the patches in a batch, whatever their size.
     pub image_grid_thw: Option<[usize; 3]>,
+}
+
+impl ProcessedImage {
+    /// The shape as `[tiles, channels, height, width]` (one tile for a 3-d shape).
+    fn tiles_shape(&self) -> Result<[usize; 4]> {
+        match *self.shape.as_slice() {
+            [c, h, w] => Ok([1, c, h, w]),
+            [t, c, h, w] => Ok([t, c, h, w]),
+            _ => Err(ProcessorError::Input(format!(
+                "a preprocessed image has shape {:?}; expected [channels, height, width] or [tiles, channels, height, width]",
+                self.shape
+            ))),
+        }
+    }
 }
 
 /// The image side of a model family's processor. A family (LLaVA, Qwen2-VL, Idefics, Molmo) is
@@ -73,14 +89,15 @@ pub enum TokenRole {
     Image,
 }
 
-/// Pixel values of all images of a batch, stacked.
+/// Pixel values of all images of a batch, stacked: what the model takes as `pixel_values`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PixelBatch {
     pub data: Vec<f32>,
-    /// `[images, ...per-image shape]` (LLaVA: `[N, 3, H, W]`); for Qwen2-VL the patches of all
-    /// images concatenated, `[patches, patch_dim]`.
+    /// `[entries, 3, H, W]`: one entry per image (LLaVA), or per tile of a split image (Idefics3:
+    /// each image's crops, then its global image), images in prompt order, samples in order;
+    /// for Qwen2-VL the patches of all images concatenated, `[patches, patch_dim]`.
     pub shape: Vec<usize>,
-    /// For each image, the batch row (sample) it belongs to.
+    /// For each entry, the batch row (sample) it belongs to.
     pub sample_of_image: Vec<usize>,
     /// Qwen2-VL: the patch grid `[t, h, w]` of each image (`image_grid_thw`); empty otherwise.
     pub image_grid_thw: Vec<[usize; 3]>,
@@ -165,6 +182,12 @@ type PipelineBuilder = fn(&CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>
 const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
     ("LlavaProcessor", "llava", |files| {
         Ok(Box::new(LlavaImages::from_checkpoint(files)?))
+    }),
+    ("Idefics3Processor", "idefics3", |files| {
+        Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
+    }),
+    ("SmolVLMProcessor", "smolvlm", |files| {
+        Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
     }),
     ("Qwen2VLProcessor", "qwen2_vl", |files| {
         Ok(Box::new(Qwen2VlImages::from_checkpoint(files)?))
@@ -372,10 +395,12 @@ impl Processor {
         let mut rows: Vec<Vec<u32>> = Vec::with_capacity(samples.len());
         let mut prompts = Vec::with_capacity(samples.len());
         let mut pixel_data = Vec::new();
-        let mut image_shape: Option<Vec<usize>> = None;
+        // [channels, height, width] of every entry (image or tile)
+        let mut entry_shape: Option<[usize; 3]> = None;
         let mut sample_of_image = Vec::new();
+        // Qwen2-VL: grid of every image, patch width, and patches of all images so far
         let mut image_grid_thw = Vec::new();
-        // rows of concatenated images (Qwen2-VL patches)
+        let mut patch_dim: Option<usize> = None;
         let mut concatenated_rows = 0;
         for (index, sample) in samples.iter().enumerate() {
             let (text, add_special) = match &sample.prompt {
@@ -395,29 +420,39 @@ impl Processor {
                 }
             };
             let expanded = self.expand_placeholders(index, &text, &sample.images, |img| {
-                // concatenated images only need equal rows, stacked ones equal shapes
-                let comparable = |shape: &[usize]| -> Vec<usize> {
-                    match img.image_grid_thw {
-                        Some(_) => shape.iter().skip(1).copied().collect(),
-                        None => shape.to_vec(),
-                    }
-                };
                 if let Some(grid) = img.image_grid_thw {
+                    // Qwen2-VL: any number of patches per image, concatenated
+                    let &[patches, dim] = img.shape.as_slice() else {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: image patches have shape {:?}, expected [patches, patch_dim]",
+                            img.shape
+                        )));
+                    };
+                    if patch_dim.is_some_and(|d| d != dim) {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: patches of {dim} values differ from earlier images'"
+                        )));
+                    }
+                    patch_dim = Some(dim);
                     image_grid_thw.push(grid);
-                    concatenated_rows += img.shape.first().copied().unwrap_or(0);
+                    concatenated_rows += patches;
+                    pixel_data.extend_from_slice(&img.pixel_values);
+                    sample_of_image.push(index);
+                    return Ok(());
                 }
-                match &image_shape {
-                    Some(s) if comparable(s) != comparable(&img.shape) => {
+                let [tiles, c, h, w] = img.tiles_shape()?;
+                match &entry_shape {
+                    Some(s) if *s != [c, h, w] => {
                         return Err(ProcessorError::Input(format!(
                             "sample {index}: image shape {:?} differs from {:?} of earlier images",
                             img.shape, s
                         )));
                     }
                     Some(_) => {}
-                    None => image_shape = Some(img.shape.clone()),
+                    None => entry_shape = Some([c, h, w]),
                 }
                 pixel_data.extend_from_slice(&img.pixel_values);
-                sample_of_image.push(index);
+                sample_of_image.extend(std::iter::repeat_n(index, tiles));
                 Ok(())
             })?;
             rows.push(self.tokenizer.encode(&expanded, add_special)?);
@@ -454,22 +489,17 @@ impl Processor {
             }
             lengths.push(row.len());
         }
-        let pixel_values = image_shape.map(|shape| {
-            let full = if image_grid_thw.is_empty() {
-                let mut full = vec![sample_of_image.len()];
-                full.extend(shape);
-                full
-            } else {
-                let mut full = vec![concatenated_rows];
-                full.extend(shape.into_iter().skip(1));
-                full
-            };
-            PixelBatch {
-                data: pixel_data,
-                shape: full,
-                sample_of_image,
-                image_grid_thw,
-            }
+        let stacked = entry_shape.map(|shape| {
+            let mut full = vec![sample_of_image.len()];
+            full.extend(shape);
+            full
+        });
+        let concatenated = patch_dim.map(|dim| vec![concatenated_rows, dim]);
+        let pixel_values = stacked.or(concatenated).map(|full| PixelBatch {
+            data: pixel_data,
+            shape: full,
+            sample_of_image,
+            image_grid_thw,
         });
         Ok(Batch {
             input_ids,

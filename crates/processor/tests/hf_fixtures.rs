@@ -27,7 +27,13 @@ fn golden_i64(golden: &SafeTensors, key: &str) -> Vec<u32> {
 #[test]
 fn prompts_and_input_ids_equal_the_model_goldens() {
     // (fixture, checkpoint folders, whether the model takes an image)
-    let models = [("llava", true), ("llama", false), ("qwen2", false)];
+    let models = [
+        ("llava", true),
+        ("idefics3", true),
+        ("smolvlm", true),
+        ("llama", false),
+        ("qwen2", false),
+    ];
     let image_path = hf_fixtures().join("image.png");
     for (name, with_image) in models {
         let root = hf_fixtures().join(name);
@@ -106,4 +112,77 @@ fn llava_pixel_values_within_two_steps_of_the_model_golden() {
         .map(|(i, (a, b))| (a - b).abs() * std[i / plane] * 255.0)
         .fold(0f32, f32::max);
     assert!(worst <= 2.0, "max difference {worst} 8-bit steps");
+}
+
+fn golden_f32(golden: &SafeTensors, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let view = golden.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    assert_eq!(view.dtype(), Dtype::F32, "{key}");
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (view.shape().to_vec(), values)
+}
+
+/// Idefics3 / SmolVLM: 4 crops + the global image of the fixture image. They equal the default
+/// (torchvision) backend's `pixel_values` that the model goldens were made with (`input.*`; on
+/// this image to float rounding, allowed one 8-bit step for the fixed-point Lanczos passes), and
+/// stay within transformers' own backend difference (2 steps) of its PIL backend
+/// (`input_pil.*`). The token roles mark exactly the `<image>` positions.
+#[test]
+fn idefics3_tiles_match_both_transformers_backends() {
+    let image = load_image(&hf_fixtures().join("image.png")).unwrap();
+    for name in ["idefics3", "smolvlm"] {
+        let root = hf_fixtures().join(name);
+        let bytes = std::fs::read(root.join("golden.safetensors")).unwrap();
+        let golden = SafeTensors::deserialize(&bytes).unwrap();
+        for dir in [root.clone(), root.join("hub_format")] {
+            let processor = Processor::from_dir(&dir).unwrap();
+            let sample = Sample {
+                prompt: Prompt::Messages {
+                    messages: vec![Message::user_with_image(PROMPT)],
+                    add_generation_prompt: true,
+                },
+                images: vec![ImageInput::Decoded(&image)],
+            };
+            let batch = processor.encode_batch(&[sample], Padding::Left).unwrap();
+            let pixels = batch.pixel_values.as_ref().unwrap();
+            assert_eq!(pixels.sample_of_image, vec![0; 5], "{name}");
+            let image_id = processor.image_token_id().unwrap();
+            let roles_at_images: Vec<bool> = batch
+                .token_roles
+                .iter()
+                .map(|r| *r == xlvlm_processor::TokenRole::Image)
+                .collect();
+            let ids_at_images: Vec<bool> = batch.row(0).iter().map(|&t| t == image_id).collect();
+            assert_eq!(roles_at_images, ids_at_images, "{name}");
+            assert_eq!(ids_at_images.iter().filter(|&&b| b).count(), 5 * 4);
+            for (key, max_steps, max_mean) in [
+                ("input_pil.pixel_values", 2.001, 0.05),
+                ("input.pixel_values", 1.0, 0.05),
+            ] {
+                let (shape, reference) = golden_f32(&golden, key);
+                // [batch, images, 3, h, w] -> [images, 3, h, w]
+                assert_eq!(pixels.shape, shape[1..].to_vec(), "{name} {key}");
+                let mask = golden_i64(
+                    &golden,
+                    &key.replace("pixel_values", "pixel_attention_mask"),
+                );
+                assert!(mask.iter().all(|&m| m == 1), "{name}: no padding expected");
+                let steps: Vec<f32> = pixels
+                    .data
+                    .iter()
+                    .zip(&reference)
+                    .map(|(a, b)| (a - b).abs() * 0.5 * 255.0)
+                    .collect();
+                let worst = steps.iter().copied().fold(0f32, f32::max);
+                let mean = steps.iter().sum::<f32>() / steps.len() as f32;
+                assert!(
+                    worst <= max_steps && mean <= max_mean,
+                    "{name} {key}: max {worst}, mean {mean} 8-bit steps"
+                );
+            }
+        }
+    }
 }

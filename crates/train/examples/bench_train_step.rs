@@ -24,6 +24,8 @@ fn main() {
     let options = TrainOptions {
         steps: num(1, 10),
         batch_size: num(2, 32),
+        // the language steps only
+        vision_steps: 0,
         ..TrainOptions::default()
     };
     let out = std::env::temp_dir().join(format!("xlvlm-bench-train-{}", std::process::id()));

@@ -13,12 +13,13 @@ fn main() {
     let mut log = |r: &xlvlm_train::StepReport| {
         if r.step.is_multiple_of(50) || r.step == r.steps {
             eprintln!(
-                "step {}/{} loss {:.4} lr {:.2e}",
-                r.step, r.steps, r.loss, r.learning_rate
+                "{} step {}/{} loss {:.4} lr {:.2e}",
+                r.phase, r.step, r.steps, r.loss, r.learning_rate
             );
         }
     };
     // optional overrides for experiments: STEPS BATCH TEXT_LAYERS PATCH LEARNING_RATE IMAGE_SIZE
+    // VISION_STEPS
     let extra: Vec<String> = std::env::args().skip(5).collect();
     let num = |i: usize| extra.get(i).map(|s| s.parse::<f64>().expect("a number"));
     let defaults = TrainOptions::default();
@@ -26,6 +27,7 @@ fn main() {
         steps: num(0).map_or(defaults.steps, |v| v as usize),
         batch_size: num(1).map_or(defaults.batch_size, |v| v as usize),
         learning_rate: num(4).unwrap_or(defaults.learning_rate),
+        vision_steps: num(6).map_or(defaults.vision_steps, |v| v as usize),
         ..defaults
     };
     let base_config = ToyConfig::default();

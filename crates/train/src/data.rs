@@ -107,6 +107,8 @@ pub struct EncodedData {
     pub examples: Vec<EncodedExample>,
     /// Preprocessed images, each `[channels, height, width]` row-major.
     pub pixels: Vec<Vec<f32>>,
+    /// The file of each image in `pixels`.
+    pub images: Vec<PathBuf>,
     pub pixel_shape: [usize; 3],
     pub pad_id: u32,
 }
@@ -120,6 +122,7 @@ impl EncodedData {
             .id;
         let mut image_index: HashMap<PathBuf, usize> = HashMap::new();
         let mut pixels = Vec::new();
+        let mut images = Vec::new();
         let mut pixel_shape = None;
         // prompt ids depend on the instruction only (every image has the same size)
         let mut prompts: HashMap<String, Vec<u32>> = HashMap::new();
@@ -144,6 +147,7 @@ impl EncodedData {
                         )));
                     }
                     pixels.push(processed.pixel_values);
+                    images.push(example.image.clone());
                     image_index.insert(example.image.clone(), pixels.len() - 1);
                     pixels.len() - 1
                 }
@@ -189,6 +193,7 @@ impl EncodedData {
         Ok(Self {
             examples: encoded,
             pixels,
+            images,
             pixel_shape: pixel_shape.ok_or_else(|| TrainError::Input("no examples".into()))?,
             pad_id: tokenizer.pad_id(),
         })

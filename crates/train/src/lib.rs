@@ -14,6 +14,7 @@
 mod data;
 mod error;
 mod eval;
+mod pretrain;
 mod toy;
 mod train;
 
@@ -29,6 +30,7 @@ pub use data::{
 };
 pub use error::{Result, TrainError};
 pub use eval::{CaptionEval, EvalOptions, EvalReport, evaluate, generate_texts};
+pub use pretrain::{PatchLabels, pretrain_vision};
 pub use toy::{
     CAPTION_INSTRUCTION, LLAVA_CHAT_TEMPLATE, SPECIAL_TOKENS, ToyConfig, VQA_INSTRUCTION,
     build_tokenizer, copy_checkpoint_files, init_weights, write_checkpoint_files,
@@ -47,6 +49,9 @@ pub struct TrainSummary {
     pub num_params: usize,
     /// Mean loss over each tenth of the run.
     pub loss_by_tenth: Vec<f32>,
+    /// Mean loss of the vision pretraining over each tenth of it (empty without it).
+    #[serde(default)]
+    pub vision_loss_by_tenth: Vec<f32>,
     pub seconds: f64,
 }
 
@@ -144,9 +149,34 @@ fn run(
     let started = Instant::now();
     let data = EncodedData::encode(processor, examples)?;
     let num_params = model.num_params();
+    let mut model = model;
+    let mut vision_losses = Vec::new();
+    if config.is_some() && options.vision_steps > 0 {
+        let image_token = processor.image_token_id().ok_or_else(|| {
+            TrainError::Input("the checkpoint's processor has no image token".into())
+        })?;
+        let patches = data.examples[0]
+            .prompt
+            .iter()
+            .filter(|&&t| t == image_token)
+            .count();
+        let grid = (patches as f64).sqrt().round() as usize;
+        let labels = PatchLabels::from_world(world_dir, &data, grid)?;
+        let vision_options = TrainOptions {
+            steps: options.vision_steps,
+            ..options.clone()
+        };
+        (model, vision_losses) = pretrain_vision(
+            model,
+            &data,
+            &labels,
+            image_token,
+            &vision_options,
+            progress,
+        )?;
+    }
     let (model, losses) = train(model, &data, options, progress)?;
     model.save_checkpoint(out_dir)?;
-    let tenth = losses.len().div_ceil(10).max(1);
     let summary = TrainSummary {
         world: world_dir.display().to_string(),
         options: options.clone(),
@@ -154,13 +184,20 @@ fn run(
         finetuned_from,
         examples: examples.len(),
         num_params,
-        loss_by_tenth: losses
-            .chunks(tenth)
-            .map(|c| c.iter().sum::<f32>() / c.len() as f32)
-            .collect(),
+        loss_by_tenth: by_tenth(&losses),
+        vision_loss_by_tenth: by_tenth(&vision_losses),
         seconds: started.elapsed().as_secs_f64(),
     };
     let text = serde_json::to_string_pretty(&summary).expect("the summary serialises");
     toy::write_text(&out_dir.join("training.json"), &(text + "\n"))?;
     Ok(summary)
+}
+
+/// Mean of each tenth of `losses`.
+fn by_tenth(losses: &[f32]) -> Vec<f32> {
+    let tenth = losses.len().div_ceil(10).max(1);
+    losses
+        .chunks(tenth)
+        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+        .collect()
 }

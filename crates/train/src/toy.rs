@@ -44,10 +44,12 @@ pub struct ToyConfig {
 impl Default for ToyConfig {
     fn default() -> Self {
         Self {
-            // the world's 64-pixel images are downsampled to 32: textured backgrounds blur
-            // out, the shapes stay, and 16 patches of 8 pixels keep the decoder's sequence short
-            image_size: 32,
-            patch_size: 8,
+            // the world's 64-pixel images are downsampled to 48 and cut into 3x3 patches of 16
+            // pixels: the patch grid matches the world's regions (left/centre/right by
+            // top/centre/bottom), so each shape lies whole inside one patch, and 9 image tokens
+            // keep the decoder's sequence short
+            image_size: 48,
+            patch_size: 16,
             vision_hidden: 64,
             vision_layers: 2,
             vision_heads: 4,

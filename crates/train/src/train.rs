@@ -27,6 +27,16 @@ pub struct TrainOptions {
     pub clip_norm: f64,
     /// Seeds the example order and which caption of an image is the target.
     pub seed: u64,
+    /// Steps of vision pretraining before a model trained from scratch sees any text (naming
+    /// each patch's shape and colour; see `pretrain_vision`); 0 skips it. Fine-tunes ignore it.
+    #[serde(default)]
+    pub vision_steps: usize,
+    /// Whether the language phase also updates the vision tower. LLaVA-1.5 keeps its CLIP tower
+    /// frozen and trains the projector and the language model; so do the defaults here (the
+    /// language loss otherwise wears away the pretrained shape features before the decoder
+    /// learns to read them).
+    #[serde(default)]
+    pub train_vision: bool,
 }
 
 impl Default for TrainOptions {
@@ -38,6 +48,8 @@ impl Default for TrainOptions {
             warmup_steps: 30,
             clip_norm: 1.0,
             seed: 0,
+            vision_steps: 600,
+            train_vision: false,
         }
     }
 }
@@ -49,6 +61,7 @@ impl TrainOptions {
             steps: 150,
             learning_rate: 5e-4,
             warmup_steps: 10,
+            vision_steps: 0,
             ..Self::default()
         }
     }
@@ -92,6 +105,8 @@ impl TrainOptions {
 /// What the progress callback sees after each step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepReport {
+    /// `"vision"` (pretraining the vision tower) or `"language"` (the captions and answers).
+    pub phase: &'static str,
     /// 1-based.
     pub step: usize,
     pub steps: usize,
@@ -132,7 +147,70 @@ const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPSILON: f64 = 1e-8;
 
-/// Trains every weight of `model` on `data` and returns the trained model (its weights no longer
+/// Adam over a list of flat weights, with the gradients' global L2 norm clipped.
+pub(crate) struct Adam {
+    moments: Vec<Moments>,
+    steps: i32,
+}
+
+impl Adam {
+    pub(crate) fn new(weights: &[Tensor<Flex, 1>]) -> Self {
+        let moments = weights
+            .iter()
+            .map(|w| Moments {
+                first: w.zeros_like(),
+                second: w.zeros_like(),
+            })
+            .collect();
+        Self { moments, steps: 0 }
+    }
+
+    /// One update of `weights` by `grads` (same order; `None` = the loss does not reach it).
+    pub(crate) fn update(
+        &mut self,
+        weights: &mut [Tensor<Flex, 1>],
+        grads: Vec<Option<Tensor<Flex, 1>>>,
+        learning_rate: f64,
+        clip_norm: f64,
+    ) {
+        let squares: Vec<Tensor<Flex, 1>> = grads
+            .iter()
+            .flatten()
+            .map(|g| g.clone().powi_scalar(2).sum())
+            .collect();
+        let norm = f64::from(Tensor::cat(squares, 0).sum().into_scalar()).sqrt();
+        let scale = if norm > clip_norm {
+            clip_norm / norm
+        } else {
+            1.0
+        };
+        self.steps += 1;
+        let bias1 = 1.0 - BETA1.powi(self.steps);
+        let bias2 = 1.0 - BETA2.powi(self.steps);
+        for ((w, m), g) in weights.iter_mut().zip(&mut self.moments).zip(grads) {
+            // weights the loss does not reach (CLIP's unused post_layernorm) keep their values
+            let Some(g) = g else { continue };
+            let g = g.mul_scalar(scale);
+            m.first = m.first.clone().mul_scalar(BETA1) + g.clone().mul_scalar(1.0 - BETA1);
+            m.second =
+                m.second.clone().mul_scalar(BETA2) + g.powi_scalar(2).mul_scalar(1.0 - BETA2);
+            let update = m.first.clone().div_scalar(bias1)
+                / m.second
+                    .clone()
+                    .div_scalar(bias2)
+                    .sqrt()
+                    .add_scalar(EPSILON);
+            *w = w.clone() - update.mul_scalar(learning_rate);
+        }
+    }
+}
+
+/// Whether checkpoint weight `name` belongs to the vision tower (not the projector).
+fn is_vision_tower(name: &str) -> bool {
+    name.starts_with("vision_tower.")
+}
+
+/// Trains the weights of `model` (the vision tower's only with `train_vision`) on `data` and returns the trained model (its weights no longer
 /// track gradients) and the loss of every step.
 pub fn train(
     model: Vlm<TrainBackend>,
@@ -146,14 +224,12 @@ pub fn train(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut weights: Vec<Tensor<Flex, 1>> = Vec::new();
-    model.visit_params(|_, _, values| weights.push(values.inner()));
-    let mut moments: Vec<Moments> = weights
-        .iter()
-        .map(|w| Moments {
-            first: w.zeros_like(),
-            second: w.zeros_like(),
-        })
-        .collect();
+    let mut trained: Vec<bool> = Vec::new();
+    model.visit_params(|name, _, values| {
+        weights.push(values.inner());
+        trained.push(options.train_vision || !is_vision_tower(name));
+    });
+    let mut adam = Adam::new(&weights);
     let mut order: Vec<usize> = Vec::new();
     let mut model = model;
     let mut losses = Vec::with_capacity(options.steps);
@@ -173,7 +249,11 @@ pub fn train(
         let mut leaves = Vec::with_capacity(weights.len());
         let mut next = 0;
         model = model.map_params(|_, _, _| {
-            let leaf = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone()).require_grad();
+            let mut leaf = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone());
+            // frozen weights are constants: no gradient, no backward pass through them
+            if trained[next] {
+                leaf = leaf.require_grad();
+            }
             next += 1;
             leaves.push(leaf.clone());
             leaf
@@ -187,39 +267,16 @@ pub fn train(
             )));
         }
         let grads = loss.backward();
-        let grads: Vec<Option<Tensor<Flex, 1>>> = leaves.iter().map(|l| l.grad(&grads)).collect();
-        let squares: Vec<Tensor<Flex, 1>> = grads
+        let grads: Vec<Option<Tensor<Flex, 1>>> = leaves
             .iter()
-            .flatten()
-            .map(|g| g.clone().powi_scalar(2).sum())
+            .zip(&trained)
+            .map(|(l, &t)| if t { l.grad(&grads) } else { None })
             .collect();
-        let norm = f64::from(Tensor::cat(squares, 0).sum().into_scalar()).sqrt();
-        let scale = if norm > options.clip_norm {
-            options.clip_norm / norm
-        } else {
-            1.0
-        };
         let lr = options.learning_rate_at(step);
-        let t = (step + 1) as i32;
-        let bias1 = 1.0 - BETA1.powi(t);
-        let bias2 = 1.0 - BETA2.powi(t);
-        for ((w, m), g) in weights.iter_mut().zip(&mut moments).zip(grads) {
-            // weights the loss does not reach (CLIP's unused post_layernorm) keep their values
-            let Some(g) = g else { continue };
-            let g = g.mul_scalar(scale);
-            m.first = m.first.clone().mul_scalar(BETA1) + g.clone().mul_scalar(1.0 - BETA1);
-            m.second =
-                m.second.clone().mul_scalar(BETA2) + g.powi_scalar(2).mul_scalar(1.0 - BETA2);
-            let update = m.first.clone().div_scalar(bias1)
-                / m.second
-                    .clone()
-                    .div_scalar(bias2)
-                    .sqrt()
-                    .add_scalar(EPSILON);
-            *w = w.clone() - update.mul_scalar(lr);
-        }
+        adam.update(&mut weights, grads, lr, options.clip_norm);
         losses.push(loss_value);
         progress(&StepReport {
+            phase: "language",
             step: step + 1,
             steps: options.steps,
             loss: loss_value,

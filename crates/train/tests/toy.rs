@@ -8,8 +8,8 @@ use xlvlm_data::{WorldOptions, generate_world};
 use xlvlm_model::{Vlm, WeightDType};
 use xlvlm_processor::Processor;
 use xlvlm_train::{
-    CAPTION_INSTRUCTION, ToyConfig, TrainError, TrainOptions, build_tokenizer, finetune_style,
-    train_toy, write_checkpoint_files,
+    CAPTION_INSTRUCTION, EncodedData, PatchLabels, ToyConfig, TrainError, TrainOptions,
+    build_tokenizer, caption_examples, finetune_style, train_toy, write_checkpoint_files,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -35,6 +35,7 @@ fn quick_options(seed: u64) -> TrainOptions {
         learning_rate: 3e-3,
         warmup_steps: 1,
         seed,
+        vision_steps: 2,
         ..TrainOptions::default()
     }
 }
@@ -101,6 +102,41 @@ fn training_lowers_the_loss_and_is_deterministic_by_seed() {
         Vlm::<burn::backend::Flex>::load_dir(&a, WeightDType::F32, &Default::default()).unwrap();
     assert_eq!(model.num_params(), run_a.num_params);
     for dir in [a, b, c, world] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn vision_pretraining_labels_every_shape_and_lowers_its_loss() {
+    let world = small_world("vision");
+    let out = scratch("vision-out");
+    let options = TrainOptions {
+        steps: 1,
+        vision_steps: 40,
+        ..quick_options(5)
+    };
+    let summary = train_toy(&world, &out, &ToyConfig::tiny(), &options, &mut |_| {}).unwrap();
+    let losses = &summary.vision_loss_by_tenth;
+    assert_eq!(losses.len(), 10);
+    assert!(losses[9] < 0.7 * losses[0], "{losses:?}");
+    // every training shape labels the patch that holds its centre (the tiny model: 4x4 patches)
+    let processor = Processor::from_dir(&out).unwrap();
+    let examples = caption_examples(&world, "train", false).unwrap();
+    let data = EncodedData::encode(&processor, &examples).unwrap();
+    let labels = PatchLabels::from_world(&world, &data, 4).unwrap();
+    let scenes = WorldSummary::read(&world)
+        .unwrap()
+        .read_scenes(&world)
+        .unwrap();
+    let shapes: usize = scenes
+        .iter()
+        .filter(|s| s.split == "train")
+        .map(|s| s.scene.shapes.len())
+        .sum();
+    assert_eq!(labels.shapes.iter().filter(|&&l| l != 0).count(), shapes);
+    assert_eq!(labels.colours.iter().filter(|&&l| l != 0).count(), shapes);
+    assert_eq!(labels.shapes.len(), data.images.len() * 16);
+    for dir in [out, world] {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -20,6 +20,8 @@ use crate::nn::{
 };
 use crate::weights::Checkpoint;
 
+use super::VisionInput;
+
 /// `vision_config` of a Qwen2-VL checkpoint (Qwen2VLVisionConfig defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen2VlVisionConfig {
@@ -178,16 +180,6 @@ pub struct Qwen2VlVision<B: Backend> {
     /// `1 / theta^(2i / (head_dim/2))`: the frequencies shared by the height and width halves.
     inv_freq: Vec<f32>,
     pub num_params: usize,
-}
-
-/// Per-batch tensors of a vision forward: rotary tables `[images, 1, longest, head_dim]`, key
-/// mask `[images, heads, longest, longest]` (true = padding key) and the patch counts.
-pub struct VisionChunk<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
-    mask: Tensor<B, 4, Bool>,
-    pub lengths: Vec<usize>,
-    pub longest: usize,
 }
 
 /// Where the vision weights sit: the Hub layout and transformers 5's nested one.
@@ -379,14 +371,14 @@ impl<B: Backend> Qwen2VlVision<B> {
         Ok(())
     }
 
-    /// Patch embeddings as a padded batch `[images, longest, embed_dim]`, and the rotary tables
-    /// and key mask every block uses.
+    /// Patch embeddings as a padded batch `[images, longest, embed_dim]`, with the rotary
+    /// tables, key mask and lengths every block uses.
     pub fn embed(
         &self,
         patches: &ImagePatches,
         dtype: DType,
         device: &B::Device,
-    ) -> Result<(Tensor<B, 3>, VisionChunk<B>)> {
+    ) -> Result<VisionInput<B>> {
         self.validate(patches)?;
         let c = &self.config.vision;
         let lengths = patches.lengths();
@@ -410,17 +402,24 @@ impl<B: Backend> Qwen2VlVision<B> {
         let x = embedded
             .select(0, index)
             .reshape([images, longest, c.embed_dim]);
-        let chunk = self.chunk(&patches.grid_thw, &lengths, longest, device);
-        Ok((x, chunk))
+        let (cos, sin, mask) = self.tables(&patches.grid_thw, &lengths, longest, device);
+        Ok(VisionInput {
+            hidden: x,
+            key_mask: Some(mask),
+            rotary: Some((cos, sin)),
+            lengths: Some(lengths),
+        })
     }
 
-    fn chunk(
+    /// Rotary cos and sin `[images, 1, longest, head_dim]` and the key mask `[images, heads,
+    /// longest, longest]` (true = padding key).
+    fn tables(
         &self,
         grids: &[[usize; 3]],
         lengths: &[usize],
         longest: usize,
         device: &B::Device,
-    ) -> VisionChunk<B> {
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4, Bool>) {
         let c = &self.config.vision;
         let head_dim = c.head_dim();
         let images = grids.len();
@@ -471,17 +470,15 @@ impl<B: Backend> Qwen2VlVision<B> {
             device,
         )
         .expand([images, c.num_heads, longest, longest]);
-        VisionChunk {
-            cos: table(cos),
-            sin: table(sin),
-            mask,
-            lengths: lengths.to_vec(),
-            longest,
-        }
+        (table(cos), table(sin), mask)
     }
 
-    /// Vision block `i` on `[images, longest, embed_dim]`.
-    pub fn block(&self, i: usize, x: Tensor<B, 3>, chunk: &VisionChunk<B>) -> Tensor<B, 3> {
+    /// Vision block `i` on `[images, longest, embed_dim]`, with the tables of `input`.
+    pub fn block(&self, i: usize, x: Tensor<B, 3>, input: &VisionInput<B>) -> Tensor<B, 3> {
+        let (cos, sin) = input
+            .rotary
+            .as_ref()
+            .expect("Qwen2-VL's embed makes the rotary tables");
         let c = &self.config.vision;
         let b = &self.blocks[i];
         let [n, seq, e] = x.dims();
@@ -495,14 +492,14 @@ impl<B: Backend> Qwen2VlVision<B> {
         };
         let (q, k, v) = (heads(0), heads(e), heads(2 * e));
         // transformers rotates q and k in f32
-        let q = rotate_f32(q, &chunk.cos, &chunk.sin);
-        let k = rotate_f32(k, &chunk.cos, &chunk.sin);
+        let q = rotate_f32(q, cos, sin);
+        let k = rotate_f32(k, cos, sin);
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: false,
         };
-        let attn = attention(q, k, v, Some(chunk.mask.clone()), None, options)
+        let attn = attention(q, k, v, input.key_mask.clone(), None, options)
             .swap_dims(1, 2)
             .reshape([n, seq, e]);
         let x = x + b.proj.forward(attn);
