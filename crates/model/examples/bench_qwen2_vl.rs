@@ -1,5 +1,5 @@
-//! Qwen2-VL throughput in f32 on the CPU: one forward over the prompt (all logits) and greedy
-//! generation of 20 new tokens, on the random ~100M-parameter checkpoint and input written by
+//! Qwen2-VL throughput in f32 on the CPU: one forward over the prompt (all logits), the vision
+//! tower + merger alone, and greedy generation of 20 new tokens, on the random ~100M-parameter checkpoint and input written by
 //! `tools/refgen/qwen2_vl_bench_torch.py` (which times transformers on the same model).
 //!
 //! ```text
@@ -85,6 +85,13 @@ fn main() {
         // reading the logits back waits for the backend to finish
         let _ = out.logits.expect("logits").into_data();
     });
+    let patches = batch.image_patches.as_ref().expect("an image");
+    let (v_best, v_mean) = timed(iters, || {
+        let _ = model
+            .image_patch_features(patches)
+            .expect("image features")
+            .into_data();
+    });
     let options = GenerateOptions {
         max_new_tokens: NEW_TOKENS,
         // as transformers' min_new_tokens: never stop early
@@ -98,7 +105,7 @@ fn main() {
         assert_eq!(generation.ids[0].len(), NEW_TOKENS);
     });
     println!(
-        "qwen2vl100m [flex f32]: params {} prompt tokens {tokens}; forward best {f_best:.4}s mean {f_mean:.4}s -> {:.1} tokens/s (best), {:.1} (mean); generate {NEW_TOKENS} best {g_best:.4}s mean {g_mean:.4}s",
+        "qwen2vl100m [flex f32]: params {} prompt tokens {tokens}; forward best {f_best:.4}s mean {f_mean:.4}s -> {:.1} tokens/s (best), {:.1} (mean); of which vision tower + merger best {v_best:.4}s mean {v_mean:.4}s; generate {NEW_TOKENS} best {g_best:.4}s mean {g_mean:.4}s",
         model.num_params(),
         tokens as f64 / f_best,
         tokens as f64 / f_mean

@@ -403,9 +403,11 @@ impl<B: Backend> Qwen2VlVision<B> {
             .select(0, index)
             .reshape([images, longest, c.embed_dim]);
         let (cos, sin, mask) = self.tables(&patches.grid_thw, &lengths, longest, device);
+        // images of one size need no mask (and attention runs faster without one)
+        let padded = lengths.iter().any(|&len| len != longest);
         Ok(VisionInput {
             hidden: x,
-            key_mask: Some(mask),
+            key_mask: padded.then_some(mask),
             rotary: Some((cos, sin)),
             lengths: Some(lengths),
         })
