@@ -18,7 +18,8 @@
 //! * [`Vlm::load`] / [`Vlm::load_dir`]: `config.json` in both dialects, single or sharded
 //!   safetensors, both key layouts, tied embeddings, f32/f16/bf16 stored weights converted to the
 //!   requested [`WeightDType`].
-//! * [`Vlm::forward`]: a [`Batch`] (padded, attention mask, optional `pixel_values`), captures
+//! * [`Vlm::forward`]: a [`Batch`] (padded, attention mask, optional `pixel_values`, or for
+//!   Qwen2-VL [`ImagePatches`] with their grids; 3D M-RoPE positions follow), captures
 //!   ([`CaptureSpec`]) and interventions ([`Intervention`]) at [`HookPoint`]s; returns the
 //!   captured rows with per-position [`PositionMeta`] and optionally logits.
 //! * [`Vlm::generate`]: greedy decoding with a KV cache (EOS, max new tokens, a stop predicate).
@@ -28,6 +29,7 @@
 //!   forward on burn's `Autodiff` backend), and saving in the checkpoint's key layout.
 //! * [`Vlm::image_features`]: the connector output for images alone (`get_image_features`),
 //!   with an optional `pixel_attention_mask` for padded Idefics images.
+//!   [`Vlm::image_patch_features`]: the same for Qwen2-VL's patches (`[tokens, hidden]`).
 //! * [`inspect`]: a checkpoint summary without loading weights.
 //! * [`run_on`] + [`DeviceSpec`]: pick `cpu` (flex) or `cuda:N` (feature `cuda`) at run time.
 //!

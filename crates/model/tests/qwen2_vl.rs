@@ -455,3 +455,19 @@ fn half_precision_runs_stay_close() {
         );
     }
 }
+
+/// `get_image_features` alone: the merger output of the fixture image.
+#[test]
+fn image_patch_features_match_transformers() {
+    let model = load(NAME);
+    let g = Golden::open(NAME);
+    let patches = golden_batch(&g).image_patches.unwrap();
+    let features = model.image_patch_features(&patches).unwrap();
+    assert_eq!(features.dims(), [6, 64]);
+    assert_close(
+        "image_patch_features",
+        &to_f32(features),
+        &g.f32("image_features").1,
+        TOL,
+    );
+}
