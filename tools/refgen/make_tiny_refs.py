@@ -638,12 +638,13 @@ def extra_goldens(name, model, inputs, tok, golden):
 def padded_image_goldens(model, inputs, golden):
     """The SigLIP side on an image whose lower-right part is padding (as the Idefics processors pad
     images of different sizes): `pixel_attention_mask` gives the padded patches bucketed position
-    ids and masks them as keys.  The first tile of the fixture, cut to 42x28 pixels and zero-padded
-    back to its size."""
+    ids and masks them as keys (Idefics3: a patch with any real pixel is real; Idefics2: only one
+    whose pixels are all real).  The first image (tile) of the fixture, cut to its upper 3/4 and
+    left half and zero-padded back to its size."""
     px = inputs["pixel_values"][:, :1].clone()
     h, w = px.shape[-2:]
     mask = torch.zeros((1, 1, h, w), dtype=torch.int64)
-    real_h, real_w = 42, 28
+    real_h, real_w = h * 3 // 4, w // 2
     mask[..., :real_h, :real_w] = 1
     px = px * mask[:, :, None].to(px.dtype)
     with torch.no_grad():
@@ -748,10 +749,11 @@ def run_one(name, out_root, image, report):
         golden["batch.logits"] = bo.logits.contiguous()
         golden["batch.generate.output_ids"] = gen.sequences[:, batch["input_ids"].shape[1]:].contiguous()
         golden["batch.generate.logits"] = torch.stack(gen.logits, 1).contiguous()
-    if name in ("llava", "idefics3", "smolvlm", "qwen2_vl") + TEXT_MODELS:
+    if name in ("llava", "idefics2", "idefics3", "smolvlm", "qwen2_vl") + TEXT_MODELS:
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
-    if name in ("idefics3", "smolvlm"):
+    if name in ("idefics2", "idefics3", "smolvlm"):
         padded_image_goldens(model2, inputs, golden)
+    if name in ("idefics3", "smolvlm"):
         # the PIL backend too (`input.pixel_values` come from the default torchvision one; the two
         # differ by up to 2 uint8 steps), so preprocessing can be checked against either
         from transformers import AutoImageProcessor

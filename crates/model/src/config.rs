@@ -182,11 +182,34 @@ impl Idefics3Config {
     }
 }
 
+/// Idefics2's perceiver resampler (`perceiver_config`).
+#[derive(Debug, Clone)]
+pub struct PerceiverConfig {
+    /// Latents, i.e. image tokens per image (`resampler_n_latents`).
+    pub n_latents: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    pub head_dim: usize,
+    pub num_kv_heads: usize,
+    pub rms_norm_eps: f64,
+    pub hidden_act: String,
+}
+
+/// Idefics2 specifics: SigLIP encoder, gated-MLP projection, perceiver resampler.
+#[derive(Debug, Clone)]
+pub struct Idefics2Config {
+    pub vision: VisionConfig,
+    pub perceiver: PerceiverConfig,
+    pub image_token_id: u32,
+}
+
 /// The vision side of a VLM, by family. See `families` for how to add one.
 #[derive(Debug, Clone)]
 pub enum VisionFamily {
     /// LLaVA-1.5: CLIP ViT + two-layer MLP projector.
     Llava(LlavaConfig),
+    /// Idefics2: SigLIP ViT + gated MLP + perceiver resampler.
+    Idefics2(Idefics2Config),
     /// Idefics3 and SmolVLM: SigLIP ViT + pixel shuffle + linear projection.
     Idefics3(Idefics3Config),
     /// Qwen2-VL: ViT with 2D rotary embeddings over any image size + patch merger; the decoder
@@ -200,6 +223,7 @@ impl VisionFamily {
     pub fn vision(&self) -> Option<&VisionConfig> {
         match self {
             Self::Llava(c) => Some(&c.vision),
+            Self::Idefics2(c) => Some(&c.vision),
             Self::Idefics3(c) => Some(&c.vision),
             Self::Qwen2Vl(_) => None,
         }
@@ -209,6 +233,7 @@ impl VisionFamily {
     pub fn num_layers(&self) -> usize {
         match self {
             Self::Llava(c) => c.vision.num_layers,
+            Self::Idefics2(c) => c.vision.num_layers,
             Self::Idefics3(c) => c.vision.num_layers,
             Self::Qwen2Vl(c) => c.vision.depth,
         }
@@ -218,6 +243,7 @@ impl VisionFamily {
     pub fn width(&self) -> usize {
         match self {
             Self::Llava(c) => c.vision.hidden_size,
+            Self::Idefics2(c) => c.vision.hidden_size,
             Self::Idefics3(c) => c.vision.hidden_size,
             Self::Qwen2Vl(c) => c.vision.embed_dim,
         }
@@ -227,6 +253,7 @@ impl VisionFamily {
     pub fn image_token_id(&self) -> u32 {
         match self {
             Self::Llava(c) => c.image_token_id,
+            Self::Idefics2(c) => c.image_token_id,
             Self::Idefics3(c) => c.image_token_id,
             Self::Qwen2Vl(c) => c.image_token_id,
         }
@@ -238,6 +265,7 @@ impl VisionFamily {
     pub fn image_tokens_per_image(&self) -> Option<usize> {
         match self {
             Self::Llava(c) => Some(c.image_tokens_per_image()),
+            Self::Idefics2(c) => Some(c.perceiver.n_latents),
             Self::Idefics3(c) => Some(c.image_tokens_per_image()),
             Self::Qwen2Vl(_) => None,
         }
@@ -247,6 +275,7 @@ impl VisionFamily {
     pub fn describe(&self) -> &'static str {
         match self {
             Self::Llava(_) => "LLaVA-1.5 (CLIP ViT + MLP projector + decoder)",
+            Self::Idefics2(_) => "Idefics2 (SigLIP ViT + perceiver resampler + decoder)",
             Self::Idefics3(_) => {
                 "Idefics3/SmolVLM (SigLIP ViT + pixel-shuffle connector + decoder)"
             }
@@ -313,6 +342,22 @@ impl ModelConfig {
                     path,
                 )?)),
             ),
+            "idefics2" => {
+                let mut text_obj = sub("text_config");
+                // Idefics2Config's default text config is Mistral's
+                text_obj
+                    .entry("model_type")
+                    .or_insert(Value::from("mistral"));
+                (
+                    text_obj,
+                    Some(VisionFamily::Idefics2(idefics2_config(
+                        obj,
+                        &sub("vision_config"),
+                        &sub("perceiver_config"),
+                        path,
+                    )?)),
+                )
+            }
             "idefics3" | "smolvlm" => {
                 let mut text_obj = sub("text_config");
                 // Idefics3Config builds its default text config with rms_norm_eps 1e-5
@@ -350,6 +395,14 @@ impl ModelConfig {
             }
         };
         let mut text = text_config(&text_obj, path)?;
+        let mut vision = vision;
+        // Idefics2Config sizes the perceiver to the decoder, taking the decoder's norm epsilon
+        // when the perceiver config named another width
+        if let Some(VisionFamily::Idefics2(c)) = &mut vision
+            && usize_field(&sub("perceiver_config"), "hidden_size", 4096, path)? != text.hidden_size
+        {
+            c.perceiver.rms_norm_eps = text.rms_norm_eps;
+        }
         // tie_word_embeddings may sit at the top level of a multimodal config
         if vision.is_some()
             && let Some(tied) = obj.get("tie_word_embeddings").and_then(Value::as_bool)
@@ -384,8 +437,8 @@ impl ModelConfig {
 }
 
 /// The `model_type`s [`ModelConfig::from_json`] reads.
-pub const SUPPORTED_MODEL_TYPES: [&str; 7] = [
-    "llava", "idefics3", "smolvlm", "qwen2_vl", "llama", "mistral", "qwen2",
+pub const SUPPORTED_MODEL_TYPES: [&str; 8] = [
+    "llava", "idefics2", "idefics3", "smolvlm", "qwen2_vl", "llama", "mistral", "qwen2",
 ];
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
@@ -765,5 +818,68 @@ fn idefics3_config(
         vision,
         image_token_id,
         scale_factor,
+    })
+}
+
+/// `Idefics2VisionConfig`'s defaults.
+const IDEFICS2_VISION_DEFAULTS: VisionDefaults = VisionDefaults {
+    hidden_size: 768,
+    intermediate_size: 3072,
+    num_layers: 12,
+    num_heads: 12,
+    image_size: 224,
+    patch_size: 32,
+    layer_norm_eps: 1e-6,
+    hidden_act: "gelu_pytorch_tanh",
+};
+
+fn idefics2_config(
+    obj: &Map<String, Value>,
+    vision: &Map<String, Value>,
+    perceiver: &Map<String, Value>,
+    path: &Path,
+) -> Result<Idefics2Config> {
+    if let Some(model_type) = str_field(vision, "model_type")
+        && !matches!(model_type.as_str(), "idefics2_vision" | "idefics2")
+    {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "vision_config.model_type {model_type:?} is not supported (expected idefics2_vision)"
+            ),
+        ));
+    }
+    let vision = vision_config(vision, &IDEFICS2_VISION_DEFAULTS, path)?;
+    // Idefics2PerceiverConfig's defaults
+    let perceiver = PerceiverConfig {
+        n_latents: usize_field(perceiver, "resampler_n_latents", 64, path)?,
+        depth: usize_field(perceiver, "resampler_depth", 3, path)?,
+        num_heads: usize_field(perceiver, "resampler_n_heads", 16, path)?,
+        head_dim: usize_field(perceiver, "resampler_head_dim", 96, path)?,
+        num_kv_heads: usize_field(perceiver, "num_key_value_heads", 4, path)?,
+        rms_norm_eps: f64_field(perceiver, "rms_norm_eps", 1e-6, path)?,
+        hidden_act: str_field(perceiver, "hidden_act").unwrap_or_else(|| "silu".into()),
+    };
+    if perceiver.n_latents == 0
+        || perceiver.num_kv_heads == 0
+        || !perceiver.num_heads.is_multiple_of(perceiver.num_kv_heads)
+    {
+        return Err(ModelError::config(
+            path,
+            "perceiver_config: resampler_n_latents must be positive and resampler_n_heads a multiple of num_key_value_heads",
+        ));
+    }
+    let image_token_id = obj
+        .get("image_token_id")
+        .or_else(|| obj.get("image_token_index"))
+        .map_or(Ok(32001), |v| {
+            v.as_u64().map(|id| id as u32).ok_or_else(|| {
+                ModelError::config(path, format!("image_token_id must be a token id, got {v}"))
+            })
+        })?;
+    Ok(Idefics2Config {
+        vision,
+        perceiver,
+        image_token_id,
     })
 }

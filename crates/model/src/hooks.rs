@@ -172,7 +172,8 @@ fn parse_known(name: &str, num_layers: usize, num_vision_layers: usize) -> Optio
 
 /// Which positions of a sequence a capture or intervention touches. Indices count positions in
 /// the unpadded sequence (prompt, then generated tokens). On vision hooks the positions are those
-/// of the vision sequence of each image (class token first, unless the projector dropped it).
+/// of the vision sequences of a row's images one after another (LLaVA: class token first at the
+/// encoder layers, dropped at the projector; Idefics3: each tile, then the global image).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Positions {
     All,

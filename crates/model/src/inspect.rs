@@ -116,6 +116,32 @@ impl fmt::Display for ModelInfo {
                     i.image_token_id
                 )?;
             }
+            Some(VisionFamily::Idefics2(i)) => {
+                let (v, p) = (&i.vision, &i.perceiver);
+                writeln!(
+                    f,
+                    "vision:       SigLIP {} layers, hidden {}, heads {}, image {}px, patch {}, {} image tokens per image",
+                    v.num_layers,
+                    v.hidden_size,
+                    v.num_heads,
+                    v.image_size,
+                    v.patch_size,
+                    p.n_latents
+                )?;
+                writeln!(
+                    f,
+                    "connector:    gated MLP {} -> {} -> {}; perceiver {} latents, {} layers, heads {} (kv {}) of {}; image token id {}",
+                    v.hidden_size,
+                    t.intermediate_size,
+                    t.hidden_size,
+                    p.n_latents,
+                    p.depth,
+                    p.num_heads,
+                    p.num_kv_heads,
+                    p.head_dim,
+                    i.image_token_id
+                )?;
+            }
             Some(VisionFamily::Qwen2Vl(q)) => {
                 let v = &q.vision;
                 writeln!(

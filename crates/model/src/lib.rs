@@ -1,6 +1,6 @@
-//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics3, SmolVLM, Qwen2-VL) and Llama-family language
-//! models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face checkpoints, with hooks to
-//! capture and change activations.
+//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL) and
+//! Llama-family language models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face
+//! checkpoints, with hooks to capture and change activations.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -58,8 +58,9 @@ mod weights;
 pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
-    FeatureSelect, Idefics3Config, LlavaConfig, ModelConfig, Qwen2VlConfig, RopeScaling,
-    SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily, WeightDType,
+    FeatureSelect, Idefics2Config, Idefics3Config, LlavaConfig, ModelConfig, PerceiverConfig,
+    Qwen2VlConfig, RopeScaling, SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig,
+    VisionFamily, WeightDType,
 };
 pub use error::{ModelError, Result};
 pub use families::qwen2_vl::{ImagePatches, Qwen2VlVisionConfig, rope_index};

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 
+use crate::config::VisionFamily;
 use crate::config::{ModelConfig, WeightDType};
 use crate::error::{ModelError, Result};
 use crate::families::qwen2_vl::{ImagePatches, rope_index};
@@ -97,8 +98,10 @@ pub enum Logits {
     All,
 }
 
-/// Activations captured for one [`CaptureSpec`]: one row per batch row (text hooks) or per image
-/// (vision hooks, in batch order).
+/// Activations captured for one [`CaptureSpec`]: one row per batch row. On vision hooks a row
+/// holds the vision positions of that row's images (or tiles, for Idefics3) one image after
+/// another, positions counting on across them (image `k` of a row, position `p` of its vision
+/// sequence of length `n`: `k * n + p`); a row without images has none.
 pub struct Captured<B: Backend> {
     pub spec: CaptureSpec,
     pub rows: Vec<CapturedRow<B>>,
@@ -174,8 +177,8 @@ pub struct Generation<B: Backend> {
     pub step_logits: Vec<Tensor<B, 2>>,
 }
 
-/// A vision-language model (LLaVA-1.5, Idefics3, SmolVLM, Qwen2-VL) or a Llama-family text LM (a VLM
-/// without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
+/// A vision-language model (LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL) or a Llama-family text LM
+/// (a VLM without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
 /// hooks and generation are shared.
 pub struct Vlm<B: Backend> {
     config: ModelConfig,
@@ -202,6 +205,15 @@ enum Images<'a> {
     Patches(&'a ImagePatches),
 }
 
+impl Images<'_> {
+    fn count(&self) -> usize {
+        match self {
+            Self::Pixels(pixels, _) => pixels.shape[0],
+            Self::Patches(patches) => patches.num_images(),
+        }
+    }
+}
+
 /// Image features `[images, tokens, hidden]`; with `lengths`, image `i` has only its first
 /// `lengths[i]` tokens (images of different sizes padded to the longest).
 struct VisionOutput<B: Backend> {
@@ -209,11 +221,14 @@ struct VisionOutput<B: Backend> {
     lengths: Option<Vec<usize>>,
 }
 
-/// Per-position bookkeeping of the chunk of tokens being run.
+/// Per-position bookkeeping of the tensor a hook sees.
 struct Chunk {
-    /// `[batch][seq]`, `None` for padding.
+    /// `[rows][seq]`, `None` for padding.
     metas: Vec<Vec<Option<PositionMeta>>>,
     prompt_lens: Vec<usize>,
+    /// The batch row each row of the tensor belongs to, when they differ (vision hooks: one
+    /// tensor row per image); `None`: row `r` is batch row `r`.
+    owners: Option<Vec<usize>>,
 }
 
 impl Chunk {
@@ -246,21 +261,14 @@ struct Recorder<B: Backend> {
 }
 
 impl<B: Backend> Recorder<B> {
-    fn new(specs: &[CaptureSpec], text_rows: usize, images: usize) -> Self {
-        let rows = |s: &CaptureSpec| {
-            if s.hook.is_vision() {
-                images
-            } else {
-                text_rows
-            }
-        };
+    fn new(specs: &[CaptureSpec], rows: usize) -> Self {
         Self {
             specs: specs.to_vec(),
             pieces: specs
                 .iter()
-                .map(|s| (0..rows(s)).map(|_| Vec::new()).collect())
+                .map(|_| (0..rows).map(|_| Vec::new()).collect())
                 .collect(),
-            metas: specs.iter().map(|s| vec![Vec::new(); rows(s)]).collect(),
+            metas: specs.iter().map(|_| vec![Vec::new(); rows]).collect(),
         }
     }
 
@@ -335,7 +343,7 @@ impl<B: Backend> Vlm<B> {
             Some(family) => Some(VisionSide::load(
                 ckpt,
                 family,
-                config.text.hidden_size,
+                &config.text,
                 burn_dtype,
                 device,
             )?),
@@ -445,7 +453,7 @@ impl<B: Backend> Vlm<B> {
         self.config
             .vision
             .as_ref()
-            .map_or(0, crate::config::VisionFamily::num_layers)
+            .map_or(0, VisionFamily::num_layers)
     }
 
     /// Every hook point of this model.
@@ -583,6 +591,7 @@ impl<B: Backend> Vlm<B> {
                 continue;
             }
             for row in 0..rows {
+                let owner = chunk.owners.as_ref().map_or(row, |o| o[row]);
                 let picked = chunk.selected(&spec.positions, row);
                 if picked.is_empty() {
                     continue;
@@ -599,8 +608,8 @@ impl<B: Backend> Vlm<B> {
                     .narrow(0, row, 1)
                     .reshape([seq, width])
                     .select(0, index);
-                pieces[ci][row].push(values);
-                metas[ci][row].extend(
+                pieces[ci][owner].push(values);
+                metas[ci][owner].extend(
                     picked
                         .iter()
                         .map(|&s| chunk.metas[row][s].expect("selected positions are real tokens")),
@@ -623,13 +632,10 @@ impl<B: Backend> Vlm<B> {
             .vision
             .as_ref()
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
-        let mut rec = Recorder::new(&[], 0, pixels.shape[0]);
-        let out = self.run_vision(
-            vision,
-            Images::Pixels(pixels, pixel_attention_mask),
-            &[],
-            &mut rec,
-        )?;
+        let mut rec = Recorder::new(&[], 0);
+        let images = Images::Pixels(pixels, pixel_attention_mask);
+        let owners = vec![0; images.count()];
+        let out = self.run_vision(vision, images, &owners, &[], &mut rec)?;
         Ok(out.features)
     }
 
@@ -640,8 +646,9 @@ impl<B: Backend> Vlm<B> {
             .vision
             .as_ref()
             .ok_or_else(|| ModelError::Input("images given to a text-only model".into()))?;
-        let mut rec = Recorder::new(&[], 0, patches.num_images());
-        let out = self.run_vision(vision, Images::Patches(patches), &[], &mut rec)?;
+        let mut rec = Recorder::new(&[], 0);
+        let owners = vec![0; patches.num_images()];
+        let out = self.run_vision(vision, Images::Patches(patches), &owners, &[], &mut rec)?;
         Ok(self.packed(out))
     }
 
@@ -662,11 +669,13 @@ impl<B: Backend> Vlm<B> {
         flat.select(0, index)
     }
 
-    /// The family's encoder and connector on the images, with vision hooks.
+    /// The family's encoder and connector on the images, with vision hooks: image features
+    /// `[images, tokens, hidden]`. `owners[k]` is the batch row of image `k`.
     fn run_vision(
         &self,
         vision: &VisionSide<B>,
         images: Images<'_>,
+        owners: &[usize],
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
     ) -> Result<VisionOutput<B>> {
@@ -696,28 +705,36 @@ impl<B: Backend> Vlm<B> {
                 vision.embed_patches(patches, self.dtype.to_burn(), &self.device)?
             }
         };
-        let hidden = input.hidden.clone();
-        let [count, seq, _] = hidden.dims();
-        // vision positions; padding that evens out image sizes is no position
-        let vision_chunk = |seq: usize, lengths: Option<&[usize]>| Chunk {
-            metas: (0..count)
-                .map(|i| {
-                    let len = lengths.map_or(seq, |l| l[i]);
+        let mut x = input.hidden.clone();
+        // positions count on across the images of a batch row; padding that evens out image
+        // sizes (`lengths`) is no position
+        let vision_chunk = |seq: usize, lengths: Option<&[usize]>| {
+            let len = |k: usize| lengths.map_or(seq, |l| l[k]);
+            let mut before = vec![0; owners.iter().max().map_or(0, |&m| m + 1)];
+            let mut metas = Vec::with_capacity(owners.len());
+            for (k, &row) in owners.iter().enumerate() {
+                let first = before[row];
+                before[row] += len(k);
+                metas.push(
                     (0..seq)
-                        .map(|position| {
-                            (position < len).then_some(PositionMeta {
-                                position,
+                        .map(|p| {
+                            (p < len(k)).then_some(PositionMeta {
+                                position: first + p,
                                 role: TokenRole::Image,
                                 token_id: None,
                             })
                         })
-                        .collect()
-                })
-                .collect(),
-            prompt_lens: (0..count).map(|i| lengths.map_or(seq, |l| l[i])).collect(),
+                        .collect(),
+                );
+            }
+            Chunk {
+                metas,
+                prompt_lens: owners.iter().map(|&row| before[row]).collect(),
+                owners: Some(owners.to_vec()),
+            }
         };
+        let seq = x.dims()[1];
         let chunk = vision_chunk(seq, input.lengths.as_deref());
-        let mut x = hidden;
         let mut selected = (needed == 0).then(|| x.clone());
         for i in 0..needed.max(hooked) {
             x = vision.layer(i, x, &input);
@@ -727,7 +744,7 @@ impl<B: Backend> Vlm<B> {
             }
         }
         let selected = selected.expect("the selected vision layer ran");
-        let features = vision.connect(selected)?;
+        let features = vision.connect(selected, input.real.as_deref())?;
         let tokens = features.dims()[1];
         // a connector that shrinks the sequence (Qwen2-VL's merger) shrinks every length alike
         let lengths = input
@@ -739,6 +756,54 @@ impl<B: Backend> Vlm<B> {
             features: self.hook(HookPoint::Projector, features, &chunk, interventions, rec),
             lengths,
         })
+    }
+
+    /// Qwen2-VL: the (temporal, height, width) rotary positions of every padded slot and each
+    /// row's rope delta; `None` for models with plain positions.
+    fn mrope_positions(&self, batch: &Batch) -> Result<Option<MropePositions>> {
+        let Some(VisionFamily::Qwen2Vl(config)) = &self.config.vision else {
+            return Ok(None);
+        };
+        let mut grids = batch
+            .image_patches
+            .iter()
+            .flat_map(|p| p.grid_thw.iter().copied());
+        let mut positions = Vec::with_capacity(batch.input_ids.len());
+        let mut deltas = Vec::with_capacity(batch.input_ids.len());
+        for (ids, mask) in batch.input_ids.iter().zip(&batch.attention_mask) {
+            let real: Vec<u32> = ids
+                .iter()
+                .zip(mask)
+                .filter(|(_, m)| **m)
+                .map(|(&id, _)| id)
+                .collect();
+            let (row, delta) = rope_index(
+                &real,
+                config.image_token_id,
+                &mut grids,
+                config.vision.spatial_merge_size,
+            )?;
+            let mut row = row.into_iter();
+            // padding gets position 1 as in the text-only path (it is never attended to)
+            positions.push(
+                mask.iter()
+                    .map(|&m| {
+                        if m {
+                            row.next().expect("one position per real token")
+                        } else {
+                            [1; 3]
+                        }
+                    })
+                    .collect(),
+            );
+            deltas.push(delta);
+        }
+        if grids.next().is_some() {
+            return Err(ModelError::Input(
+                "the batch has more images than runs of image tokens".into(),
+            ));
+        }
+        Ok(Some(MropePositions { positions, deltas }))
     }
 
     fn validate(&self, batch: &Batch) -> Result<()> {
@@ -836,7 +901,11 @@ impl<B: Backend> Vlm<B> {
             positions.push(row_pos);
             prompt_lens.push(next);
         }
-        let chunk = Chunk { metas, prompt_lens };
+        let chunk = Chunk {
+            metas,
+            prompt_lens,
+            owners: None,
+        };
         // padding ids are looked up too (their rows are masked out), so keep them in range
         let vocab = self.config.text.vocab_size as u32;
         let lookup: Vec<Vec<u32>> = batch
@@ -861,25 +930,60 @@ impl<B: Backend> Vlm<B> {
         };
         match (&self.vision, images) {
             (Some(vision), Some(images)) => {
-                let out = self.run_vision(vision, images, interventions, rec)?;
-                let [count, tokens, hidden] = out.features.dims();
-                let total = out
-                    .lengths
-                    .as_ref()
-                    .map_or(count * tokens, |l| l.iter().sum());
+                // image tokens of each image: fixed per family, or by grid for Qwen2-VL
+                let counts: Vec<usize> = match (images, &self.config.vision) {
+                    (Images::Patches(patches), Some(VisionFamily::Qwen2Vl(c))) => patches
+                        .grid_thw
+                        .iter()
+                        .map(|&g| c.tokens_for_grid(g))
+                        .collect(),
+                    (Images::Pixels(..), Some(family)) => match family.image_tokens_per_image() {
+                        Some(tokens) => vec![tokens; images.count()],
+                        None => {
+                            return Err(ModelError::Input(
+                                "pixel_values given to Qwen2-VL, which takes image patches with their grids (image_grid_thw)"
+                                    .into(),
+                            ));
+                        }
+                    },
+                    _ => {
+                        return Err(ModelError::Input(
+                            "image patches with grids (Qwen2-VL input) given to a model that takes pixel_values"
+                                .into(),
+                        ));
+                    }
+                };
+                let total: usize = counts.iter().sum();
                 if image_slots.len() != total {
-                    return Err(ModelError::Input(match &out.lengths {
-                        None => format!(
-                            "the batch has {} image tokens but {count} image(s) of {tokens} tokens each",
-                            image_slots.len()
-                        ),
-                        Some(lengths) => format!(
-                            "the batch has {} image tokens but its images give {lengths:?} features",
-                            image_slots.len()
-                        ),
-                    }));
+                    let n = counts.len();
+                    return Err(ModelError::Input(
+                        if counts.iter().all(|&c| c == counts[0]) {
+                            format!(
+                                "the batch has {} image tokens but {n} image(s) of {} tokens each",
+                                image_slots.len(),
+                                counts[0]
+                            )
+                        } else {
+                            format!(
+                                "the batch has {} image tokens but its {n} images have {counts:?}",
+                                image_slots.len()
+                            )
+                        },
+                    ));
                 }
+                // image k fills the slots after those of images 0..k, which lie in one batch row
+                let owners: Vec<usize> = counts
+                    .iter()
+                    .scan(0, |first, &c| {
+                        let owner = image_slots[*first] / seq;
+                        *first += c;
+                        Some(owner)
+                    })
+                    .collect();
+                let out = self.run_vision(vision, images, &owners, interventions, rec)?;
+                let hidden = out.features.dims()[2];
                 let features = self.packed(out);
+                debug_assert_eq!(features.dims(), [total, hidden]);
                 // one gather from [text embeddings; image features] puts every feature in its slot
                 let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
                 for (k, &slot) in image_slots.iter().enumerate() {
@@ -968,62 +1072,6 @@ impl<B: Backend> Vlm<B> {
         })
     }
 
-    fn images_in(batch: &Batch) -> usize {
-        batch.pixel_values.as_ref().map_or(0, |p| p.shape[0])
-            + batch
-                .image_patches
-                .as_ref()
-                .map_or(0, ImagePatches::num_images)
-    }
-
-    /// Qwen2-VL: the (temporal, height, width) rotary positions of every padded slot and each
-    /// row's rope delta; `None` for models with plain positions.
-    fn mrope_positions(&self, batch: &Batch) -> Result<Option<MropePositions>> {
-        let Some(crate::config::VisionFamily::Qwen2Vl(config)) = &self.config.vision else {
-            return Ok(None);
-        };
-        let mut grids = batch
-            .image_patches
-            .iter()
-            .flat_map(|p| p.grid_thw.iter().copied());
-        let mut positions = Vec::with_capacity(batch.input_ids.len());
-        let mut deltas = Vec::with_capacity(batch.input_ids.len());
-        for (ids, mask) in batch.input_ids.iter().zip(&batch.attention_mask) {
-            let real: Vec<u32> = ids
-                .iter()
-                .zip(mask)
-                .filter(|(_, m)| **m)
-                .map(|(&id, _)| id)
-                .collect();
-            let (row, delta) = rope_index(
-                &real,
-                config.image_token_id,
-                &mut grids,
-                config.vision.spatial_merge_size,
-            )?;
-            let mut row = row.into_iter();
-            // padding gets position 1 as in the text-only path (it is never attended to)
-            positions.push(
-                mask.iter()
-                    .map(|&m| {
-                        if m {
-                            row.next().expect("one position per real token")
-                        } else {
-                            [1; 3]
-                        }
-                    })
-                    .collect(),
-            );
-            deltas.push(delta);
-        }
-        if grids.next().is_some() {
-            return Err(ModelError::Input(
-                "the batch has more images than runs of image tokens".into(),
-            ));
-        }
-        Ok(Some(MropePositions { positions, deltas }))
-    }
-
     /// One forward pass over the batch with captures and interventions (interventions at a hook
     /// act before captures at the same hook read it). With [`Logits::None`] the decoder stops
     /// after the last layer that a capture or intervention touches.
@@ -1035,7 +1083,7 @@ impl<B: Backend> Vlm<B> {
         logits: Logits,
     ) -> Result<ForwardOutput<B>> {
         let prepared = self.prepare(captures, interventions)?;
-        let mut rec = Recorder::new(captures, batch.input_ids.len(), Self::images_in(batch));
+        let mut rec = Recorder::new(captures, batch.input_ids.len());
         let num_layers = self.config.text.num_layers;
         let touches_norm = captures
             .iter()
@@ -1152,7 +1200,7 @@ impl<B: Backend> Vlm<B> {
     ) -> Result<Generation<B>> {
         let prepared = self.prepare(captures, interventions)?;
         let rows = batch.input_ids.len();
-        let mut rec = Recorder::new(captures, rows, Self::images_in(batch));
+        let mut rec = Recorder::new(captures, rows);
         let num_layers = self.config.text.num_layers;
         let eos = options
             .eos_token_ids
@@ -1239,6 +1287,7 @@ impl<B: Backend> Vlm<B> {
             let chunk = Chunk {
                 metas,
                 prompt_lens: prompt_lens.clone(),
+                owners: None,
             };
             let tensors = self.text.chunk_tensors_mrope(
                 &positions,

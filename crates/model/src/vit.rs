@@ -1,5 +1,6 @@
-//! The pre-layernorm ViT encoder layers that CLIP (LLaVA) and SigLIP (Idefics3, SmolVLM) share:
-//! `x + out_proj(attn(ln1(x)))`, then `x + fc2(act(fc1(ln2(x))))`, every linear with a bias.
+//! The pre-layernorm ViT encoder layers that CLIP (LLaVA) and SigLIP (Idefics2, Idefics3,
+//! SmolVLM) share: `x + out_proj(attn(ln1(x)))`, then `x + fc2(act(fc1(ln2(x))))`, every linear
+//! with a bias.
 
 use burn::tensor::{
     Bool, DType, Tensor, backend::Backend, module::attention, ops::AttentionModuleOptions,

@@ -177,6 +177,19 @@ fn mistral_sliding_window_matches_every_layer() {
 }
 
 #[test]
+fn idefics2_matches_every_layer() {
+    // one 37 x 56 image: the SigLIP encoder reads its 2 x 4 whole patches
+    let g = Golden::open("idefics2");
+    let (_, mask) = g.i64("input.pixel_attention_mask");
+    assert!(
+        mask.iter().all(|&m| m == 1),
+        "the golden image is not padded"
+    );
+    check_every_layer("idefics2", "idefics2");
+    check_every_layer("idefics2/hub_format", "idefics2");
+}
+
+#[test]
 fn idefics3_matches_every_layer() {
     check_every_layer("idefics3", "idefics3");
     check_every_layer("idefics3/hub_format", "idefics3");
@@ -189,10 +202,11 @@ fn smolvlm_matches_every_layer() {
 }
 
 /// An image whose lower-right part is padding (`pixel_attention_mask`): the padded patches take
-/// bucketed position ids and are hidden as keys, as in transformers' `get_image_features`.
+/// bucketed position ids and are hidden as keys (from the SigLIP layers, and for Idefics2 from
+/// the perceiver's latents), as in transformers' `get_image_features`.
 #[test]
-fn idefics3_padded_image_features_match_transformers() {
-    for name in ["idefics3", "smolvlm"] {
+fn padded_image_features_match_transformers() {
+    for name in ["idefics2", "idefics3", "smolvlm"] {
         let model = load(name);
         let g = Golden::open(name);
         let (shape, data) = g.f32("padded.pixel_values");
@@ -257,7 +271,9 @@ fn intervention(g: &Golden, model: &Vlm<B>, mode: InterventionMode) -> Intervent
 
 #[test]
 fn interventions_match_transformers_forward_hooks() {
-    for name in ["llava", "idefics3", "smolvlm", "llama", "qwen2", "mistral"] {
+    for name in [
+        "llava", "idefics2", "idefics3", "smolvlm", "llama", "qwen2", "mistral",
+    ] {
         let model = load(name);
         let g = Golden::open(name);
         for (mode, key) in [
@@ -322,7 +338,9 @@ fn check_generation(name: &str, batch: Batch, key: &str, interventions: &[Interv
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    for name in ["llava", "idefics3", "smolvlm", "llama", "qwen2", "mistral"] {
+    for name in [
+        "llava", "idefics2", "idefics3", "smolvlm", "llama", "qwen2", "mistral",
+    ] {
         let g = Golden::open(name);
         check_generation(name, golden_batch(&g), "generate", &[]);
     }
@@ -330,7 +348,7 @@ fn greedy_generation_matches_transformers() {
 
 #[test]
 fn greedy_generation_with_intervention_matches_transformers() {
-    for name in ["llava", "idefics3", "smolvlm", "llama"] {
+    for name in ["llava", "idefics2", "idefics3", "smolvlm", "llama"] {
         let g = Golden::open(name);
         let model = load(name);
         let iv = intervention(&g, &model, InterventionMode::Add);

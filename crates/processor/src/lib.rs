@@ -7,6 +7,7 @@
 //!   configured like transformers' jinja2 environment.
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate;
 //!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image;
+//!   [`Idefics2ImageConfig`]: Idefics2's bounded resize;
 //!   [`Qwen2VlImages`]: Qwen2-VL's dynamic-resolution patches ([`smart_resize`], temporal
 //!   patch, merge-block order) and `<|image_pad|>` expansion.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
@@ -38,10 +39,11 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5, Idefics3, SmolVLM, Qwen2-VL).
+//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL).
 
 mod chat;
 mod error;
+mod idefics2;
 mod idefics3;
 mod image;
 mod llava;
@@ -53,6 +55,7 @@ mod words;
 
 pub use crate::chat::{ChatTemplate, ChatTemplateSource, ContentPart, Message, MessageContent};
 pub use crate::error::{ProcessorError, Result};
+pub use crate::idefics2::{Idefics2ImageConfig, Idefics2Images};
 pub use crate::idefics3::{Idefics3ImageConfig, Idefics3Images, Tiles};
 pub use crate::image::{
     ClipImageConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelValues, ResizeTo, load_image,

@@ -7,6 +7,7 @@ use image::DynamicImage;
 
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{ProcessorError, Result, read_json};
+use crate::idefics2::Idefics2Images;
 use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
@@ -51,6 +52,11 @@ pub trait ImagePipeline: std::fmt::Debug + Send + Sync {
     fn image_token(&self) -> &str;
     /// Preprocesses one image.
     fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage>;
+    /// Rewrites a prompt after its placeholders were expanded (Idefics2 merges adjacent image
+    /// boundary tokens); the default keeps it.
+    fn finish_prompt(&self, text: String) -> String {
+        text
+    }
 }
 
 /// The text of a sample: raw text (tokenized with the tokenizer's special tokens, e.g. BOS), or
@@ -182,6 +188,9 @@ type PipelineBuilder = fn(&CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>
 const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
     ("LlavaProcessor", "llava", |files| {
         Ok(Box::new(LlavaImages::from_checkpoint(files)?))
+    }),
+    ("Idefics2Processor", "idefics2", |files| {
+        Ok(Box::new(Idefics2Images::from_checkpoint(files)?))
     }),
     ("Idefics3Processor", "idefics3", |files| {
         Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
@@ -554,7 +563,7 @@ impl Processor {
             on_image(&processed)?;
             out.push_str(piece);
         }
-        Ok(out)
+        Ok(pipeline.finish_prompt(out))
     }
 
     /// Every whole-word occurrence of `word` in `ids` (see [`find_word_spans`]).

@@ -29,6 +29,7 @@ fn prompts_and_input_ids_equal_the_model_goldens() {
     // (fixture, checkpoint folders, whether the model takes an image)
     let models = [
         ("llava", true),
+        ("idefics2", true),
         ("idefics3", true),
         ("smolvlm", true),
         ("llama", false),
@@ -184,5 +185,28 @@ fn idefics3_tiles_match_both_transformers_backends() {
                 );
             }
         }
+    }
+}
+
+/// Idefics2: the 90 x 60 fixture image resized (bilinear) to 56 x 37, equal to the default
+/// (torchvision) backend's `pixel_values` within one 8-bit step.
+#[test]
+fn idefics2_pixel_values_match_transformers() {
+    let image = load_image(&hf_fixtures().join("image.png")).unwrap();
+    let root = hf_fixtures().join("idefics2");
+    let bytes = std::fs::read(root.join("golden.safetensors")).unwrap();
+    let golden = SafeTensors::deserialize(&bytes).unwrap();
+    let (shape, reference) = golden_f32(&golden, "input.pixel_values");
+    for dir in [root.clone(), root.join("hub_format")] {
+        let processor = Processor::from_dir(&dir).unwrap();
+        let ours = processor.preprocess_image(&image).unwrap();
+        assert_eq!(ours.shape, shape[2..].to_vec());
+        let worst = ours
+            .pixel_values
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs() * 0.5 * 255.0)
+            .fold(0f32, f32::max);
+        assert!(worst <= 1.0, "max difference {worst} 8-bit steps");
     }
 }

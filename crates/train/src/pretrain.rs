@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::backend::Flex;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -20,7 +19,7 @@ use xlvlm_model::{Batch, CaptureSpec, Logits, PixelValues, Positions, Vlm};
 
 use crate::data::EncodedData;
 use crate::error::{Result, TrainError};
-use crate::train::{Adam, StepReport, TrainBackend, TrainOptions};
+use crate::train::{StepReport, TrainBackend, TrainOptions, Trainable};
 
 /// What each image patch shows: class 0 = no shape centred in the patch, else the 1-based index
 /// into [`ShapeKind::ALL`] / [`Colour::ALL`]. Row-major `[images, patches]`, in the order of
@@ -81,7 +80,7 @@ pub fn pretrain_vision(
     options: &TrainOptions,
     progress: &mut dyn FnMut(&StepReport),
 ) -> Result<(Vlm<TrainBackend>, Vec<f32>)> {
-    let device = model.device().clone();
+    let device = *model.device();
     let capture = CaptureSpec {
         hook: model.parse_hook("projector")?,
         positions: Positions::All,
@@ -89,10 +88,9 @@ pub fn pretrain_vision(
     let hidden = model.hook_width(capture.hook);
     let classes = [ShapeKind::ALL.len() + 1, Colour::ALL.len() + 1];
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut weights: Vec<Tensor<Flex, 1>> = Vec::new();
-    model.visit_params(|_, _, values| weights.push(values.inner()));
-    let num_model_weights = weights.len();
-    // the heads: [hidden, classes] weights (small random) and zero biases
+    // the tower and projector (the language model is not reached), then the two heads:
+    // [hidden, classes] weights (small random) and zero biases
+    let mut weights = Trainable::of_model(&model, "vision", |_| true);
     for n in classes {
         let scale = (1.0 / hidden as f32).sqrt();
         let w: Vec<f32> = (0..hidden * n)
@@ -101,7 +99,6 @@ pub fn pretrain_vision(
         weights.push(Tensor::from_data(TensorData::new(w, [hidden * n]), &device));
         weights.push(Tensor::zeros([n], &device));
     }
-    let mut adam = Adam::new(&weights);
     let [c, h, w] = data.pixel_shape;
     let mut order: Vec<usize> = Vec::new();
     let mut model = model;
@@ -127,17 +124,8 @@ pub fn pretrain_vision(
             }),
         };
 
-        let mut leaves = Vec::with_capacity(weights.len());
-        let mut next = 0;
-        model = model.map_params(|_, _, _| {
-            let leaf = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone()).require_grad();
-            next += 1;
-            leaves.push(leaf.clone());
-            leaf
-        })?;
-        for w in &weights[num_model_weights..] {
-            leaves.push(Tensor::from_inner(w.clone()).require_grad());
-        }
+        let (bound, leaves) = weights.bind(model)?;
+        model = bound;
         let out = model.forward(&batch, std::slice::from_ref(&capture), &[], Logits::None)?;
         let rows: Vec<Tensor<TrainBackend, 2>> = out
             .captures
@@ -155,7 +143,7 @@ pub fn pretrain_vision(
             )));
         }
         let mut loss = Tensor::<TrainBackend, 1>::zeros([1], &device);
-        let heads = &leaves[num_model_weights..];
+        let heads = &leaves[leaves.len() - 4..];
         for (k, (targets, classes)) in [&labels.shapes, &labels.colours]
             .into_iter()
             .zip(classes)
@@ -174,31 +162,8 @@ pub fn pretrain_vision(
             let nll = log_softmax(logits, 1).gather(1, targets).mean().neg();
             loss = loss + nll;
         }
-        let loss_value = loss.clone().into_scalar();
-        if !loss_value.is_finite() {
-            return Err(TrainError::Input(format!(
-                "the vision pretraining loss became {loss_value} at step {}; lower the learning rate",
-                step + 1
-            )));
-        }
-        let grads = loss.backward();
-        let grads = leaves.iter().map(|l| l.grad(&grads)).collect();
-        let lr = options.learning_rate_at(step);
-        adam.update(&mut weights, grads, lr, options.clip_norm);
-        losses.push(loss_value);
-        progress(&StepReport {
-            phase: "vision",
-            step: step + 1,
-            steps: options.steps,
-            loss: loss_value,
-            learning_rate: lr,
-        });
+        losses.push(weights.step(loss, &leaves, step, options, progress)?);
     }
-    let mut next = 0;
-    let model = model.map_params(|_, _, _| {
-        let value = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone());
-        next += 1;
-        value
-    })?;
+    let model = weights.into_model(model)?;
     Ok((model, losses))
 }

@@ -148,13 +148,13 @@ const BETA2: f64 = 0.999;
 const EPSILON: f64 = 1e-8;
 
 /// Adam over a list of flat weights, with the gradients' global L2 norm clipped.
-pub(crate) struct Adam {
+struct Adam {
     moments: Vec<Moments>,
     steps: i32,
 }
 
 impl Adam {
-    pub(crate) fn new(weights: &[Tensor<Flex, 1>]) -> Self {
+    fn new(weights: &[Tensor<Flex, 1>]) -> Self {
         let moments = weights
             .iter()
             .map(|w| Moments {
@@ -166,7 +166,7 @@ impl Adam {
     }
 
     /// One update of `weights` by `grads` (same order; `None` = the loss does not reach it).
-    pub(crate) fn update(
+    fn update(
         &mut self,
         weights: &mut [Tensor<Flex, 1>],
         grads: Vec<Option<Tensor<Flex, 1>>>,
@@ -205,13 +205,124 @@ impl Adam {
     }
 }
 
+/// The weights one training phase updates, flat, in the model's visiting order followed by any
+/// weights of its own (classification heads), with their optimiser state.
+pub(crate) struct Trainable {
+    values: Vec<Tensor<Flex, 1>>,
+    /// Frozen weights are constants: no gradient, no backward pass through them.
+    trained: Vec<bool>,
+    adam: Option<Adam>,
+    phase: &'static str,
+}
+
+impl Trainable {
+    /// The model's weights; those whose checkpoint name fails `trains` stay frozen.
+    pub(crate) fn of_model(
+        model: &Vlm<TrainBackend>,
+        phase: &'static str,
+        trains: impl Fn(&str) -> bool,
+    ) -> Self {
+        let mut values = Vec::new();
+        let mut trained = Vec::new();
+        model.visit_params(|name, _, value| {
+            values.push(value.inner());
+            trained.push(trains(name));
+        });
+        Self {
+            values,
+            trained,
+            adam: None,
+            phase,
+        }
+    }
+
+    /// Adds a trained weight of the phase's own; `bind` returns its leaf after the model's.
+    pub(crate) fn push(&mut self, value: Tensor<Flex, 1>) {
+        self.values.push(value);
+        self.trained.push(true);
+    }
+
+    /// The model with the current weights as leaves of a new graph, and every weight's leaf.
+    pub(crate) fn bind(
+        &self,
+        model: Vlm<TrainBackend>,
+    ) -> Result<(Vlm<TrainBackend>, Vec<Tensor<TrainBackend, 1>>)> {
+        let leaf = |i: usize| {
+            let value = Tensor::<TrainBackend, 1>::from_inner(self.values[i].clone());
+            if self.trained[i] {
+                value.require_grad()
+            } else {
+                value
+            }
+        };
+        let mut leaves = Vec::with_capacity(self.values.len());
+        let model = model.map_params(|_, _, _| {
+            let value = leaf(leaves.len());
+            leaves.push(value.clone());
+            value
+        })?;
+        leaves.extend((leaves.len()..self.values.len()).map(leaf));
+        Ok((model, leaves))
+    }
+
+    /// Back-propagates `loss` from the graph `bind` made, updates the trained weights and
+    /// reports the step.
+    pub(crate) fn step(
+        &mut self,
+        loss: Tensor<TrainBackend, 1>,
+        leaves: &[Tensor<TrainBackend, 1>],
+        step: usize,
+        options: &TrainOptions,
+        progress: &mut dyn FnMut(&StepReport),
+    ) -> Result<f32> {
+        let loss_value = loss.clone().into_scalar();
+        if !loss_value.is_finite() {
+            return Err(TrainError::Input(format!(
+                "the {} loss became {loss_value} at step {}; lower the learning rate",
+                self.phase,
+                step + 1
+            )));
+        }
+        let grads = loss.backward();
+        let grads = leaves
+            .iter()
+            .zip(&self.trained)
+            .map(|(l, &t)| if t { l.grad(&grads) } else { None })
+            .collect();
+        let learning_rate = options.learning_rate_at(step);
+        let values = &mut self.values;
+        self.adam.get_or_insert_with(|| Adam::new(values)).update(
+            values,
+            grads,
+            learning_rate,
+            options.clip_norm,
+        );
+        progress(&StepReport {
+            phase: self.phase,
+            step: step + 1,
+            steps: options.steps,
+            loss: loss_value,
+            learning_rate,
+        });
+        Ok(loss_value)
+    }
+
+    /// The model holding the trained weights, no longer tracking gradients.
+    pub(crate) fn into_model(self, model: Vlm<TrainBackend>) -> Result<Vlm<TrainBackend>> {
+        let mut values = self.values.into_iter();
+        Ok(model.map_params(|_, _, _| {
+            Tensor::from_inner(values.next().expect("one value per weight"))
+        })?)
+    }
+}
+
 /// Whether checkpoint weight `name` belongs to the vision tower (not the projector).
 fn is_vision_tower(name: &str) -> bool {
     name.starts_with("vision_tower.")
 }
 
-/// Trains the weights of `model` (the vision tower's only with `train_vision`) on `data` and returns the trained model (its weights no longer
-/// track gradients) and the loss of every step.
+/// Trains the weights of `model` (the vision tower's only with `train_vision`) on `data` and
+/// returns the trained model (its weights no longer track gradients) and the loss of every step.
 pub fn train(
     model: Vlm<TrainBackend>,
     data: &EncodedData,
@@ -223,13 +334,9 @@ pub fn train(
         return Err(TrainError::Input("no training examples".into()));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut weights: Vec<Tensor<Flex, 1>> = Vec::new();
-    let mut trained: Vec<bool> = Vec::new();
-    model.visit_params(|name, _, values| {
-        weights.push(values.inner());
-        trained.push(options.train_vision || !is_vision_tower(name));
+    let mut weights = Trainable::of_model(&model, "language", |name| {
+        options.train_vision || !is_vision_tower(name)
     });
-    let mut adam = Adam::new(&weights);
     let mut order: Vec<usize> = Vec::new();
     let mut model = model;
     let mut losses = Vec::with_capacity(options.steps);
@@ -246,48 +353,11 @@ pub fn train(
         }
         let batch = data.batch(&picks);
 
-        let mut leaves = Vec::with_capacity(weights.len());
-        let mut next = 0;
-        model = model.map_params(|_, _, _| {
-            let mut leaf = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone());
-            // frozen weights are constants: no gradient, no backward pass through them
-            if trained[next] {
-                leaf = leaf.require_grad();
-            }
-            next += 1;
-            leaves.push(leaf.clone());
-            leaf
-        })?;
+        let (bound, leaves) = weights.bind(model)?;
+        model = bound;
         let loss = response_loss(&model, &batch)?;
-        let loss_value = loss.clone().into_scalar();
-        if !loss_value.is_finite() {
-            return Err(TrainError::Input(format!(
-                "the loss became {loss_value} at step {}; lower the learning rate",
-                step + 1
-            )));
-        }
-        let grads = loss.backward();
-        let grads: Vec<Option<Tensor<Flex, 1>>> = leaves
-            .iter()
-            .zip(&trained)
-            .map(|(l, &t)| if t { l.grad(&grads) } else { None })
-            .collect();
-        let lr = options.learning_rate_at(step);
-        adam.update(&mut weights, grads, lr, options.clip_norm);
-        losses.push(loss_value);
-        progress(&StepReport {
-            phase: "language",
-            step: step + 1,
-            steps: options.steps,
-            loss: loss_value,
-            learning_rate: lr,
-        });
+        losses.push(weights.step(loss, &leaves, step, options, progress)?);
     }
-    let mut next = 0;
-    let model = model.map_params(|_, _, _| {
-        let value = Tensor::<TrainBackend, 1>::from_inner(weights[next].clone());
-        next += 1;
-        value
-    })?;
+    let model = weights.into_model(model)?;
     Ok((model, losses))
 }

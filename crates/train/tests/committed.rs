@@ -28,7 +28,8 @@ fn the_toy_model_answers_test_questions() {
     let world = WorldSummary::read(&world_dir).unwrap();
     let questions = read_vqav2(&world.vqa_options(&world_dir, "test").unwrap()).unwrap();
     // the questions of the first ten test images; answering by the language prior alone (the
-    // most frequent answer per question type) gets about a third of them right
+    // most frequent answer per question type) gets about a third of them right, the committed
+    // model 48 of 50 (91% over the whole test split, data/README.md)
     let first: Vec<_> = questions.iter().take(50).collect();
     let prompts: Vec<_> = first
         .iter()
@@ -57,7 +58,7 @@ fn the_toy_model_answers_test_questions() {
             )
         })
         .collect();
-    assert!(correct >= 26, "{correct}/50 correct:\n{}", shown.join("\n"));
+    assert!(correct >= 45, "{correct}/50 correct:\n{}", shown.join("\n"));
 }
 
 #[test]

@@ -12,27 +12,43 @@
 //!    `[images, tokens, text hidden]` (hook `projector`); the decoder's embeddings at the image
 //!    token positions are replaced by these features, image after image, in order.
 //!
+//! Families: `llava.rs` (CLIP + MLP projector), `idefics2.rs` (SigLIP + perceiver resampler),
+//! `idefics3.rs` (SigLIP + pixel shuffle; also SmolVLM), `qwen2_vl.rs` (ViT with 2D RoPE +
+//! patch merger, any image size); `siglip.rs` is the SigLIP encoder the
+//! Idefics share, `crate::vit` the encoder layers CLIP and SigLIP share.
+//!
 //! To add a family:
-//! * `config.rs`: a config struct, a [`crate::VisionFamily`] variant, and the `model_type`(s)
-//!   in `ModelConfig::from_json` (plus `SUPPORTED_MODEL_TYPES`);
+//! * `config.rs`: a config struct, a [`crate::VisionFamily`] variant (and its arms in the
+//!   `VisionFamily` accessors), and the `model_type`(s) in `ModelConfig::from_json` (plus
+//!   `SUPPORTED_MODEL_TYPES`);
 //! * a file here with the encoder and connector (weights loaded from the checkpoint's names,
 //!   `visit`/`map` over every weight in checkpoint order, and the three steps above), and a
 //!   variant of [`VisionSide`] dispatching to it;
-//! * the family's Hugging Face module names as hook aliases in `hooks.rs`, and where its language
-//!   model's weights live in `weights.rs` (`LM_PREFIXES`);
+//! * its description in `inspect.rs`; the family's Hugging Face module names as hook aliases in
+//!   `hooks.rs`, and where its language model's weights live in `weights.rs` (`LM_PREFIXES`);
+//! * the image side of its processor in `crates/processor` (an `ImagePipeline` and a row of that
+//!   crate's family table);
 //! * parity tests against a transformers fixture (`tools/refgen/make_tiny_refs.py`).
+//!
+//! Image inputs are `[images, channels, height, width]` ([`crate::PixelValues`]), or Qwen2-VL's
+//! flattened patches with their `image_grid_thw` ([`crate::ImagePatches`], `Batch::image_patches`);
+//! Idefics' `pixel_attention_mask` for padded images enters through [`VisionSide::embed`]
+//! (reachable today through [`crate::Vlm::image_features`]; `Batch` does not carry it yet).
 
+pub mod idefics2;
 pub mod idefics3;
 pub mod llava;
 pub mod qwen2_vl;
+pub mod siglip;
 
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
 
-use crate::config::VisionFamily;
+use crate::config::{TextConfig, VisionFamily};
 use crate::error::{ModelError, Result};
 use crate::nn::{ParamMapper, ParamVisitor};
 use crate::weights::Checkpoint;
 
+use idefics2::Idefics2Vision;
 use idefics3::Idefics3Vision;
 use llava::LlavaVision;
 use qwen2_vl::{ImagePatches, Qwen2VlVision};
@@ -40,6 +56,7 @@ use qwen2_vl::{ImagePatches, Qwen2VlVision};
 /// A loaded vision side.
 pub enum VisionSide<B: Backend> {
     Llava(LlavaVision<B>),
+    Idefics2(Idefics2Vision<B>),
     Idefics3(Idefics3Vision<B>),
     Qwen2Vl(Qwen2VlVision<B>),
 }
@@ -50,10 +67,13 @@ pub struct VisionInput<B: Backend> {
     pub hidden: Tensor<B, 3>,
     /// `[images, heads, seq, seq]`, true where a key is padding; `None` when nothing is padded.
     pub key_mask: Option<Tensor<B, 4, Bool>>,
+    /// Which positions are real (`[images * seq]`), for a connector that attends over them;
+    /// `None` when all are.
+    pub real: Option<Vec<bool>>,
     /// Qwen2-VL: cos and sin of each position's 2D rotary angles, `[images, 1, seq, head_dim]`.
     pub rotary: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
-    /// Images of different sizes: each image's real positions (the first `lengths[i]` of
-    /// `seq`; the rest pads it to the longest). `None` when every position is real.
+    /// Images of different sizes: each image's positions are the first `lengths[i]` of `seq`
+    /// (the rest pads it to the longest, and is no position). `None` when all `seq` are.
     pub lengths: Option<Vec<usize>>,
 }
 
@@ -61,13 +81,17 @@ impl<B: Backend> VisionSide<B> {
     pub fn load(
         ckpt: &Checkpoint,
         family: &VisionFamily,
-        text_hidden: usize,
+        text: &TextConfig,
         dtype: DType,
         device: &B::Device,
     ) -> Result<Self> {
+        let text_hidden = text.hidden_size;
         Ok(match family {
             VisionFamily::Llava(c) => {
                 Self::Llava(LlavaVision::load(ckpt, c, text_hidden, dtype, device)?)
+            }
+            VisionFamily::Idefics2(c) => {
+                Self::Idefics2(Idefics2Vision::load(ckpt, c, text, dtype, device)?)
             }
             VisionFamily::Idefics3(c) => {
                 Self::Idefics3(Idefics3Vision::load(ckpt, c, text_hidden, dtype, device)?)
@@ -82,6 +106,7 @@ impl<B: Backend> VisionSide<B> {
     pub fn num_params(&self) -> usize {
         match self {
             Self::Llava(v) => v.num_params,
+            Self::Idefics2(v) => v.num_params,
             Self::Idefics3(v) => v.num_params,
             Self::Qwen2Vl(v) => v.num_params,
         }
@@ -90,6 +115,7 @@ impl<B: Backend> VisionSide<B> {
     pub fn visit(&self, f: &mut ParamVisitor<'_, B>) {
         match self {
             Self::Llava(v) => v.visit(f),
+            Self::Idefics2(v) => v.visit(f),
             Self::Idefics3(v) => v.visit(f),
             Self::Qwen2Vl(v) => v.visit(f),
         }
@@ -98,16 +124,18 @@ impl<B: Backend> VisionSide<B> {
     pub fn map(self, f: &mut ParamMapper<'_, B>) -> Result<Self> {
         Ok(match self {
             Self::Llava(v) => Self::Llava(v.map(f)?),
+            Self::Idefics2(v) => Self::Idefics2(v.map(f)?),
             Self::Idefics3(v) => Self::Idefics3(v.map(f)?),
             Self::Qwen2Vl(v) => Self::Qwen2Vl(v.map(f)?),
         })
     }
 
     /// How many encoder layers produce the state the connector reads (LLaVA reads
-    /// `vision_feature_layer`, Idefics3 and Qwen2-VL the last layer).
+    /// `vision_feature_layer`, Idefics2/3 and Qwen2-VL the last layer).
     pub fn layers_needed(&self) -> usize {
         match self {
             Self::Llava(v) => v.config.vision_layers_needed(),
+            Self::Idefics2(v) => v.config.vision.num_layers,
             Self::Idefics3(v) => v.config.vision.num_layers,
             Self::Qwen2Vl(v) => v.num_layers(),
         }
@@ -122,7 +150,7 @@ impl<B: Backend> VisionSide<B> {
     ) -> Result<VisionInput<B>> {
         match self {
             Self::Qwen2Vl(v) => v.embed(patches, dtype, device),
-            Self::Llava(_) | Self::Idefics3(_) => Err(ModelError::Input(
+            Self::Llava(_) | Self::Idefics2(_) | Self::Idefics3(_) => Err(ModelError::Input(
                 "image patches with grids (Qwen2-VL input) given to a model that takes pixel_values"
                     .into(),
             )),
@@ -148,19 +176,13 @@ impl<B: Backend> VisionSide<B> {
                 Ok(VisionInput {
                     hidden: v.embed(pixel_values)?,
                     key_mask: None,
+                    real: None,
                     rotary: None,
                     lengths: None,
                 })
             }
-            Self::Idefics3(v) => {
-                let embedded = v.embed(pixel_values, pixel_attention_mask)?;
-                Ok(VisionInput {
-                    hidden: embedded.hidden,
-                    key_mask: embedded.key_mask,
-                    rotary: None,
-                    lengths: None,
-                })
-            }
+            Self::Idefics2(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
+            Self::Idefics3(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
             Self::Qwen2Vl(_) => Err(ModelError::Input(
                 "pixel_values given to Qwen2-VL, which takes image patches with their grids (image_grid_thw)"
                     .into(),
@@ -170,20 +192,36 @@ impl<B: Backend> VisionSide<B> {
 
     /// Step 2: encoder layer `i` (reading the key mask and rotary tables of `input`).
     pub fn layer(&self, i: usize, x: Tensor<B, 3>, input: &VisionInput<B>) -> Tensor<B, 3> {
+        let key_mask = input.key_mask.as_ref();
         match self {
-            Self::Llava(v) => v.layer(i, x, input.key_mask.as_ref()),
-            Self::Idefics3(v) => v.layer(i, x, input.key_mask.as_ref()),
+            Self::Llava(v) => v.layer(i, x, key_mask),
+            Self::Idefics2(v) => v.layer(i, x, key_mask),
+            Self::Idefics3(v) => v.layer(i, x, key_mask),
             Self::Qwen2Vl(v) => v.block(i, x, input),
         }
     }
 
     /// Step 3: the state after layer `layers_needed() - 1` (or the embeddings when no layer is
-    /// needed) to image features `[images, tokens, text hidden]`.
-    pub fn connect(&self, hidden: Tensor<B, 3>) -> Result<Tensor<B, 3>> {
+    /// needed) to image features `[images, tokens, text hidden]`; `real` is
+    /// [`VisionInput::real`].
+    pub fn connect(&self, hidden: Tensor<B, 3>, real: Option<&[bool]>) -> Result<Tensor<B, 3>> {
         match self {
             Self::Llava(v) => Ok(v.connect(hidden)),
+            Self::Idefics2(v) => Ok(v.connect(hidden, real)),
             Self::Idefics3(v) => v.connect(hidden),
             Self::Qwen2Vl(v) => Ok(v.merge(hidden)),
+        }
+    }
+}
+
+impl<B: Backend> From<siglip::Embedded<B>> for VisionInput<B> {
+    fn from(e: siglip::Embedded<B>) -> Self {
+        Self {
+            hidden: e.hidden,
+            key_mask: e.key_mask,
+            real: e.patch_mask,
+            rotary: None,
+            lengths: None,
         }
     }
 }

@@ -408,6 +408,7 @@ impl<B: Backend> Qwen2VlVision<B> {
         Ok(VisionInput {
             hidden: x,
             key_mask: padded.then_some(mask),
+            real: None,
             rotary: Some((cos, sin)),
             lengths: Some(lengths),
         })

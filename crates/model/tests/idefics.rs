@@ -1,11 +1,12 @@
-//! Idefics3 / SmolVLM specifics beyond numeric parity (which `parity.rs` checks): config parsing,
-//! `inspect`, hook aliases, parameter counts, saving and bad input.
+//! Idefics2, Idefics3 and SmolVLM specifics beyond numeric parity (which `parity.rs` checks):
+//! config parsing, `inspect`, hook aliases, parameter counts, saving and bad input.
 
 mod common;
 
 use common::{B, Golden, assert_close, device, fixture, to_f32};
 use xlvlm_model::{
-    Batch, HookPoint, Logits, ModelConfig, PixelValues, VisionFamily, Vlm, WeightDType, inspect,
+    Batch, CaptureSpec, HookPoint, Logits, ModelConfig, PixelValues, Positions, TokenRole,
+    VisionFamily, Vlm, WeightDType, inspect,
 };
 
 fn load(rel: &str) -> Vlm<B> {
@@ -148,23 +149,25 @@ fn hf_module_names_are_hook_aliases() {
 }
 
 #[test]
-fn saved_checkpoint_loads_back_to_the_same_logits() {
-    let model = load("idefics3");
-    let g = Golden::open("idefics3");
-    let dir = std::env::temp_dir().join(format!("xlvlm-idefics3-save-{}", std::process::id()));
-    model.save_checkpoint(&dir).unwrap();
-    std::fs::copy(fixture("idefics3/config.json"), dir.join("config.json")).unwrap();
-    let reloaded = Vlm::<B>::load_dir(&dir, WeightDType::F32, &device()).unwrap();
-    let out = reloaded
-        .forward(&golden_batch(&g), &[], &[], Logits::All)
-        .unwrap();
-    assert_close(
-        "reloaded idefics3 logits",
-        &to_f32(out.logits.unwrap()),
-        &g.f32("logits").1,
-        1e-4,
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
+fn saved_checkpoints_load_back_to_the_same_logits() {
+    for name in ["idefics2", "idefics3"] {
+        let model = load(name);
+        let g = Golden::open(name);
+        let dir = std::env::temp_dir().join(format!("xlvlm-{name}-save-{}", std::process::id()));
+        model.save_checkpoint(&dir).unwrap();
+        std::fs::copy(fixture(name).join("config.json"), dir.join("config.json")).unwrap();
+        let reloaded = Vlm::<B>::load_dir(&dir, WeightDType::F32, &device()).unwrap();
+        let out = reloaded
+            .forward(&golden_batch(&g), &[], &[], Logits::All)
+            .unwrap();
+        assert_close(
+            &format!("reloaded {name} logits"),
+            &to_f32(out.logits.unwrap()),
+            &g.f32("logits").1,
+            1e-4,
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 #[test]
@@ -193,7 +196,8 @@ fn tiles_must_match_the_image_tokens() {
         err.contains("20 image tokens") && err.contains("4 image(s)"),
         "{err}"
     );
-    // tiles whose side is not a multiple of the patch size
+    // 50-pixel tiles: 3 x 3 whole patches (the rest is not read, as by the convolution), which
+    // the 2 x 2 pixel shuffle cannot group
     let odd = PixelValues {
         data: vec![0.0; 5 * c * 50 * 50],
         shape: [5, c, 50, 50],
@@ -203,5 +207,111 @@ fn tiles_must_match_the_image_tokens() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("multiples of the patch size 14"), "{err}");
+    assert!(
+        err.contains("square patch grid") && err.contains("9 patches"),
+        "{err}"
+    );
+}
+
+/// Vision captures have one row per prompt: its 5 tiles one after another, positions counting
+/// on (16 patches per tile at the encoder, 4 tokens per tile after the connector).
+#[test]
+fn vision_captures_group_a_prompts_tiles() {
+    let model = load("smolvlm");
+    let g = Golden::open("smolvlm");
+    let capture = |hook, positions| CaptureSpec { hook, positions };
+    let out = model
+        .forward(
+            &golden_batch(&g),
+            &[
+                capture(HookPoint::VisionLayer(1), Positions::All),
+                capture(HookPoint::Projector, Positions::All),
+                capture(HookPoint::VisionLayer(0), Positions::Index(-1)),
+                capture(
+                    HookPoint::VisionLayer(0),
+                    Positions::Range {
+                        start: 16,
+                        end: Some(18),
+                    },
+                ),
+            ],
+            &[],
+            Logits::None,
+        )
+        .unwrap();
+    for (c, (want_positions, golden)) in out.captures.iter().zip([
+        ((0..80).collect::<Vec<usize>>(), "vision.layer_output.1"),
+        ((0..20).collect(), "image_features"),
+    ]) {
+        assert_eq!(c.rows.len(), 1, "{}", c.spec.hook);
+        let row = &c.rows[0];
+        let positions: Vec<usize> = row.positions.iter().map(|m| m.position).collect();
+        assert_eq!(positions, want_positions, "{}", c.spec.hook);
+        assert!(row.positions.iter().all(|m| m.role == TokenRole::Image));
+        assert_close(golden, &row.to_f32(), &g.f32(golden).1, 1e-4);
+    }
+    // the last position is the global image's last patch; a range reaches into the second tile
+    let layer0 = &g.f32("vision.layer_output.0").1;
+    let last = &out.captures[2].rows[0];
+    assert_eq!(last.positions[0].position, 79);
+    assert_close(
+        "last patch",
+        &last.to_f32(),
+        &layer0[79 * 64..80 * 64],
+        1e-4,
+    );
+    let range = &out.captures[3].rows[0];
+    assert_close(
+        "second tile",
+        &range.to_f32(),
+        &layer0[16 * 64..18 * 64],
+        1e-4,
+    );
+}
+
+#[test]
+fn idefics2_config_inspect_and_parameters() {
+    for rel in ["idefics2", "idefics2/hub_format"] {
+        let config = ModelConfig::from_dir(&fixture(rel)).unwrap();
+        let Some(VisionFamily::Idefics2(ic)) = &config.vision else {
+            panic!("{rel}: not parsed as Idefics2");
+        };
+        let p = &ic.perceiver;
+        assert_eq!(
+            (
+                p.n_latents,
+                p.depth,
+                p.num_heads,
+                p.num_kv_heads,
+                p.head_dim
+            ),
+            (8, 2, 4, 2, 16),
+            "{rel}"
+        );
+        assert_eq!(p.rms_norm_eps, 1e-5);
+        assert_eq!(config.text.family, xlvlm_model::TextFamily::Mistral);
+    }
+    let info = inspect(fixture("idefics2").to_str().unwrap()).unwrap();
+    let text = info.to_string();
+    for needle in [
+        "Idefics2 (SigLIP",
+        "decoder Mistral",
+        "8 image tokens per image",
+        "perceiver 8 latents, 2 layers",
+        "vision.layers.1",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("idefics2").join("golden.json")).unwrap(),
+    )
+    .unwrap();
+    let n_params = golden["n_params"].as_u64().unwrap() as usize;
+    assert_eq!(info.num_params, n_params);
+    assert_eq!(load("idefics2").num_params(), n_params);
+    // HF names of the resampler's model are aliases of the connector output
+    assert_eq!(
+        load("idefics2").parse_hook("model.connector").unwrap(),
+        HookPoint::Projector
+    );
 }

@@ -1,0 +1,172 @@
+//! The concept-dictionary and steering pipelines run unchanged on the other model families: the
+//! tiny SmolVLM fixture (Idefics3 architecture: SigLIP tiles, pixel-shuffle connector, Llama
+//! decoder) and Idefics2 fixture (SigLIP, perceiver resampler, Mistral decoder) extract features
+//! at decoder and vision hooks named the Hugging Face way, build a dictionary, and steer;
+//! `model inspect` describes them.
+
+mod support;
+
+use support::*;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo().join("tests/fixtures/hf").join(name)
+}
+
+#[test]
+fn smolvlm_extracts_decomposes_and_steers_through_the_cli() {
+    // the shapes world's 64-pixel images become 2 x 2 tiles + the global image: 5 tiles of
+    // 16 SigLIP patches per sample at the encoder, 5 x 4 image tokens after the connector
+    pipeline_runs("smolvlm", 5 * 16, 5 * 4);
+}
+
+#[test]
+fn idefics2_extracts_decomposes_and_steers_through_the_cli() {
+    // 64-pixel images resized to 56: 4 x 4 patches, 8 perceiver latents
+    pipeline_runs("idefics2", 16, 8);
+}
+
+/// extract (decoder and vision hooks) -> aggregate -> decompose, extract x2 -> shift -> steer
+/// with an alpha sweep, on the tiny fixture `name`, whose images give `vision_rows` encoder
+/// positions and `projector_rows` image tokens per sample.
+fn pipeline_runs(name: &str, vision_rows: usize, projector_rows: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exp.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[experiment]
+name = "family"
+{world}
+[models.vlm]
+path = "{model}"
+
+[stage.base]
+kind = "extract"
+model = "vlm"
+data = "captions"
+hooks = ["model.text_model.layers.1"]
+generate = {{ max_new_tokens = 4 }}
+tokens = {{ mean_before = [] }}
+
+[stage.yes]
+kind = "extract"
+model = "vlm"
+data = "vqa"
+hooks = ["lm.layers.1"]
+generate = {{ max_new_tokens = 4 }}
+tokens = {{ among = "generated", index = -1 }}
+
+[stage.vision]
+kind = "extract"
+model = "vlm"
+data = "captions"
+mode = "teacher_forcing"
+hooks = ["model.vision_model.encoder.layers.1"]
+
+[stage.tiles]
+from = "vision"
+hooks = ["model.connector"]
+
+[stage.matrix]
+kind = "aggregate"
+features = "base"
+
+[stage.concepts]
+kind = "decompose"
+input = "matrix"
+method = "kmeans"
+num_concepts = 2
+
+[stage.shift]
+kind = "shift"
+method = "shift_of_means"
+source = "base"
+target = "yes"
+
+[stage.steered]
+kind = "steer"
+model = "vlm"
+data = "captions"
+vector = "shift"
+hooks = ["lm.layers.0", "lm.layers.1"]
+alpha = {{ sweep = [0, 400] }}
+generate = {{ max_new_tokens = 4 }}
+"#,
+            world = world_sections(dir.path()),
+            model = fixture(name).display(),
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+
+    // one mean state per caption at the decoder, named by the stable hook
+    let base = read_table(&artifact(&store, "family", "base"), "shard");
+    assert_eq!(strings(&base, "sample_id").len(), 8);
+    assert!(strings(&base, "hook").iter().all(|h| h == "lm.layers.1"));
+    assert_eq!(base.vector("vector").unwrap().0, 64);
+
+    for (label, hook, per_sample) in [
+        ("vision", "vision.layers.1", vision_rows),
+        ("tiles", "projector", projector_rows),
+    ] {
+        let t = read_table(&artifact(&store, "family", label), "shard");
+        let ids = strings(&t, "sample_id");
+        assert_eq!(ids.len(), 8 * per_sample, "{label}");
+        assert!(strings(&t, "hook").iter().all(|h| h == hook), "{label}");
+        assert!(strings(&t, "token_role").iter().all(|r| r == "image"));
+        let positions = t.ints("position").unwrap();
+        let first = &ids[0];
+        let of_first: Vec<i64> = ids
+            .iter()
+            .zip(positions)
+            .filter(|(id, _)| *id == first)
+            .map(|(_, &p)| p)
+            .collect();
+        assert_eq!(
+            of_first,
+            (0..per_sample as i64).collect::<Vec<_>>(),
+            "{label}"
+        );
+    }
+    assert!(std::fs::metadata(artifact(&store, "family", "concepts")).is_ok());
+
+    // steering: alpha = 0 is the unsteered generation, a large alpha changes some
+    let generations = |label: &str| {
+        strings(
+            &read_table(&artifact(&store, "family", label), "generations"),
+            "generation",
+        )
+    };
+    assert_eq!(generations("base"), generations("steered[alpha=0]"));
+    let changed = generations("base")
+        .iter()
+        .zip(generations("steered[alpha=400]"))
+        .filter(|(a, b)| **a != *b)
+        .count();
+    assert!(changed > 0, "alpha = 400 changed no generation");
+}
+
+#[test]
+fn model_inspect_describes_smolvlm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = xlvlm(dir.path())
+        .args(["model", "inspect"])
+        .arg(fixture("smolvlm"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "Idefics3/SmolVLM",
+        "model_type smolvlm",
+        "decoder Llama",
+        "SigLIP 2 layers",
+        "4 image tokens per tile",
+        "pixel shuffle x2",
+        "vision.layers.1",
+        "projector",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
