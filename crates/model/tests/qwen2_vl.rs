@@ -471,3 +471,36 @@ fn image_patch_features_match_transformers() {
         TOL,
     );
 }
+
+/// Vision captures belong to batch rows: row 1's two images (20 and 32 patches) give one row of
+/// 52 positions, numbered on across its images; padding that evens out image sizes is never
+/// captured; row 0's image is the fixture's, so its first block output is the golden's.
+#[test]
+fn vision_captures_of_a_batch_follow_the_rows() {
+    let model = load(NAME);
+    let g = Golden::open(NAME);
+    let batch = batch_from(&g, "batch.input");
+    let captures = [all(HookPoint::VisionLayer(0)), all(HookPoint::Projector)];
+    let out = model.forward(&batch, &captures, &[], Logits::None).unwrap();
+    let rows = |hook: HookPoint| {
+        &out.captures
+            .iter()
+            .find(|c| c.spec.hook == hook)
+            .unwrap()
+            .rows
+    };
+    let layer = rows(HookPoint::VisionLayer(0));
+    let merger = rows(HookPoint::Projector);
+    assert_eq!(layer.len(), 2);
+    for (r, (patches, tokens)) in [(24, 6), (20 + 32, 5 + 8)].into_iter().enumerate() {
+        let positions: Vec<usize> = layer[r].positions.iter().map(|m| m.position).collect();
+        assert_eq!(positions, (0..patches).collect::<Vec<_>>(), "row {r}");
+        assert_eq!(merger[r].positions.len(), tokens, "row {r}");
+    }
+    assert_close(
+        "row 0 vision block 0",
+        &layer[0].to_f32(),
+        &g.f32("vision.layer_output.0").1,
+        TOL,
+    );
+}
