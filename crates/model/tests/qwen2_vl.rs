@@ -504,3 +504,57 @@ fn vision_captures_of_a_batch_follow_the_rows() {
         TOL,
     );
 }
+
+/// The flat `config.json` layout of Qwen/Qwen2-VL-7B-Instruct on the Hub (its keys and values,
+/// weights aside) parses to the model the seed uses: 28 decoder layers, M-RoPE [16, 24, 24] over
+/// head_dim 128, an untied head, and a 32-block ViT spelled with `in_chans`.
+#[test]
+fn hub_qwen2_vl_7b_config_parses() {
+    let json = serde_json::json!({
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151645,
+        "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "vision_token_id": 151654, "image_token_id": 151655, "video_token_id": 151656,
+        "hidden_act": "silu", "hidden_size": 3584, "initializer_range": 0.02,
+        "intermediate_size": 18944, "max_position_embeddings": 32768, "max_window_layers": 28,
+        "model_type": "qwen2_vl", "num_attention_heads": 28, "num_hidden_layers": 28,
+        "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+        "sliding_window": 32768, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+        "transformers_version": "4.41.2", "use_cache": true, "use_sliding_window": false,
+        "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16,
+            "in_chans": 3, "hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
+            "spatial_patch_size": 14, "temporal_patch_size": 2},
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "vocab_size": 152064
+    });
+    let config = ModelConfig::from_json(&json, std::path::Path::new("config.json")).unwrap();
+    let t = &config.text;
+    assert_eq!(
+        (
+            t.num_layers,
+            t.hidden_size,
+            t.num_heads,
+            t.num_kv_heads,
+            t.head_dim
+        ),
+        (28, 3584, 28, 4, 128)
+    );
+    assert_eq!(t.mrope_section.as_deref(), Some(&[16, 24, 24][..]));
+    assert!(!t.tie_word_embeddings && t.sliding_window.is_none());
+    assert_eq!(config.eos_token_ids, vec![151645]);
+    let q = qwen2_vl_config(&config);
+    assert_eq!(
+        (
+            q.vision.depth,
+            q.vision.embed_dim,
+            q.vision.in_channels,
+            q.vision.mlp_hidden()
+        ),
+        (32, 1280, 3, 5120)
+    );
+    assert_eq!(q.image_token_id, 151655);
+    assert_eq!(
+        xlvlm_model::parse_hook("model.layers.27", 28, 32).unwrap(),
+        HookPoint::Layer(27)
+    );
+}
