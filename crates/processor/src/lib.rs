@@ -7,7 +7,9 @@
 //!   configured like transformers' jinja2 environment.
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate;
 //!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image;
-//!   [`Idefics2ImageConfig`]: Idefics2's bounded resize.
+//!   [`Idefics2ImageConfig`]: Idefics2's bounded resize;
+//!   [`Qwen2VlImages`]: Qwen2-VL's dynamic-resolution patches ([`smart_resize`], temporal
+//!   patch, merge-block order) and `<|image_pad|>` expansion.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
 //!   renders, preprocesses, expands image placeholders and pads ([`Batch`]: ids, attention
 //!   mask, [`TokenRole`] per position, stacked pixel values);
@@ -37,7 +39,7 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM).
+//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL).
 
 mod chat;
 mod error;
@@ -46,6 +48,7 @@ mod idefics3;
 mod image;
 mod llava;
 mod processor;
+mod qwen2_vl;
 mod strftime;
 mod tokenizer;
 mod words;
@@ -62,6 +65,7 @@ pub use crate::processor::{
     Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
     Prompt, Sample, TokenRole,
 };
+pub use crate::qwen2_vl::{Qwen2VlImages, Qwen2VlPatches, smart_resize};
 pub use crate::tokenizer::{NamedToken, Padding, TextTokenizer};
 pub use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 

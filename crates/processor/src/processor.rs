@@ -11,6 +11,7 @@ use crate::idefics2::Idefics2Images;
 use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
+use crate::qwen2_vl::Qwen2VlImages;
 use crate::tokenizer::{Padding, TextTokenizer};
 use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 
@@ -23,6 +24,9 @@ pub struct ProcessedImage {
     pub shape: Vec<usize>,
     /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
     pub placeholder: String,
+    /// Qwen2-VL: the patch grid `[t, h, w]`; such images have `[patches, patch_dim]` values and
+    /// are concatenated along the patches in a batch, whatever their size.
+    pub image_grid_thw: Option<[usize; 3]>,
 }
 
 impl ProcessedImage {
@@ -96,10 +100,13 @@ pub enum TokenRole {
 pub struct PixelBatch {
     pub data: Vec<f32>,
     /// `[entries, 3, H, W]`: one entry per image (LLaVA), or per tile of a split image (Idefics3:
-    /// each image's crops, then its global image), images in prompt order, samples in order.
+    /// each image's crops, then its global image), images in prompt order, samples in order;
+    /// for Qwen2-VL the patches of all images concatenated, `[patches, patch_dim]`.
     pub shape: Vec<usize>,
     /// For each entry, the batch row (sample) it belongs to.
     pub sample_of_image: Vec<usize>,
+    /// Qwen2-VL: the patch grid `[t, h, w]` of each image (`image_grid_thw`); empty otherwise.
+    pub image_grid_thw: Vec<[usize; 3]>,
 }
 
 /// A padded batch, row-major `[batch_size, seq_len]`.
@@ -190,6 +197,9 @@ const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
     }),
     ("SmolVLMProcessor", "smolvlm", |files| {
         Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
+    }),
+    ("Qwen2VLProcessor", "qwen2_vl", |files| {
+        Ok(Box::new(Qwen2VlImages::from_checkpoint(files)?))
     }),
 ];
 
@@ -397,6 +407,10 @@ impl Processor {
         // [channels, height, width] of every entry (image or tile)
         let mut entry_shape: Option<[usize; 3]> = None;
         let mut sample_of_image = Vec::new();
+        // Qwen2-VL: grid of every image, patch width, and patches of all images so far
+        let mut image_grid_thw = Vec::new();
+        let mut patch_dim: Option<usize> = None;
+        let mut concatenated_rows = 0;
         for (index, sample) in samples.iter().enumerate() {
             let (text, add_special) = match &sample.prompt {
                 Prompt::Text(t) => (t.clone(), true),
@@ -415,6 +429,26 @@ impl Processor {
                 }
             };
             let expanded = self.expand_placeholders(index, &text, &sample.images, |img| {
+                if let Some(grid) = img.image_grid_thw {
+                    // Qwen2-VL: any number of patches per image, concatenated
+                    let &[patches, dim] = img.shape.as_slice() else {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: image patches have shape {:?}, expected [patches, patch_dim]",
+                            img.shape
+                        )));
+                    };
+                    if patch_dim.is_some_and(|d| d != dim) {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: patches of {dim} values differ from earlier images'"
+                        )));
+                    }
+                    patch_dim = Some(dim);
+                    image_grid_thw.push(grid);
+                    concatenated_rows += patches;
+                    pixel_data.extend_from_slice(&img.pixel_values);
+                    sample_of_image.push(index);
+                    return Ok(());
+                }
                 let [tiles, c, h, w] = img.tiles_shape()?;
                 match &entry_shape {
                     Some(s) if *s != [c, h, w] => {
@@ -464,14 +498,17 @@ impl Processor {
             }
             lengths.push(row.len());
         }
-        let pixel_values = entry_shape.map(|shape| {
+        let stacked = entry_shape.map(|shape| {
             let mut full = vec![sample_of_image.len()];
             full.extend(shape);
-            PixelBatch {
-                data: pixel_data,
-                shape: full,
-                sample_of_image,
-            }
+            full
+        });
+        let concatenated = patch_dim.map(|dim| vec![concatenated_rows, dim]);
+        let pixel_values = stacked.or(concatenated).map(|full| PixelBatch {
+            data: pixel_data,
+            shape: full,
+            sample_of_image,
+            image_grid_thw,
         });
         Ok(Batch {
             input_ids,
