@@ -1,6 +1,7 @@
 //! The concept-dictionary and steering pipelines run unchanged on the other model families: the
 //! tiny SmolVLM fixture (Idefics3 architecture: SigLIP tiles, pixel-shuffle connector, Llama
-//! decoder) and Idefics2 fixture (SigLIP, perceiver resampler, Mistral decoder) extract features
+//! decoder), Idefics2 fixture (SigLIP, perceiver resampler, Mistral decoder) and Qwen2-VL fixture
+//! (dynamic-resolution ViT with 2D rotary, patch merger, Qwen2 decoder with M-RoPE) extract features
 //! at decoder and vision hooks named the Hugging Face way, build a dictionary, and steer;
 //! `model inspect` describes them.
 
@@ -16,19 +17,36 @@ fn fixture(name: &str) -> std::path::PathBuf {
 fn smolvlm_extracts_decomposes_and_steers_through_the_cli() {
     // the shapes world's 64-pixel images become 2 x 2 tiles + the global image: 5 tiles of
     // 16 SigLIP patches per sample at the encoder, 5 x 4 image tokens after the connector
-    pipeline_runs("smolvlm", 5 * 16, 5 * 4);
+    pipeline_runs("smolvlm", IDEFICS_HOOKS, 5 * 16, 5 * 4);
 }
 
 #[test]
 fn idefics2_extracts_decomposes_and_steers_through_the_cli() {
     // 64-pixel images resized to 56: 4 x 4 patches, 8 perceiver latents
-    pipeline_runs("idefics2", 16, 8);
+    pipeline_runs("idefics2", IDEFICS_HOOKS, 16, 8);
 }
+
+#[test]
+fn qwen2_vl_extracts_decomposes_and_steers_through_the_cli() {
+    // 64-pixel images resized to 56 (multiples of 28): 4 x 4 patches of 14 at the encoder,
+    // merged 2 x 2 into 4 image tokens
+    pipeline_runs("qwen2_vl", QWEN2_VL_HOOKS, 16, 4);
+}
+
+/// A family's Hugging Face module names for decoder layer 1, vision layer 1 and the connector.
+type HookNames = [&'static str; 3];
+const IDEFICS_HOOKS: HookNames = [
+    "model.text_model.layers.1",
+    "model.vision_model.encoder.layers.1",
+    "model.connector",
+];
+const QWEN2_VL_HOOKS: HookNames = ["model.layers.1", "visual.blocks.1", "visual.merger"];
 
 /// extract (decoder and vision hooks) -> aggregate -> decompose, extract x2 -> shift -> steer
 /// with an alpha sweep, on the tiny fixture `name`, whose images give `vision_rows` encoder
 /// positions and `projector_rows` image tokens per sample.
-fn pipeline_runs(name: &str, vision_rows: usize, projector_rows: usize) {
+fn pipeline_runs(name: &str, hooks: HookNames, vision_rows: usize, projector_rows: usize) {
+    let [decoder_hook, vision_hook, connector_hook] = hooks;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("exp.toml");
     std::fs::write(
@@ -44,7 +62,7 @@ path = "{model}"
 kind = "extract"
 model = "vlm"
 data = "captions"
-hooks = ["model.text_model.layers.1"]
+hooks = ["{decoder_hook}"]
 generate = {{ max_new_tokens = 4 }}
 tokens = {{ mean_before = [] }}
 
@@ -61,11 +79,11 @@ kind = "extract"
 model = "vlm"
 data = "captions"
 mode = "teacher_forcing"
-hooks = ["model.vision_model.encoder.layers.1"]
+hooks = ["{vision_hook}"]
 
 [stage.tiles]
 from = "vision"
-hooks = ["model.connector"]
+hooks = ["{connector_hook}"]
 
 [stage.matrix]
 kind = "aggregate"

@@ -294,17 +294,34 @@ pub fn encode(
         .map(|m| m.iter().map(|&v| i64::from(v)).collect())
         .collect();
     let mut batch = xlvlm_model::Batch::from_padded(rows, mask);
-    if let Some(px) = full.pixel_values {
-        let shape: [usize; 4] = px.shape.as_slice().try_into().with_context(|| {
-            format!(
-                "expected pixel values of shape [images, channels, height, width], got {:?}",
-                px.shape
-            )
-        })?;
-        batch = batch.with_pixel_values(xlvlm_model::PixelValues {
-            data: px.data,
-            shape,
-        });
+    match full.pixel_values {
+        // Qwen2-VL: flattened patches of every image with each image's patch grid
+        Some(px) if !px.image_grid_thw.is_empty() => {
+            let patch_dim = *px.shape.get(1).with_context(|| {
+                format!(
+                    "expected image patches of shape [patches, patch_dim], got {:?}",
+                    px.shape
+                )
+            })?;
+            batch = batch.with_image_patches(xlvlm_model::ImagePatches {
+                data: px.data,
+                patch_dim,
+                grid_thw: px.image_grid_thw,
+            });
+        }
+        Some(px) => {
+            let shape: [usize; 4] = px.shape.as_slice().try_into().with_context(|| {
+                format!(
+                    "expected pixel values of shape [images, channels, height, width], got {:?}",
+                    px.shape
+                )
+            })?;
+            batch = batch.with_pixel_values(xlvlm_model::PixelValues {
+                data: px.data,
+                shape,
+            });
+        }
+        None => {}
     }
     Ok(Encoded {
         batch,

@@ -720,7 +720,36 @@ def run_one(name, out_root, image, report):
                                                 image_grid_thw=inputs["image_grid_thw"])
         f = getattr(f, "pooler_output", f)
         golden["image_features"] = (torch.cat(list(f)) if isinstance(f, (tuple, list)) else f).contiguous()
-    if name in ("llava", "idefics2", "idefics3", "smolvlm", "molmo2") + TEXT_MODELS:
+    if name == "qwen2_vl":  # M-RoPE: 3D positions, rope deltas and the decoder's cos/sin tables
+        with torch.no_grad():
+            pos, deltas = model2.model.get_rope_index(
+                inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
+                image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+            cos, sin = model2.model.language_model.rotary_emb(hs[0], pos)
+        golden["rope.position_ids"] = pos.contiguous()
+        golden["rope.deltas"] = deltas.contiguous()
+        golden["rope.cos"] = cos.contiguous()
+        golden["rope.sin"] = sin.contiguous()
+        # a left-padded batch of two chats whose three images have different sizes (vision
+        # attention within each image, per-row 3D positions and rope deltas during generation)
+        proc2.tokenizer.padding_side = "left"
+        two = [{"role": "user", "content": [{"type": "text", "text": "Compare"}, {"type": "image"},
+                                            {"type": "text", "text": "and"}, {"type": "image"}]}]
+        texts = [prompt, proc2.apply_chat_template(two, add_generation_prompt=True, tokenize=False)]
+        imgs = [image, image.resize((150, 40)), image.resize((56, 112))]
+        batch = {k: v for k, v in proc2(text=texts, images=imgs, padding=True, return_tensors="pt").items()
+                 if k != "token_type_ids"}
+        gen_kw = dict(do_sample=False, max_new_tokens=20, num_beams=1, top_p=None, top_k=None, temperature=None,
+                      return_dict_in_generate=True, output_logits=True)
+        with torch.no_grad():
+            bo = model2(**batch, return_dict=True)
+            gen = model2.generate(**batch, **gen_kw)
+        for k, v in batch.items():
+            golden[f"batch.input.{k}"] = v.contiguous()
+        golden["batch.logits"] = bo.logits.contiguous()
+        golden["batch.generate.output_ids"] = gen.sequences[:, batch["input_ids"].shape[1]:].contiguous()
+        golden["batch.generate.logits"] = torch.stack(gen.logits, 1).contiguous()
+    if name in ("llava", "idefics2", "idefics3", "smolvlm", "qwen2_vl", "molmo2") + TEXT_MODELS:
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
     if name in ("idefics2", "idefics3", "smolvlm"):
         padded_image_goldens(model2, inputs, golden)

@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use safetensors::{Dtype, SafeTensors};
-use xlvlm_model::{Batch, CpuBackend, GenerateOptions, Logits, PixelValues, Vlm, WeightDType};
+use xlvlm_model::{
+    Batch, CpuBackend, GenerateOptions, ImagePatches, Logits, PixelValues, Vlm, WeightDType,
+};
 
-const FAMILIES: [&str; 4] = ["llava", "idefics2", "idefics3", "smolvlm"];
+const FAMILIES: [&str; 5] = ["llava", "idefics2", "idefics3", "smolvlm", "qwen2_vl"];
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +25,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// `input.input_ids`, `input.attention_mask` and `input.pixel_values` of a golden file (the
-/// Idefics images-per-sample axis flattened).
+/// Idefics images-per-sample axis flattened; Qwen2-VL's flattened patches with
+/// `input.image_grid_thw`).
 fn golden_batch(dir: &Path) -> Batch {
     let path = dir.join("golden.safetensors");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -46,7 +49,28 @@ fn golden_batch(dir: &Path) -> Batch {
         .map(|r| r.into_iter().map(|t| t as u32).collect())
         .collect();
     let pixels = st.tensor("input.pixel_values").expect("pixel_values");
+    let batch = Batch::from_padded(ids, ints("input.attention_mask"));
     let shape = pixels.shape();
+    if let Ok(grids) = st.tensor("input.image_grid_thw") {
+        let data = pixels
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let grid_thw = grids
+            .data()
+            .chunks_exact(24)
+            .map(|g| {
+                let n = |i: usize| i64::from_le_bytes(g[i * 8..i * 8 + 8].try_into().unwrap());
+                [n(0) as usize, n(1) as usize, n(2) as usize]
+            })
+            .collect();
+        return batch.with_image_patches(ImagePatches {
+            data,
+            patch_dim: shape[1],
+            grid_thw,
+        });
+    }
     let [c, h, w] = shape[shape.len() - 3..] else {
         unreachable!()
     };
@@ -56,7 +80,7 @@ fn golden_batch(dir: &Path) -> Batch {
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
     let images = data.len() / (c * h * w);
-    Batch::from_padded(ids, ints("input.attention_mask")).with_pixel_values(PixelValues {
+    batch.with_pixel_values(PixelValues {
         data,
         shape: [images, c, h, w],
     })

@@ -9,6 +9,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
+pub use crate::families::qwen2_vl::Qwen2VlConfig;
 
 /// Storage dtype of checkpoint weights and of the model at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,9 @@ pub struct TextConfig {
     /// Keys further back than this are masked (Mistral; Qwen2 with `use_sliding_window`).
     pub sliding_window: Option<usize>,
     pub hidden_act: String,
+    /// Multimodal RoPE (Qwen2-VL): how many rotary frequencies each of the temporal, height and
+    /// width position rows drives; `None` = one position row for all frequencies.
+    pub mrope_section: Option<Vec<usize>>,
     /// Rows of the input embedding after the `vocab_size` the LM head predicts (Molmo's
     /// `additional_vocab_size`: image special tokens that are read but never predicted).
     pub extra_vocab: usize,
@@ -228,18 +232,45 @@ pub enum VisionFamily {
     Idefics2(Idefics2Config),
     /// Idefics3 and SmolVLM: SigLIP ViT + pixel shuffle + linear projection.
     Idefics3(Idefics3Config),
+    /// Qwen2-VL: ViT with 2D rotary embeddings over any image size + patch merger; the decoder
+    /// uses M-RoPE.
+    Qwen2Vl(Qwen2VlConfig),
     /// Molmo and Molmo2: ViT, features of several layers, attention pooling, SwiGLU projector.
     Molmo(crate::families::molmo::MolmoConfig),
 }
 
 impl VisionFamily {
-    /// Hyper-parameters of the vision transformer.
-    pub fn vision(&self) -> &VisionConfig {
+    /// Hyper-parameters of a fixed-resolution (CLIP / SigLIP) vision transformer; `None` for
+    /// Qwen2-VL, whose images keep their own size ([`Qwen2VlConfig::vision`]).
+    pub fn vision(&self) -> Option<&VisionConfig> {
         match self {
-            Self::Llava(c) => &c.vision,
-            Self::Idefics2(c) => &c.vision,
-            Self::Idefics3(c) => &c.vision,
-            Self::Molmo(c) => &c.vision,
+            Self::Llava(c) => Some(&c.vision),
+            Self::Idefics2(c) => Some(&c.vision),
+            Self::Idefics3(c) => Some(&c.vision),
+            Self::Qwen2Vl(_) => None,
+            Self::Molmo(c) => Some(&c.vision),
+        }
+    }
+
+    /// Number of vision encoder layers (hooks `vision.layers.{i}`).
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.vision.num_layers,
+            Self::Idefics2(c) => c.vision.num_layers,
+            Self::Idefics3(c) => c.vision.num_layers,
+            Self::Qwen2Vl(c) => c.vision.depth,
+            Self::Molmo(c) => c.vision.num_layers,
+        }
+    }
+
+    /// Width of the vision encoder's hidden states.
+    pub fn width(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.vision.hidden_size,
+            Self::Idefics2(c) => c.vision.hidden_size,
+            Self::Idefics3(c) => c.vision.hidden_size,
+            Self::Qwen2Vl(c) => c.vision.embed_dim,
+            Self::Molmo(c) => c.vision.hidden_size,
         }
     }
 
@@ -249,17 +280,22 @@ impl VisionFamily {
             Self::Llava(c) => c.image_token_id,
             Self::Idefics2(c) => c.image_token_id,
             Self::Idefics3(c) => c.image_token_id,
+            Self::Qwen2Vl(c) => c.image_token_id,
             Self::Molmo(c) => c.image_patch_id,
         }
     }
 
-    /// Image tokens per image (LLaVA) or per tile (Idefics3: the processor's `image_seq_len`).
-    pub fn image_tokens_per_image(&self) -> usize {
+    /// Image tokens per image (LLaVA) or per tile (Idefics3: the processor's `image_seq_len`);
+    /// `None` for Qwen2-VL, where it depends on the image's size
+    /// ([`Qwen2VlConfig::tokens_for_grid`]).
+    pub fn image_tokens_per_image(&self) -> Option<usize> {
         match self {
-            Self::Llava(c) => c.image_tokens_per_image(),
-            Self::Idefics2(c) => c.perceiver.n_latents,
-            Self::Idefics3(c) => c.image_tokens_per_image(),
-            Self::Molmo(c) => c.image_tokens_per_crop(),
+            Self::Llava(c) => Some(c.image_tokens_per_image()),
+            Self::Idefics2(c) => Some(c.perceiver.n_latents),
+            Self::Idefics3(c) => Some(c.image_tokens_per_image()),
+            Self::Qwen2Vl(_) => None,
+            // an image's token count follows the processor's crop layout
+            Self::Molmo(_) => None,
         }
     }
 
@@ -271,6 +307,7 @@ impl VisionFamily {
             Self::Idefics3(_) => {
                 "Idefics3/SmolVLM (SigLIP ViT + pixel-shuffle connector + decoder)"
             }
+            Self::Qwen2Vl(_) => "Qwen2-VL (ViT with 2D RoPE + patch merger + decoder with M-RoPE)",
             Self::Molmo(_) => {
                 "Molmo (ViT + multi-layer features + attention pooling + SwiGLU projector + decoder)"
             }
@@ -367,6 +404,15 @@ impl ModelConfig {
                     )?)),
                 )
             }
+            "qwen2_vl" => {
+                // transformers 5 nests the decoder under `text_config`; Hub files keep it flat
+                let text_obj = match obj.get("text_config").and_then(Value::as_object) {
+                    Some(nested) => nested.clone(),
+                    None => obj.clone(),
+                };
+                let family = VisionFamily::Qwen2Vl(Qwen2VlConfig::from_json(obj, path)?);
+                (text_obj, Some(family))
+            }
             "molmo2" | "molmo" => {
                 let (text, vision) = crate::families::molmo::parse_config(obj, &model_type, path)?;
                 molmo_text = Some(text);
@@ -411,6 +457,12 @@ impl ModelConfig {
         {
             text.tie_word_embeddings = tied;
         }
+        // Qwen2-VL (transformers 5) ties when either the outer or the text config says so
+        if matches!(vision, Some(VisionFamily::Qwen2Vl(_)))
+            && bool_field(obj, "tie_word_embeddings", false)
+        {
+            text.tie_word_embeddings = true;
+        }
         let pick = |key: &str| -> Result<Vec<u32>> {
             let own = token_ids(&text_obj, key, path)?;
             if own.is_empty() {
@@ -432,11 +484,12 @@ impl ModelConfig {
 }
 
 /// The `model_type`s [`ModelConfig::from_json`] reads.
-pub const SUPPORTED_MODEL_TYPES: [&str; 9] = [
-    "llava", "idefics2", "idefics3", "smolvlm", "molmo2", "molmo", "llama", "mistral", "qwen2",
+pub const SUPPORTED_MODEL_TYPES: [&str; 10] = [
+    "llava", "idefics2", "idefics3", "smolvlm", "qwen2_vl", "molmo2", "molmo", "llama", "mistral",
+    "qwen2",
 ];
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     serde_json::from_str(&text).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),
@@ -508,19 +561,38 @@ fn dtype_of(obj: &Map<String, Value>, path: &Path) -> Result<Option<WeightDType>
     }
 }
 
-/// Rope theta and scaling from either dialect.
-fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
+/// Rope theta, scaling and the M-RoPE sections from either dialect.
+fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling, Option<Vec<usize>>)> {
     let params = obj.get("rope_parameters").and_then(Value::as_object);
     let theta = match params.and_then(|p| p.get("rope_theta")) {
         Some(v) => v.as_f64(),
         None => obj.get("rope_theta").and_then(Value::as_f64),
     }
     .unwrap_or(10000.0) as f32;
-    let scaling = match obj
+    let scaling_obj = obj
         .get("rope_scaling")
         .and_then(Value::as_object)
-        .or(params)
-    {
+        .or(params);
+    let mrope_section = match scaling_obj.and_then(|s| s.get("mrope_section")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| v.as_u64().map(|n| n as usize))
+                .collect::<Option<Vec<_>>>()
+                .filter(|sections| sections.len() == 3)
+                .ok_or_else(|| {
+                    ModelError::config(path, "mrope_section must be three non-negative integers")
+                })?,
+        ),
+        Some(v) => {
+            return Err(ModelError::config(
+                path,
+                format!("mrope_section must be a list of three integers, got {v}"),
+            ));
+        }
+    };
+    let scaling = match scaling_obj {
         None => RopeScaling::Default,
         Some(s) => {
             let kind = str_field(s, "rope_type")
@@ -528,7 +600,8 @@ fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
                 .unwrap_or_else(|| "default".into());
             let num = |key: &str, default: f64| f64_field(s, key, default, path).map(|v| v as f32);
             match kind.as_str() {
-                "default" => RopeScaling::Default,
+                // Qwen2-VL Hub configs name M-RoPE as the type; its frequencies are the default ones
+                "default" | "mrope" => RopeScaling::Default,
                 "linear" => RopeScaling::Linear {
                     factor: num("factor", 1.0)?,
                 },
@@ -552,7 +625,7 @@ fn rope(obj: &Map<String, Value>, path: &Path) -> Result<(f32, RopeScaling)> {
             }
         }
     };
-    Ok((theta, scaling))
+    Ok((theta, scaling, mrope_section))
 }
 
 pub(crate) fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextConfig> {
@@ -562,10 +635,14 @@ pub(crate) fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextC
         "llama" => (TextFamily::Llama, 32000, 11008, None, 1e-6),
         "mistral" => (TextFamily::Mistral, 32000, 14336, Some(8), 1e-6),
         "qwen2" => (TextFamily::Qwen2, 151936, 22016, None, 1e-6),
+        // Qwen2VLTextConfig; a flat Hub config carries the outer model_type
+        "qwen2_vl" | "qwen2_vl_text" => (TextFamily::Qwen2, 152064, 29568, Some(8), 1e-5),
         other => {
             return Err(ModelError::config(
                 path,
-                format!("unsupported text model_type {other:?}; supported: llama, mistral, qwen2"),
+                format!(
+                    "unsupported text model_type {other:?}; supported: llama, mistral, qwen2, qwen2_vl_text"
+                ),
             ));
         }
     };
@@ -587,7 +664,18 @@ pub(crate) fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextC
             "head_dim must be even for rotary embeddings",
         ));
     }
-    let (rope_theta, rope_scaling) = rope(obj, path)?;
+    let (rope_theta, rope_scaling, mrope_section) = rope(obj, path)?;
+    if let Some(sections) = &mrope_section
+        && sections.iter().sum::<usize>() != head_dim / 2
+    {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "mrope_section {sections:?} must add up to head_dim / 2 = {}",
+                head_dim / 2
+            ),
+        ));
+    }
     let attention_bias = bool_field(obj, "attention_bias", false);
     let sliding_window = match family {
         TextFamily::Mistral => obj.get("sliding_window").and_then(Value::as_u64),
@@ -615,6 +703,7 @@ pub(crate) fn text_config(obj: &Map<String, Value>, path: &Path) -> Result<TextC
         tie_word_embeddings: bool_field(obj, "tie_word_embeddings", false),
         sliding_window,
         hidden_act: str_field(obj, "hidden_act").unwrap_or_else(|| "silu".into()),
+        mrope_section,
         extra_vocab: 0,
         qk_norm: None,
     })

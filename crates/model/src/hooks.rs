@@ -9,9 +9,10 @@
 //! aliases, e.g. `language_model.model.layers.31`, `model.language_model.layers.3.mlp`,
 //! `model.layers.27.self_attn`, `model.norm`, `vision_tower.vision_model.encoder.layers.5`,
 //! `multi_modal_projector`; for Idefics3/SmolVLM `model.text_model.layers.30`,
-//! `model.vision_model.encoder.layers.5`, `model.connector`; for Molmo
-//! `model.transformer.blocks.27`, `model.transformer.ln_f`,
-//! `model.vision_backbone.image_vit.transformer.resblocks.5`, `model.vision_backbone.image_projector`.
+//! `model.vision_model.encoder.layers.5`, `model.connector`; for Qwen2-VL `model.layers.27`,
+//! `visual.blocks.5`, `visual.merger`; for Molmo `model.transformer.blocks.27`,
+//! `model.transformer.ln_f`, `model.vision_backbone.image_vit.transformer.resblocks.5`,
+//! `model.vision_backbone.image_projector`.
 
 use std::fmt;
 
@@ -73,21 +74,26 @@ const LM_PREFIXES: [&str; 7] = [
     "text_model.",
     "model.",
 ];
-const VISION_PREFIXES: [&str; 7] = [
+const VISION_PREFIXES: [&str; 9] = [
     "vision.",
     "vision_tower.vision_model.encoder.",
     "vision_tower.encoder.",
     "model.vision_tower.vision_model.encoder.",
     "model.vision_tower.encoder.",
     "model.vision_model.encoder.",
+    // Qwen2-VL: `visual.blocks.{i}`
+    "visual.",
+    "model.visual.",
     "vision_model.encoder.",
 ];
-const PROJECTOR_NAMES: [&str; 5] = [
+const PROJECTOR_NAMES: [&str; 7] = [
     "projector",
     "multi_modal_projector",
     "model.multi_modal_projector",
     "connector",
     "model.connector",
+    "visual.merger",
+    "model.visual.merger",
 ];
 
 /// Parses a stable hook name or an HF module-name alias. `num_vision_layers` is 0 for text-only
@@ -127,7 +133,9 @@ fn parse_known(name: &str, num_layers: usize, num_vision_layers: usize) -> Optio
         }
         for prefix in VISION_PREFIXES {
             if let Some(rest) = name.strip_prefix(prefix)
-                && let Some(index) = rest.strip_prefix("layers.")
+                && let Some(index) = rest
+                    .strip_prefix("layers.")
+                    .or_else(|| rest.strip_prefix("blocks."))
                 && let Ok(i) = index.parse::<usize>()
                 && i < num_vision_layers
             {
@@ -299,6 +307,9 @@ mod tests {
                 HookPoint::VisionLayer(11),
             ),
             ("model.connector", HookPoint::Projector),
+            ("visual.blocks.7", HookPoint::VisionLayer(7)),
+            ("model.visual.blocks.0", HookPoint::VisionLayer(0)),
+            ("visual.merger", HookPoint::Projector),
         ];
         for (name, want) in cases {
             assert_eq!(parse_hook(name, 32, 24).unwrap(), want, "{name}");

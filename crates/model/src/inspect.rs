@@ -28,7 +28,7 @@ pub fn inspect(source: &str) -> Result<ModelInfo> {
     let dir = source::resolve(source)?;
     let config = ModelConfig::from_dir(&dir)?;
     let ckpt = Checkpoint::open(&dir)?;
-    let vision_layers = config.vision.as_ref().map_or(0, |v| v.vision().num_layers);
+    let vision_layers = config.vision.as_ref().map_or(0, VisionFamily::num_layers);
     Ok(ModelInfo {
         hook_points: hook_points(config.text.num_layers, vision_layers),
         num_params: ckpt.num_scalars(),
@@ -140,6 +140,31 @@ impl fmt::Display for ModelInfo {
                     p.num_kv_heads,
                     p.head_dim,
                     i.image_token_id
+                )?;
+            }
+            Some(VisionFamily::Qwen2Vl(q)) => {
+                let v = &q.vision;
+                writeln!(
+                    f,
+                    "vision:       ViT {} blocks, width {}, heads {}, patch {}x{} over {} frames, any image size (multiples of {} px)",
+                    v.depth,
+                    v.embed_dim,
+                    v.num_heads,
+                    v.patch_size,
+                    v.patch_size,
+                    v.temporal_patch_size,
+                    v.patch_size * v.spatial_merge_size
+                )?;
+                writeln!(
+                    f,
+                    "merger:       {}x{} patches ({} -> {}) -> MLP {}; M-RoPE sections {:?}; image token id {}",
+                    v.spatial_merge_size,
+                    v.spatial_merge_size,
+                    v.embed_dim,
+                    v.embed_dim * v.spatial_merge_size * v.spatial_merge_size,
+                    v.hidden_size,
+                    t.mrope_section.as_deref().unwrap_or_default(),
+                    q.image_token_id
                 )?;
             }
             Some(VisionFamily::Molmo(m)) => crate::families::molmo::describe(f, m, t)?,

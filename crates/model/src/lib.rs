@@ -1,6 +1,6 @@
-//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Molmo2, Molmo) and
-//! Llama-family language models (Llama, Mistral, Qwen2) in burn, loaded from Hugging Face
-//! checkpoints, with hooks to capture and change activations.
+//! xlvlm-model: vision-language models (LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL, Molmo2,
+//! Molmo) and Llama-family language models (Llama, Mistral, Qwen2) in burn, loaded from Hugging
+//! Face checkpoints, with hooks to capture and change activations.
 //!
 //! ```no_run
 //! use burn::backend::Flex;
@@ -18,7 +18,8 @@
 //! * [`Vlm::load`] / [`Vlm::load_dir`]: `config.json` in both dialects, single or sharded
 //!   safetensors, both key layouts, tied embeddings, f32/f16/bf16 stored weights converted to the
 //!   requested [`WeightDType`].
-//! * [`Vlm::forward`]: a [`Batch`] (padded, attention mask, optional `pixel_values`), captures
+//! * [`Vlm::forward`]: a [`Batch`] (padded, attention mask, optional `pixel_values`, or for
+//!   Qwen2-VL [`ImagePatches`] with their grids; 3D M-RoPE positions follow), captures
 //!   ([`CaptureSpec`]) and interventions ([`Intervention`]) at [`HookPoint`]s; returns the
 //!   captured rows with per-position [`PositionMeta`] and optionally logits.
 //! * [`Vlm::generate`]: greedy decoding with a KV cache (EOS, max new tokens, a stop predicate).
@@ -30,6 +31,7 @@
 //!   same for Molmo, whose images also need the processor's [`PatchPooling`] (see `MOLMO.md`).
 //! * [`Vlm::image_features`]: the connector output for images alone (`get_image_features`),
 //!   with an optional `pixel_attention_mask` for padded Idefics images.
+//!   [`Vlm::image_patch_features`]: the same for Qwen2-VL's patches (`[tokens, hidden]`).
 //! * [`inspect`]: a checkpoint summary without loading weights.
 //! * [`run_on`] + [`DeviceSpec`]: pick `cpu` (flex) or `cuda:N` (feature `cuda`) at run time.
 //!
@@ -59,11 +61,12 @@ pub use backend::CudaBackend;
 pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
 pub use config::{
     FeatureSelect, Idefics2Config, Idefics3Config, LlavaConfig, ModelConfig, PerceiverConfig,
-    QkNorm, RopeScaling, SUPPORTED_MODEL_TYPES, TextConfig, TextFamily, VisionConfig, VisionFamily,
-    WeightDType,
+    QkNorm, Qwen2VlConfig, RopeScaling, SUPPORTED_MODEL_TYPES, TextConfig, TextFamily,
+    VisionConfig, VisionFamily, WeightDType,
 };
 pub use error::{ModelError, Result};
 pub use families::molmo::{MolmoConfig, PatchPooling};
+pub use families::qwen2_vl::{ImagePatches, Qwen2VlVisionConfig, rope_index};
 pub use hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,

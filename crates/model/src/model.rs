@@ -4,10 +4,12 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 
+use crate::config::VisionFamily;
 use crate::config::{ModelConfig, WeightDType};
 use crate::error::{ModelError, Result};
 use crate::families::molmo::{PatchPooling, present_standard_names};
-use crate::families::{VisionSide, pixel_tensor};
+use crate::families::qwen2_vl::{ImagePatches, rope_index};
+use crate::families::{VisionInput, VisionSide, pixel_tensor};
 use crate::hooks::{
     CaptureSpec, HookPoint, Intervention, InterventionMode, PositionMeta, Positions, TokenRole,
     hook_points, parse_hook,
@@ -34,6 +36,8 @@ pub struct Batch {
     pub input_ids: Vec<Vec<u32>>,
     pub attention_mask: Vec<Vec<bool>>,
     pub pixel_values: Option<PixelValues>,
+    /// Qwen2-VL images (flattened patches and their grids) for the `<|image_pad|>` tokens.
+    pub image_patches: Option<ImagePatches>,
 }
 
 impl Batch {
@@ -55,6 +59,7 @@ impl Batch {
             input_ids,
             attention_mask,
             pixel_values: None,
+            image_patches: None,
         }
     }
 
@@ -68,11 +73,17 @@ impl Batch {
             input_ids,
             attention_mask,
             pixel_values: None,
+            image_patches: None,
         }
     }
 
     pub fn with_pixel_values(mut self, pixel_values: PixelValues) -> Self {
         self.pixel_values = Some(pixel_values);
+        self
+    }
+
+    pub fn with_image_patches(mut self, patches: ImagePatches) -> Self {
+        self.image_patches = Some(patches);
         self
     }
 }
@@ -167,7 +178,7 @@ pub struct Generation<B: Backend> {
     pub step_logits: Vec<Tensor<B, 2>>,
 }
 
-/// A vision-language model (LLaVA-1.5, Idefics2, Idefics3, SmolVLM) or a Llama-family text LM
+/// A vision-language model (LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL) or a Llama-family text LM
 /// (a VLM without images). The vision side is the family's ([`crate::VisionFamily`]); the decoder,
 /// hooks and generation are shared.
 pub struct Vlm<B: Backend> {
@@ -177,6 +188,38 @@ pub struct Vlm<B: Backend> {
     device: B::Device,
     text: TextModel<B>,
     vision: Option<VisionSide<B>>,
+}
+
+/// Qwen2-VL's rotary positions of a batch: (temporal, height, width) per padded slot, and per
+/// row the offset that generated tokens add to their index.
+struct MropePositions {
+    positions: Vec<Vec<[usize; 3]>>,
+    deltas: Vec<i64>,
+}
+
+/// The images of one forward, in the form the family takes.
+#[derive(Clone, Copy)]
+enum Images<'a> {
+    /// `[images, channels, height, width]`, with Idefics' optional pixel attention mask.
+    Pixels(&'a PixelValues, Option<&'a [bool]>),
+    /// Qwen2-VL: flattened patches and their grids.
+    Patches(&'a ImagePatches),
+}
+
+impl Images<'_> {
+    fn count(&self) -> usize {
+        match self {
+            Self::Pixels(pixels, _) => pixels.shape[0],
+            Self::Patches(patches) => patches.num_images(),
+        }
+    }
+}
+
+/// Image features `[images, tokens, hidden]`; with `lengths`, image `i` has only its first
+/// `lengths[i]` tokens (images of different sizes padded to the longest).
+struct VisionOutput<B: Backend> {
+    features: Tensor<B, 3>,
+    lengths: Option<Vec<usize>>,
 }
 
 /// Per-position bookkeeping of the tensor a hook sees.
@@ -412,7 +455,7 @@ impl<B: Backend> Vlm<B> {
         self.config
             .vision
             .as_ref()
-            .map_or(0, |v| v.vision().num_layers)
+            .map_or(0, VisionFamily::num_layers)
     }
 
     /// Every hook point of this model.
@@ -428,7 +471,7 @@ impl<B: Backend> Vlm<B> {
     /// Hidden size at a hook point.
     pub fn hook_width(&self, hook: HookPoint) -> usize {
         match (hook, &self.config.vision) {
-            (HookPoint::VisionLayer(_), Some(v)) => v.vision().hidden_size,
+            (HookPoint::VisionLayer(_), Some(v)) => v.width(),
             _ => self.config.text.hidden_size,
         }
     }
@@ -592,16 +635,10 @@ impl<B: Backend> Vlm<B> {
             .as_ref()
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
         let mut rec = Recorder::new(&[], 0);
-        let owners = vec![0; pixels.shape[0]];
-        self.run_vision(
-            vision,
-            pixels,
-            pixel_attention_mask,
-            &owners,
-            None,
-            &[],
-            &mut rec,
-        )
+        let images = Images::Pixels(pixels, pixel_attention_mask);
+        let owners = vec![0; images.count()];
+        let out = self.run_vision(vision, images, &owners, None, &[], &mut rec)?;
+        Ok(out.features)
     }
 
     /// Molmo's image features `[1, tokens, text hidden]`: the crops of every image in
@@ -617,28 +654,60 @@ impl<B: Backend> Vlm<B> {
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
         let mut rec = Recorder::new(&[], 0);
         let owners = vec![0; pixels.shape[0]];
-        self.run_vision(vision, pixels, None, &owners, Some(pooling), &[], &mut rec)
+        let images = Images::Pixels(pixels, None);
+        let out = self.run_vision(vision, images, &owners, Some(pooling), &[], &mut rec)?;
+        Ok(out.features)
     }
 
-    /// The family's encoder and connector on `pixel_values`, with vision hooks: image features
+    /// Qwen2-VL image features `[tokens, text hidden]` of all images in order (the merger
+    /// output that replaces the `<|image_pad|>` tokens), as transformers' `get_image_features`.
+    pub fn image_patch_features(&self, patches: &ImagePatches) -> Result<Tensor<B, 2>> {
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| ModelError::Input("images given to a text-only model".into()))?;
+        let mut rec = Recorder::new(&[], 0);
+        let owners = vec![0; patches.num_images()];
+        let out = self.run_vision(
+            vision,
+            Images::Patches(patches),
+            &owners,
+            None,
+            &[],
+            &mut rec,
+        )?;
+        Ok(self.packed(out))
+    }
+
+    /// Features `[images, tokens, hidden]` (padded or not) as `[real tokens, hidden]`, in order.
+    fn packed(&self, out: VisionOutput<B>) -> Tensor<B, 2> {
+        let [images, tokens, hidden] = out.features.dims();
+        let flat = out.features.reshape([images * tokens, hidden]);
+        let Some(lengths) = out.lengths else {
+            return flat;
+        };
+        let index: Vec<i64> = lengths
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| (0..len).map(move |s| (i * tokens + s) as i64))
+            .collect();
+        let total = index.len();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [total]), &self.device);
+        flat.select(0, index)
+    }
+
+    /// The family's encoder and connector on the images, with vision hooks: image features
     /// `[images, tokens, hidden]`. `owners[k]` is the batch row of image `k`.
     #[allow(clippy::too_many_arguments)]
     fn run_vision(
         &self,
         vision: &VisionSide<B>,
-        pixels: &PixelValues,
-        pixel_attention_mask: Option<&[bool]>,
+        images: Images<'_>,
         owners: &[usize],
         pooling: Option<&PatchPooling>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
-    ) -> Result<Tensor<B, 3>> {
-        let px = pixel_tensor::<B>(
-            &pixels.data,
-            pixels.shape,
-            self.dtype.to_burn(),
-            &self.device,
-        )?;
+    ) -> Result<VisionOutput<B>> {
         let needed = vision.layers_needed();
         let hooked = rec
             .specs
@@ -651,19 +720,34 @@ impl<B: Backend> Vlm<B> {
             })
             .max()
             .unwrap_or(0);
-        let input = vision.embed(px, pixel_attention_mask)?;
-        let mut x = input.hidden;
-        // positions count on across the images of a batch row
-        let vision_chunk = |owners: &[usize], seq: usize| {
+        let mut input: VisionInput<B> = match images {
+            Images::Pixels(pixels, pixel_attention_mask) => {
+                let px = pixel_tensor::<B>(
+                    &pixels.data,
+                    pixels.shape,
+                    self.dtype.to_burn(),
+                    &self.device,
+                )?;
+                vision.embed(px, pixel_attention_mask)?
+            }
+            Images::Patches(patches) => {
+                vision.embed_patches(patches, self.dtype.to_burn(), &self.device)?
+            }
+        };
+        let mut x = input.hidden.clone();
+        // positions count on across the images of a batch row; padding that evens out image
+        // sizes (`lengths`) is no position
+        let vision_chunk = |seq: usize, lengths: Option<&[usize]>| {
+            let len = |k: usize| lengths.map_or(seq, |l| l[k]);
             let mut before = vec![0; owners.iter().max().map_or(0, |&m| m + 1)];
             let mut metas = Vec::with_capacity(owners.len());
-            for &row in owners {
-                let first = before[row] * seq;
-                before[row] += 1;
+            for (k, &row) in owners.iter().enumerate() {
+                let first = before[row];
+                before[row] += len(k);
                 metas.push(
                     (0..seq)
                         .map(|p| {
-                            Some(PositionMeta {
+                            (p < len(k)).then_some(PositionMeta {
                                 position: first + p,
                                 role: TokenRole::Image,
                                 token_id: None,
@@ -674,12 +758,12 @@ impl<B: Backend> Vlm<B> {
             }
             Chunk {
                 metas,
-                prompt_lens: owners.iter().map(|&row| before[row] * seq).collect(),
+                prompt_lens: owners.iter().map(|&row| before[row]).collect(),
                 owners: Some(owners.to_vec()),
             }
         };
         let seq = x.dims()[1];
-        let chunk = vision_chunk(owners, seq);
+        let chunk = vision_chunk(seq, input.lengths.as_deref());
         let wanted = vision.feature_states();
         let mut states: Vec<Option<Tensor<B, 3>>> = vec![None; wanted.len()];
         let mut keep = |state: usize, x: &Tensor<B, 3>| {
@@ -691,7 +775,7 @@ impl<B: Backend> Vlm<B> {
         };
         keep(0, &x);
         for i in 0..needed.max(hooked) {
-            x = vision.layer(i, x, input.key_mask.as_ref());
+            x = vision.layer(i, x, &input);
             x = self.hook(HookPoint::VisionLayer(i), x, &chunk, interventions, rec);
             keep(i + 1, &x);
         }
@@ -700,9 +784,65 @@ impl<B: Backend> Vlm<B> {
             .map(|s| s.expect("every state the connector reads ran"))
             .collect();
         let features = vision.connect(states, input.real.as_deref(), pooling)?;
-        // Molmo's connector gives one sequence for all crops, which belong to one row
-        let chunk = vision_chunk(&owners[..features.dims()[0]], features.dims()[1]);
-        Ok(self.hook(HookPoint::Projector, features, &chunk, interventions, rec))
+        let tokens = features.dims()[1];
+        // a connector that shrinks the sequence (Qwen2-VL's merger) shrinks every length alike
+        let lengths = input
+            .lengths
+            .take()
+            .map(|ls| ls.iter().map(|l| l * tokens / seq).collect::<Vec<_>>());
+        let chunk = vision_chunk(tokens, lengths.as_deref());
+        Ok(VisionOutput {
+            features: self.hook(HookPoint::Projector, features, &chunk, interventions, rec),
+            lengths,
+        })
+    }
+
+    /// Qwen2-VL: the (temporal, height, width) rotary positions of every padded slot and each
+    /// row's rope delta; `None` for models with plain positions.
+    fn mrope_positions(&self, batch: &Batch) -> Result<Option<MropePositions>> {
+        let Some(VisionFamily::Qwen2Vl(config)) = &self.config.vision else {
+            return Ok(None);
+        };
+        let mut grids = batch
+            .image_patches
+            .iter()
+            .flat_map(|p| p.grid_thw.iter().copied());
+        let mut positions = Vec::with_capacity(batch.input_ids.len());
+        let mut deltas = Vec::with_capacity(batch.input_ids.len());
+        for (ids, mask) in batch.input_ids.iter().zip(&batch.attention_mask) {
+            let real: Vec<u32> = ids
+                .iter()
+                .zip(mask)
+                .filter(|(_, m)| **m)
+                .map(|(&id, _)| id)
+                .collect();
+            let (row, delta) = rope_index(
+                &real,
+                config.image_token_id,
+                &mut grids,
+                config.vision.spatial_merge_size,
+            )?;
+            let mut row = row.into_iter();
+            // padding gets position 1 as in the text-only path (it is never attended to)
+            positions.push(
+                mask.iter()
+                    .map(|&m| {
+                        if m {
+                            row.next().expect("one position per real token")
+                        } else {
+                            [1; 3]
+                        }
+                    })
+                    .collect(),
+            );
+            deltas.push(delta);
+        }
+        if grids.next().is_some() {
+            return Err(ModelError::Input(
+                "the batch has more images than runs of image tokens".into(),
+            ));
+        }
+        Ok(Some(MropePositions { positions, deltas }))
     }
 
     fn validate(&self, batch: &Batch) -> Result<()> {
@@ -761,6 +901,7 @@ impl<B: Backend> Vlm<B> {
         let rows = batch.input_ids.len();
         let seq = batch.input_ids[0].len();
         let image_token = self.config.vision.as_ref().map(|v| v.image_token_id());
+        let mrope = self.mrope_positions(batch)?;
         let mut metas = Vec::with_capacity(rows);
         let mut positions = Vec::with_capacity(rows);
         let mut prompt_lens = Vec::with_capacity(rows);
@@ -818,9 +959,19 @@ impl<B: Backend> Vlm<B> {
             })
             .collect();
         let mut embeds = self.text.embed(&lookup, &self.device);
-        match (&self.vision, &batch.pixel_values) {
-            (Some(vision), Some(pixels)) => {
-                let (features, images, tokens) = if vision.needs_pooling() {
+        let images = match (&batch.pixel_values, &batch.image_patches) {
+            (Some(_), Some(_)) => {
+                return Err(ModelError::Input(
+                    "a batch holds either pixel_values or image patches, not both".into(),
+                ));
+            }
+            (Some(pixels), None) => Some(Images::Pixels(pixels, None)),
+            (None, Some(patches)) => Some(Images::Patches(patches)),
+            (None, None) => None,
+        };
+        match (&self.vision, images) {
+            (Some(vision), Some(images)) => {
+                let features = if vision.needs_pooling() {
                     // Molmo: an image's token count follows its crop layout and the pooled
                     // tokens of all crops come out as one sequence, so they must fill one row
                     let row = image_slots.first().map_or(0, |&s| s / seq);
@@ -829,62 +980,98 @@ impl<B: Backend> Vlm<B> {
                             "Molmo image tokens must all sit in one batch row (run image prompts one row at a time)".into(),
                         ));
                     }
-                    let owners = vec![row; pixels.shape[0]];
-                    let features = self.run_vision(
-                        vision,
-                        pixels,
-                        None,
-                        &owners,
-                        pooling,
-                        interventions,
-                        rec,
-                    )?;
-                    let [images, tokens, _] = features.dims();
-                    if image_slots.len() != images * tokens {
+                    let owners = vec![row; images.count()];
+                    let out =
+                        self.run_vision(vision, images, &owners, pooling, interventions, rec)?;
+                    let features = self.packed(out);
+                    if image_slots.len() != features.dims()[0] {
                         return Err(ModelError::Input(format!(
-                            "the batch has {} image tokens but the patch pooling gives {tokens} image features",
-                            image_slots.len()
+                            "the batch has {} image tokens but the patch pooling gives {} image features",
+                            image_slots.len(),
+                            features.dims()[0]
                         )));
                     }
-                    (features, images, tokens)
+                    features
                 } else {
-                    let images = pixels.shape[0];
-                    let tokens = self
-                        .config
-                        .vision
-                        .as_ref()
-                        .map_or(0, |v| v.image_tokens_per_image());
-                    if tokens == 0 || image_slots.len() != images * tokens {
-                        return Err(ModelError::Input(format!(
-                            "the batch has {} image tokens but {images} image(s) of {tokens} tokens each",
-                            image_slots.len()
-                        )));
+                    // image tokens of each image: fixed per family, or by grid for Qwen2-VL
+                    let counts: Vec<usize> = match (images, &self.config.vision) {
+                        (Images::Patches(patches), Some(VisionFamily::Qwen2Vl(c))) => patches
+                            .grid_thw
+                            .iter()
+                            .map(|&g| c.tokens_for_grid(g))
+                            .collect(),
+                        (Images::Pixels(..), Some(family)) => match family.image_tokens_per_image()
+                        {
+                            Some(tokens) if tokens > 0 => vec![tokens; images.count()],
+                            Some(_) => {
+                                return Err(ModelError::Input(
+                                    "the vision config gives no image tokens per image".into(),
+                                ));
+                            }
+                            None => {
+                                return Err(ModelError::Input(
+                                "pixel_values given to Qwen2-VL, which takes image patches with their grids (image_grid_thw)"
+                                    .into(),
+                            ));
+                            }
+                        },
+                        _ => {
+                            return Err(ModelError::Input(
+                            "image patches with grids (Qwen2-VL input) given to a model that takes pixel_values"
+                                .into(),
+                        ));
+                        }
+                    };
+                    let total: usize = counts.iter().sum();
+                    if image_slots.len() != total {
+                        let n = counts.len();
+                        return Err(ModelError::Input(
+                            if counts.iter().all(|&c| c == counts[0]) {
+                                format!(
+                                    "the batch has {} image tokens but {n} image(s) of {} tokens each",
+                                    image_slots.len(),
+                                    counts[0]
+                                )
+                            } else {
+                                format!(
+                                    "the batch has {} image tokens but its {n} images have {counts:?}",
+                                    image_slots.len()
+                                )
+                            },
+                        ));
                     }
-                    // image k fills the slots k * tokens.., which lie in one batch row
-                    let owners: Vec<usize> =
-                        (0..images).map(|k| image_slots[k * tokens] / seq).collect();
-                    let features =
-                        self.run_vision(vision, pixels, None, &owners, None, interventions, rec)?;
-                    (features, images, tokens)
+                    // image k fills the slots after those of images 0..k, which lie in one batch row
+                    let owners: Vec<usize> = counts
+                        .iter()
+                        .scan(0, |first, &c| {
+                            let owner = image_slots[*first] / seq;
+                            *first += c;
+                            Some(owner)
+                        })
+                        .collect();
+                    let out = self.run_vision(vision, images, &owners, None, interventions, rec)?;
+                    let features = self.packed(out);
+                    debug_assert_eq!(features.dims()[0], total);
+                    features
                 };
-                let hidden = features.dims()[2];
-                debug_assert_eq!(features.dims()[..2], [images, tokens]);
+                let [total, hidden] = features.dims();
                 // one gather from [text embeddings; image features] puts every feature in its slot
                 let mut index: Vec<i64> = (0..(rows * seq) as i64).collect();
                 for (k, &slot) in image_slots.iter().enumerate() {
                     index[slot] = (rows * seq + k) as i64;
                 }
                 let flat = embeds.reshape([rows * seq, hidden]);
-                let mut features = features.reshape([images * tokens, hidden]);
-                if vision.adds_features() {
+                let features = if vision.adds_features() {
                     // Molmo adds each feature to its image token's embedding
                     let slots: Vec<i64> = image_slots.iter().map(|&s| s as i64).collect();
                     let slots = Tensor::<B, 1, Int>::from_data(
-                        TensorData::new(slots, [images * tokens]),
+                        TensorData::new(slots, [total]),
                         &self.device,
                     );
-                    features = features + flat.clone().select(0, slots);
-                }
+                    features + flat.clone().select(0, slots)
+                } else {
+                    features
+                };
                 let table = Tensor::cat(vec![flat, features], 0);
                 let index = Tensor::<B, 1, Int>::from_data(
                     TensorData::new(index, [rows * seq]),
@@ -897,21 +1084,34 @@ impl<B: Backend> Vlm<B> {
                     "pixel_values given to a text-only model".into(),
                 ));
             }
-            (Some(_), None) if !image_slots.is_empty() => {
+            (Some(vision), None) if !image_slots.is_empty() => {
+                let input = match vision {
+                    VisionSide::Qwen2Vl(_) => "image patches",
+                    _ => "pixel_values",
+                };
                 return Err(ModelError::Input(format!(
-                    "the batch has {} image tokens but no pixel_values",
+                    "the batch has {} image tokens but no {input}",
                     image_slots.len()
                 )));
             }
             _ => {}
         }
-        let mut tensors = self.text.chunk_tensors(
-            &positions,
-            &batch.attention_mask,
-            0,
-            self.dtype.to_burn(),
-            &self.device,
-        );
+        let mut tensors = match mrope {
+            Some(mrope) => self.text.chunk_tensors_mrope(
+                &mrope.positions,
+                &batch.attention_mask,
+                0,
+                self.dtype.to_burn(),
+                &self.device,
+            ),
+            None => self.text.chunk_tensors(
+                &positions,
+                &batch.attention_mask,
+                0,
+                self.dtype.to_burn(),
+                &self.device,
+            ),
+        };
         let blocks = self
             .vision
             .as_ref()
@@ -1187,6 +1387,11 @@ impl<B: Backend> Vlm<B> {
             .collect();
         let prompt_lens = lengths.clone();
         let mut done = vec![false; rows];
+        // Qwen2-VL: generated tokens sit at their index plus the row's rope delta
+        let deltas = match self.mrope_positions(batch)? {
+            Some(mrope) => mrope.deltas,
+            None => vec![0; rows],
+        };
         let pad = self
             .config
             .pad_token_id
@@ -1217,7 +1422,7 @@ impl<B: Backend> Vlm<B> {
                 if done[r] {
                     step_ids.push(vec![pad]);
                     metas.push(vec![None]);
-                    positions.push(vec![1]);
+                    positions.push(vec![[1; 3]]);
                     key_valid[r].push(false);
                 } else {
                     step_ids.push(vec![next[r]]);
@@ -1226,7 +1431,8 @@ impl<B: Backend> Vlm<B> {
                         role: TokenRole::Generated,
                         token_id: Some(next[r]),
                     })]);
-                    positions.push(vec![lengths[r]]);
+                    let position = (lengths[r] as i64 + deltas[r]).max(0) as usize;
+                    positions.push(vec![[position; 3]]);
                     lengths[r] += 1;
                     key_valid[r].push(true);
                 }
@@ -1236,7 +1442,7 @@ impl<B: Backend> Vlm<B> {
                 prompt_lens: prompt_lens.clone(),
                 owners: None,
             };
-            let tensors = self.text.chunk_tensors(
+            let tensors = self.text.chunk_tensors_mrope(
                 &positions,
                 &key_valid,
                 past,

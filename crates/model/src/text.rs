@@ -1,5 +1,8 @@
 //! One decoder for Llama, Mistral and Qwen2: RMSNorm, rotate_half RoPE, grouped-query attention
 //! (key/value heads repeated as transformers' `repeat_kv` does), SiLU-gated MLP, KV cache.
+//! Qwen2-VL's multimodal RoPE is the same rotation with three position rows (temporal, height,
+//! width), each driving its `mrope_section` share of the frequencies; a text token has the same
+//! position on all three rows, which is plain RoPE.
 
 use burn::tensor::{
     Bool, DType, Int, Tensor, TensorData, backend::Backend, module::attention,
@@ -40,6 +43,8 @@ pub struct TextModel<B: Backend> {
     /// Checkpoint name of the LM head; `None` when it is tied to the embedding.
     lm_head_name: Option<String>,
     inv_freq: Vec<f32>,
+    /// For each rotary frequency, which position row (0 temporal, 1 height, 2 width) drives it.
+    freq_row: Vec<usize>,
     activation: Activation,
     num_params: usize,
 }
@@ -199,6 +204,7 @@ impl<B: Backend> TextModel<B> {
             lm_head,
             lm_head_name: head_name.cloned(),
             inv_freq: inv_freq(c),
+            freq_row: freq_rows(c),
             activation,
             num_params,
         })
@@ -295,6 +301,23 @@ impl<B: Backend> TextModel<B> {
         dtype: DType,
         device: &B::Device,
     ) -> ChunkTensors<B> {
+        let positions: Vec<Vec<[usize; 3]>> = positions
+            .iter()
+            .map(|row| row.iter().map(|&p| [p; 3]).collect())
+            .collect();
+        self.chunk_tensors_mrope(&positions, key_valid, past, dtype, device)
+    }
+
+    /// [`TextModel::chunk_tensors`] with a (temporal, height, width) position per token, as
+    /// Qwen2-VL's `get_rope_index` gives them; without `mrope_section` only the first row counts.
+    pub fn chunk_tensors_mrope(
+        &self,
+        positions: &[Vec<[usize; 3]>],
+        key_valid: &[Vec<bool>],
+        past: usize,
+        dtype: DType,
+        device: &B::Device,
+    ) -> ChunkTensors<B> {
         let batch = positions.len();
         let seq = positions.first().map_or(0, Vec::len);
         let head_dim = self.config.head_dim;
@@ -302,9 +325,8 @@ impl<B: Backend> TextModel<B> {
         let mut cos = Vec::with_capacity(batch * seq * head_dim);
         let mut sin = Vec::with_capacity(batch * seq * head_dim);
         for row in positions {
-            for &pos in row {
-                // as transformers: f32 product of position and inverse frequency, cos/sin in f32
-                let angles: Vec<f32> = self.inv_freq.iter().map(|f| pos as f32 * f).collect();
+            for pos in row {
+                let angles = rope_angles(&self.inv_freq, &self.freq_row, pos);
                 // emb = cat(freqs, freqs): both halves of the head share the angles
                 for _ in 0..2 {
                     cos.extend(angles.iter().map(|a| a.cos()));
@@ -448,6 +470,33 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
         .reshape([b, kv * n_rep, s, d])
 }
 
+/// Rotary angles of one token (`head_dim / 2` values; both halves of a head share them): as
+/// transformers, the f32 product of the frequency's position row and its inverse frequency.
+fn rope_angles(inv_freq: &[f32], freq_row: &[usize], position: &[usize; 3]) -> Vec<f32> {
+    inv_freq
+        .iter()
+        .zip(freq_row)
+        .map(|(f, &row)| position[row] as f32 * f)
+        .collect()
+}
+
+/// The position row of each rotary frequency: `mrope_section = [t, h, w]` gives the first `t`
+/// frequencies to the temporal row, the next `h` to the height row and the last `w` to the width
+/// row (transformers' `recomposition_frequencies`).
+fn freq_rows(c: &TextConfig) -> Vec<usize> {
+    let half = c.head_dim / 2;
+    match &c.mrope_section {
+        None => vec![0; half],
+        Some(sections) => sections
+            .iter()
+            .enumerate()
+            .flat_map(|(row, &n)| std::iter::repeat_n(row, n))
+            .chain(std::iter::repeat(2))
+            .take(half)
+            .collect(),
+    }
+}
+
 /// Inverse rotary frequencies as transformers computes them (f32), with the configured scaling.
 fn inv_freq(c: &TextConfig) -> Vec<f32> {
     let dim = c.head_dim;
@@ -485,5 +534,61 @@ fn inv_freq(c: &TextConfig) -> Vec<f32> {
                 })
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelConfig;
+
+    /// The decoder's cos/sin tables for Qwen2-VL's 3D positions equal transformers'
+    /// `Qwen2VLRotaryEmbedding` output on the fixture prompt (image tokens included).
+    #[test]
+    fn mrope_tables_match_transformers() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/hf/qwen2_vl");
+        let config = ModelConfig::from_dir(&dir).unwrap().text;
+        let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+        let golden = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let ints = |name: &str| -> (Vec<usize>, Vec<i64>) {
+            let t = golden.tensor(name).unwrap();
+            let v = t
+                .data()
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (t.shape().to_vec(), v)
+        };
+        let floats = |name: &str| -> Vec<f32> {
+            golden
+                .tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        let (shape, ids) = ints("rope.position_ids");
+        let seq = shape[2];
+        let (want_cos, want_sin) = (floats("rope.cos"), floats("rope.sin"));
+        let inv = inv_freq(&config);
+        let rows = freq_rows(&config);
+        let head_dim = config.head_dim;
+        let mut distinct_rows = false;
+        for s in 0..seq {
+            let pos = [0, 1, 2].map(|r| ids[r * seq + s] as usize);
+            distinct_rows |= pos[0] != pos[1] || pos[1] != pos[2];
+            let angles = rope_angles(&inv, &rows, &pos);
+            for (d, a) in angles.iter().chain(&angles).enumerate() {
+                let (c, sn) = (want_cos[s * head_dim + d], want_sin[s * head_dim + d]);
+                assert!((a.cos() - c).abs() < 1e-6, "cos at token {s}, dim {d}");
+                assert!((a.sin() - sn).abs() < 1e-6, "sin at token {s}, dim {d}");
+            }
+        }
+        assert!(
+            distinct_rows,
+            "the prompt has image tokens with 3D positions"
+        );
     }
 }

@@ -85,7 +85,7 @@ fn check_every_layer(rel: &str) {
         let c = out.captures.iter().find(|c| c.spec.hook == hook).unwrap();
         c.rows.iter().flat_map(|r| r.to_f32()).collect::<Vec<f32>>()
     };
-    let vision_layers = model.config().vision.as_ref().unwrap().vision().num_layers;
+    let vision_layers = model.config().vision.as_ref().unwrap().num_layers();
     assert_eq!(vision_layers, 3);
     for i in 0..vision_layers {
         assert_close(

@@ -104,7 +104,7 @@ fn check_every_layer(rel: &str, golden_dir: &str) {
         TOL,
     );
     if let Some(vision) = &model.config().vision {
-        for i in 0..vision.vision().num_layers {
+        for i in 0..vision.num_layers() {
             let want = &g.f32(&format!("vision.layer_output.{i}")).1;
             assert_close(
                 &format!("{rel} vision layer {i}"),

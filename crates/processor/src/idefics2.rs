@@ -222,6 +222,7 @@ impl ImagePipeline for Idefics2Images {
             pixel_values,
             shape: shape.to_vec(),
             placeholder: self.placeholder(),
+            image_grid_thw: None,
             token_pooling: None,
         })
     }

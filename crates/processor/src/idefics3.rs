@@ -329,6 +329,7 @@ impl ImagePipeline for Idefics3Images {
             placeholder: self.placeholder(tiles.rows, tiles.cols),
             pixel_values: tiles.pixel_values,
             shape: tiles.shape.to_vec(),
+            image_grid_thw: None,
             token_pooling: None,
         })
     }

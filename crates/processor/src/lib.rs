@@ -8,6 +8,8 @@
 //! * [`ClipImageConfig`]: LLaVA-1.5's CLIP preprocessing with the `image` crate;
 //!   [`Idefics3ImageConfig`]: Idefics3/SmolVLM's resize, tiling and global image;
 //!   [`Idefics2ImageConfig`]: Idefics2's bounded resize;
+//!   [`Qwen2VlImages`]: Qwen2-VL's dynamic-resolution patches ([`smart_resize`], temporal
+//!   patch, merge-block order) and `<|image_pad|>` expansion;
 //!   [`Molmo2ImageConfig`]: Molmo2's low-res view, overlapping crops, patch pooling and image
 //!   token layout.
 //! * [`Processor`]: all of the above for one checkpoint folder; [`Processor::encode_batch`]
@@ -39,7 +41,7 @@
 //! ```
 //!
 //! A model family is added as one file implementing [`ImagePipeline`] plus one row in the
-//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Molmo2).
+//! processor's family table (today: LLaVA-1.5, Idefics2, Idefics3, SmolVLM, Qwen2-VL, Molmo2).
 
 mod chat;
 mod error;
@@ -49,6 +51,7 @@ mod image;
 mod llava;
 mod molmo;
 mod processor;
+mod qwen2_vl;
 mod strftime;
 mod tokenizer;
 mod words;
@@ -66,6 +69,7 @@ pub use crate::processor::{
     Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
     Prompt, Sample, TokenRole,
 };
+pub use crate::qwen2_vl::{Qwen2VlImages, Qwen2VlPatches, smart_resize};
 pub use crate::tokenizer::{NamedToken, Padding, TextTokenizer};
 pub use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 

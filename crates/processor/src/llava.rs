@@ -129,6 +129,7 @@ impl ImagePipeline for LlavaImages {
             pixel_values: data,
             shape: shape.to_vec(),
             placeholder: self.image_token.repeat(num_tokens),
+            image_grid_thw: None,
             token_pooling: None,
         })
     }

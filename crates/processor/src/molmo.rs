@@ -356,6 +356,7 @@ impl ImagePipeline for Molmo2Images {
             pixel_values: out.pixel_values,
             shape: out.shape.to_vec(),
             placeholder: self.image.placeholder(out.grid),
+            image_grid_thw: None,
             token_pooling: Some(TokenPooling {
                 index: out.token_pooling,
                 window: out.pooling_shape[1],

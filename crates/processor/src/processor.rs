@@ -12,6 +12,7 @@ use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
 use crate::molmo::{Molmo2Images, TokenPooling};
+use crate::qwen2_vl::Qwen2VlImages;
 use crate::tokenizer::{Padding, TextTokenizer};
 use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
 
@@ -24,6 +25,9 @@ pub struct ProcessedImage {
     pub shape: Vec<usize>,
     /// What one placeholder becomes (for LLaVA: `<image>` repeated once per vision feature).
     pub placeholder: String,
+    /// Qwen2-VL: the patch grid `[t, h, w]`; such images have `[patches, patch_dim]` values and
+    /// are concatenated along the patches in a batch, whatever their size.
+    pub image_grid_thw: Option<[usize; 3]>,
     /// Which patches each image token pools (Molmo2); `None` for families without pooling.
     pub token_pooling: Option<TokenPooling>,
 }
@@ -104,10 +108,13 @@ pub enum TokenRole {
 pub struct PixelBatch {
     pub data: Vec<f32>,
     /// `[entries, 3, H, W]`: one entry per image (LLaVA), or per tile of a split image (Idefics3:
-    /// each image's crops, then its global image), images in prompt order, samples in order.
+    /// each image's crops, then its global image), images in prompt order, samples in order;
+    /// for Qwen2-VL the patches of all images concatenated, `[patches, patch_dim]`.
     pub shape: Vec<usize>,
     /// For each entry, the batch row (sample) it belongs to.
     pub sample_of_image: Vec<usize>,
+    /// Qwen2-VL: the patch grid `[t, h, w]` of each image (`image_grid_thw`); empty otherwise.
+    pub image_grid_thw: Vec<[usize; 3]>,
     /// Molmo2: which patches each image token of the batch pools, in token order, indexing the
     /// patches of all entries (what the model's `PatchPooling` takes); `None` otherwise.
     pub token_pooling: Option<TokenPooling>,
@@ -201,6 +208,9 @@ const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
     }),
     ("SmolVLMProcessor", "smolvlm", |files| {
         Ok(Box::new(Idefics3Images::from_checkpoint(files)?))
+    }),
+    ("Qwen2VLProcessor", "qwen2_vl", |files| {
+        Ok(Box::new(Qwen2VlImages::from_checkpoint(files)?))
     }),
     ("Molmo2Processor", "molmo2", |files| {
         Ok(Box::new(Molmo2Images::from_checkpoint(files)?))
@@ -415,6 +425,10 @@ impl Processor {
         let mut entry_shape: Option<[usize; 3]> = None;
         let mut sample_of_image = Vec::new();
         let mut pooling: Option<TokenPooling> = None;
+        // Qwen2-VL: grid of every image, patch width, and patches of all images so far
+        let mut image_grid_thw = Vec::new();
+        let mut patch_dim: Option<usize> = None;
+        let mut concatenated_rows = 0;
         for (index, sample) in samples.iter().enumerate() {
             let (text, add_special) = match &sample.prompt {
                 Prompt::Text(t) => (t.clone(), true),
@@ -433,6 +447,26 @@ impl Processor {
                 }
             };
             let expanded = self.expand_placeholders(index, &text, &sample.images, |img| {
+                if let Some(grid) = img.image_grid_thw {
+                    // Qwen2-VL: any number of patches per image, concatenated
+                    let &[patches, dim] = img.shape.as_slice() else {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: image patches have shape {:?}, expected [patches, patch_dim]",
+                            img.shape
+                        )));
+                    };
+                    if patch_dim.is_some_and(|d| d != dim) {
+                        return Err(ProcessorError::Input(format!(
+                            "sample {index}: patches of {dim} values differ from earlier images'"
+                        )));
+                    }
+                    patch_dim = Some(dim);
+                    image_grid_thw.push(grid);
+                    concatenated_rows += patches;
+                    pixel_data.extend_from_slice(&img.pixel_values);
+                    sample_of_image.push(index);
+                    return Ok(());
+                }
                 let [tiles, c, h, w] = img.tiles_shape()?;
                 match &entry_shape {
                     Some(s) if *s != [c, h, w] => {
@@ -496,15 +530,18 @@ impl Processor {
             }
             lengths.push(row.len());
         }
-        let pixel_values = entry_shape.map(|shape| {
+        let stacked = entry_shape.map(|shape| {
             let mut full = vec![sample_of_image.len()];
             full.extend(shape);
-            PixelBatch {
-                data: pixel_data,
-                shape: full,
-                sample_of_image,
-                token_pooling: pooling,
-            }
+            full
+        });
+        let concatenated = patch_dim.map(|dim| vec![concatenated_rows, dim]);
+        let pixel_values = stacked.or(concatenated).map(|full| PixelBatch {
+            data: pixel_data,
+            shape: full,
+            sample_of_image,
+            image_grid_thw,
+            token_pooling: pooling,
         });
         Ok(Batch {
             input_ids,

@@ -167,14 +167,14 @@ fn unsupported_processor_class_is_named_with_the_supported_ones() {
         .unwrap();
     }
     let config = serde_json::json!({
-        "processor_class": "Qwen2VLProcessor",
-        "image_processor": {"min_pixels": 3136}
+        "processor_class": "PaliGemmaProcessor",
+        "image_processor": {"image_seq_length": 256}
     });
     std::fs::write(dir.join("processor_config.json"), config.to_string()).unwrap();
     let err = Processor::from_dir(&dir).unwrap_err().to_string();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(
-        err.contains("Qwen2VLProcessor") && err.contains("LlavaProcessor"),
+        err.contains("PaliGemmaProcessor") && err.contains("LlavaProcessor"),
         "{err}"
     );
     assert!(err.contains("processor_config.json"), "{err}");

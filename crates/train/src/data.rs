@@ -246,6 +246,7 @@ impl EncodedData {
                     data,
                     shape: [picks.len(), c, h, w],
                 }),
+                image_patches: None,
             },
             targets,
             weights,

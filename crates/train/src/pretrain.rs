@@ -122,6 +122,7 @@ pub fn pretrain_vision(
                     .collect(),
                 shape: [picks.len(), c, h, w],
             }),
+            image_patches: None,
         };
 
         let (bound, leaves) = weights.bind(model)?;

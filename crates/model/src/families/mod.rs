@@ -4,7 +4,9 @@
 //!
 //! Every family runs the same steps, which [`crate::Vlm`] drives (hooks fire between them):
 //! 1. [`VisionSide::embed`]: pixel values to the encoder's input sequence `[images, seq, width]`
-//!    (plus a key mask when some patches are padding);
+//!    (plus a key mask when some patches are padding); Qwen2-VL, whose images keep their own
+//!    size, starts from flattened patches instead ([`VisionSide::embed_patches`]): its images
+//!    are padded to the longest, and the input carries their lengths and 2D rotary tables;
 //! 2. [`VisionSide::layer`] `i` for `i < layers_needed()` (hook `vision.layers.{i}`);
 //! 3. [`VisionSide::connect`]: the states of [`VisionSide::feature_states`] (usually the last
 //!    needed layer's) to image features `[images, tokens, text hidden]` (hook `projector`); the
@@ -12,9 +14,10 @@
 //!    [`VisionSide::adds_features`], have them added), image after image, in order.
 //!
 //! Families: `llava.rs` (CLIP + MLP projector), `idefics2.rs` (SigLIP + perceiver resampler),
-//! `idefics3.rs` (SigLIP + pixel shuffle; also SmolVLM), `molmo.rs` (Molmo2 and Molmo: ViT,
-//! multi-layer attention pooling, SwiGLU projector); `siglip.rs` is the SigLIP encoder the
-//! Idefics share, `crate::vit` the encoder layers CLIP, SigLIP and Molmo share.
+//! `idefics3.rs` (SigLIP + pixel shuffle; also SmolVLM), `qwen2_vl.rs` (ViT with 2D RoPE +
+//! patch merger, any image size), `molmo.rs` (Molmo2 and Molmo: ViT, multi-layer attention
+//! pooling, SwiGLU projector); `siglip.rs` is the SigLIP encoder the Idefics share, `crate::vit`
+//! the encoder layers CLIP, SigLIP and Molmo share.
 //!
 //! To add a family:
 //! * `config.rs`: a config struct, a [`crate::VisionFamily`] variant (and its arms in the
@@ -31,9 +34,9 @@
 //!   crate's family table);
 //! * parity tests against a transformers fixture (`tools/refgen/make_tiny_refs.py`).
 //!
-//! Image inputs are `[images, channels, height, width]` ([`crate::PixelValues`]); a family that
-//! needs more per image (Qwen2-VL's `image_grid_thw`, Idefics' `pixel_attention_mask` for padded
-//! images) receives it through [`VisionSide::embed`], which already takes the pixel mask
+//! Image inputs are `[images, channels, height, width]` ([`crate::PixelValues`]), or Qwen2-VL's
+//! flattened patches with their `image_grid_thw` ([`crate::ImagePatches`], `Batch::image_patches`);
+//! Idefics' `pixel_attention_mask` for padded images enters through [`VisionSide::embed`]
 //! (reachable today through [`crate::Vlm::image_features`]; `Batch` does not carry it yet).
 //! Molmo's patch pooling reaches [`VisionSide::connect`] through [`crate::Vlm::forward_pooled`]
 //! and its siblings.
@@ -42,6 +45,7 @@ pub mod idefics2;
 pub mod idefics3;
 pub mod llava;
 pub mod molmo;
+pub mod qwen2_vl;
 pub mod siglip;
 
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
@@ -55,12 +59,14 @@ use idefics2::Idefics2Vision;
 use idefics3::Idefics3Vision;
 use llava::LlavaVision;
 use molmo::{MolmoVision, PatchPooling};
+use qwen2_vl::{ImagePatches, Qwen2VlVision};
 
 /// A loaded vision side.
 pub enum VisionSide<B: Backend> {
     Llava(LlavaVision<B>),
     Idefics2(Idefics2Vision<B>),
     Idefics3(Idefics3Vision<B>),
+    Qwen2Vl(Qwen2VlVision<B>),
     Molmo(MolmoVision<B>),
 }
 
@@ -73,6 +79,11 @@ pub struct VisionInput<B: Backend> {
     /// Which positions are real (`[images * seq]`), for a connector that attends over them;
     /// `None` when all are.
     pub real: Option<Vec<bool>>,
+    /// Qwen2-VL: cos and sin of each position's 2D rotary angles, `[images, 1, seq, head_dim]`.
+    pub rotary: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+    /// Images of different sizes: each image's positions are the first `lengths[i]` of `seq`
+    /// (the rest pads it to the longest, and is no position). `None` when all `seq` are.
+    pub lengths: Option<Vec<usize>>,
 }
 
 impl<B: Backend> VisionSide<B> {
@@ -94,6 +105,9 @@ impl<B: Backend> VisionSide<B> {
             VisionFamily::Idefics3(c) => {
                 Self::Idefics3(Idefics3Vision::load(ckpt, c, text_hidden, dtype, device)?)
             }
+            VisionFamily::Qwen2Vl(c) => {
+                Self::Qwen2Vl(Qwen2VlVision::load(ckpt, c, text_hidden, dtype, device)?)
+            }
             VisionFamily::Molmo(c) => {
                 Self::Molmo(MolmoVision::load(ckpt, c, text_hidden, dtype, device)?)
             }
@@ -106,6 +120,7 @@ impl<B: Backend> VisionSide<B> {
             Self::Llava(v) => v.num_params,
             Self::Idefics2(v) => v.num_params,
             Self::Idefics3(v) => v.num_params,
+            Self::Qwen2Vl(v) => v.num_params,
             Self::Molmo(v) => v.num_params,
         }
     }
@@ -115,6 +130,7 @@ impl<B: Backend> VisionSide<B> {
             Self::Llava(v) => v.visit(f),
             Self::Idefics2(v) => v.visit(f),
             Self::Idefics3(v) => v.visit(f),
+            Self::Qwen2Vl(v) => v.visit(f),
             Self::Molmo(v) => v.visit(f),
         }
     }
@@ -124,17 +140,19 @@ impl<B: Backend> VisionSide<B> {
             Self::Llava(v) => Self::Llava(v.map(f)?),
             Self::Idefics2(v) => Self::Idefics2(v.map(f)?),
             Self::Idefics3(v) => Self::Idefics3(v.map(f)?),
+            Self::Qwen2Vl(v) => Self::Qwen2Vl(v.map(f)?),
             Self::Molmo(v) => Self::Molmo(v.map(f)?),
         })
     }
 
     /// How many encoder layers produce the states the connector reads (LLaVA reads
-    /// `vision_feature_layer`, Idefics2/3 the last layer, Molmo several layers).
+    /// `vision_feature_layer`, Idefics2/3 and Qwen2-VL the last layer, Molmo several layers).
     pub fn layers_needed(&self) -> usize {
         match self {
             Self::Llava(v) => v.config.vision_layers_needed(),
             Self::Idefics2(v) => v.config.vision.num_layers,
             Self::Idefics3(v) => v.config.vision.num_layers,
+            Self::Qwen2Vl(v) => v.num_layers(),
             Self::Molmo(v) => v.feature_states().into_iter().max().unwrap_or(0),
         }
     }
@@ -169,6 +187,24 @@ impl<B: Backend> VisionSide<B> {
         }
     }
 
+    /// Step 1 for Qwen2-VL: flattened patches and their grids to the encoder input.
+    pub fn embed_patches(
+        &self,
+        patches: &ImagePatches,
+        dtype: DType,
+        device: &B::Device,
+    ) -> Result<VisionInput<B>> {
+        match self {
+            Self::Qwen2Vl(v) => v.embed(patches, dtype, device),
+            Self::Llava(_) | Self::Idefics2(_) | Self::Idefics3(_) | Self::Molmo(_) => {
+                Err(ModelError::Input(
+                    "image patches with grids (Qwen2-VL input) given to a model that takes pixel_values"
+                        .into(),
+                ))
+            }
+        }
+    }
+
     /// Step 1: pixel values `[images, channels, height, width]` to the encoder input.
     /// `pixel_attention_mask` (`[images, height, width]`, true = real pixel) is for families
     /// whose processor pads images (Idefics); LLaVA's images are never padded.
@@ -189,10 +225,16 @@ impl<B: Backend> VisionSide<B> {
                     hidden: v.embed(pixel_values)?,
                     key_mask: None,
                     real: None,
+                    rotary: None,
+                    lengths: None,
                 })
             }
             Self::Idefics2(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
             Self::Idefics3(v) => Ok(v.embed(pixel_values, pixel_attention_mask)?.into()),
+            Self::Qwen2Vl(_) => Err(ModelError::Input(
+                "pixel_values given to Qwen2-VL, which takes image patches with their grids (image_grid_thw)"
+                    .into(),
+            )),
             Self::Molmo(v) => {
                 if pixel_attention_mask.is_some() {
                     return Err(ModelError::Input(
@@ -204,22 +246,21 @@ impl<B: Backend> VisionSide<B> {
                     hidden: v.embed(pixel_values)?,
                     key_mask: None,
                     real: None,
+                    rotary: None,
+                    lengths: None,
                 })
             }
         }
     }
 
-    /// Step 2: encoder layer `i`.
-    pub fn layer(
-        &self,
-        i: usize,
-        x: Tensor<B, 3>,
-        key_mask: Option<&Tensor<B, 4, Bool>>,
-    ) -> Tensor<B, 3> {
+    /// Step 2: encoder layer `i` (reading the key mask and rotary tables of `input`).
+    pub fn layer(&self, i: usize, x: Tensor<B, 3>, input: &VisionInput<B>) -> Tensor<B, 3> {
+        let key_mask = input.key_mask.as_ref();
         match self {
             Self::Llava(v) => v.layer(i, x, key_mask),
             Self::Idefics2(v) => v.layer(i, x, key_mask),
             Self::Idefics3(v) => v.layer(i, x, key_mask),
+            Self::Qwen2Vl(v) => v.block(i, x, input),
             Self::Molmo(v) => v.layer(i, x),
         }
     }
@@ -244,6 +285,7 @@ impl<B: Backend> VisionSide<B> {
             (Self::Llava(v), None) => Ok(v.connect(states.remove(0))),
             (Self::Idefics2(v), None) => Ok(v.connect(states.remove(0), real)),
             (Self::Idefics3(v), None) => v.connect(states.remove(0)),
+            (Self::Qwen2Vl(v), None) => Ok(v.merge(states.remove(0))),
         }
     }
 }
@@ -254,6 +296,8 @@ impl<B: Backend> From<siglip::Embedded<B>> for VisionInput<B> {
             hidden: e.hidden,
             key_mask: e.key_mask,
             real: e.patch_mask,
+            rotary: None,
+            lengths: None,
         }
     }
 }
