@@ -320,6 +320,10 @@ pub fn encode(
                 data: px.data,
                 shape,
             });
+            // Idefics2: images padded to the batch's largest size
+            if let Some(mask) = px.pixel_attention_mask {
+                batch = batch.with_pixel_attention_mask(mask);
+            }
         }
         None => {}
     }

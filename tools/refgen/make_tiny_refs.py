@@ -14,6 +14,7 @@ locally.  Output layout, one directory per model:
                                                         4.x-style config.json; verified to give
                                                         bit-identical outputs in transformers)
     OUT/<name>/golden.safetensors                      (inputs + every hidden state, see below)
+    OUT/idefics2/golden_split.safetensors, image_40x100.png  (do_image_splitting=True, see idefics2_split_goldens)
     OUT/<name>/golden.json                             (prompt text, shapes, key lists, versions, timings)
     OUT/image.png                                      (the synthetic input image)
 
@@ -655,6 +656,40 @@ def padded_image_goldens(model, inputs, golden):
     golden["padded.image_features"] = torch.cat(list(out.pooler_output)).contiguous()
 
 
+def idefics2_split_goldens(d, image):
+    """`golden_split.safetensors` in the idefics2 fixture `d`: the saved model and processor with
+    `do_image_splitting=True` (four quarters plus the whole image, padded to a common size with a
+    `pixel_attention_mask`), on the fixture image (`split.*`) and on a left-padded batch of two
+    chats whose images differ in size (`batch.*`).  Written on its own so the other goldens of
+    the fixture stay as they are."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    model = AutoModelForImageTextToText.from_pretrained(d, dtype=DTYPE, attn_implementation="eager").eval()
+    proc = AutoProcessor.from_pretrained(d)
+    proc.image_processor.do_image_splitting = True
+    proc.tokenizer.padding_side = "left"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
+    prompt = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    short = [{"role": "user", "content": [{"type": "text", "text": "Describe"}, {"type": "image"}]}]
+    golden = {}
+    # the second image is saved so that preprocessing can be checked from the same pixels
+    small = image.resize((40, 100))
+    small.save(os.path.join(d, "image_40x100.png"))
+    cases = {"split": ([prompt], [[image]]),
+             "batch": ([prompt, proc.apply_chat_template(short, add_generation_prompt=True, tokenize=False)],
+                       [[image], [small]])}
+    for key, (texts, images) in cases.items():
+        inputs = proc(text=texts, images=images, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**inputs, return_dict=True)
+        for k, v in inputs.items():
+            golden[f"{key}.input.{k}"] = v.contiguous()
+        golden[f"{key}.image_features"] = torch.cat(list(out.image_outputs.pooler_output)).contiguous()
+        golden[f"{key}.logits"] = out.logits.contiguous()
+    save_file(golden, os.path.join(d, "golden_split.safetensors"),
+              metadata={"model": "idefics2", "seed": str(SEED), "dtype": str(DTYPE),
+                        "transformers": transformers.__version__})
+
+
 def run_one(name, out_root, image, report):
     t0 = time.time()
     torch.manual_seed(SEED)
@@ -753,6 +788,8 @@ def run_one(name, out_root, image, report):
         extra_goldens(name, model2, inputs, proc2 if is_text else proc2.tokenizer, golden)
     if name in ("idefics2", "idefics3", "smolvlm"):
         padded_image_goldens(model2, inputs, golden)
+    if name == "idefics2":
+        idefics2_split_goldens(d, image)
     if name in ("idefics3", "smolvlm"):
         # the PIL backend too (`input.pixel_values` come from the default torchvision one; the two
         # differ by up to 2 uint8 steps), so preprocessing can be checked against either
@@ -852,6 +889,8 @@ def main():
     ap.add_argument("--models", default="llava,llama,qwen2,mistral")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="weights are saved and the reference forward runs in this dtype")
+    ap.add_argument("--idefics2-split-only", action="store_true",
+                    help="only (re)write golden_split.safetensors of an existing idefics2 fixture under --out")
     a = ap.parse_args()
     global DTYPE
     DTYPE = getattr(torch, a.dtype)
@@ -859,6 +898,9 @@ def main():
     torch.use_deterministic_algorithms(True)
     os.makedirs(a.out, exist_ok=True)
     image = make_image()
+    if a.idefics2_split_only:
+        idefics2_split_goldens(os.path.join(a.out, "idefics2"), image)
+        return 0
     image.save(os.path.join(a.out, "image.png"))
     report_path = os.path.join(a.out, "report.json")
     # entries of models not rebuilt in this run, and the run-level fields of the run that first

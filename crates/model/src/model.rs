@@ -38,9 +38,23 @@ pub struct Batch {
     pub pixel_values: Option<PixelValues>,
     /// Qwen2-VL images (flattened patches and their grids) for the `<|image_pad|>` tokens.
     pub image_patches: Option<ImagePatches>,
+    /// Idefics images padded to a common size: `[entries, height, width]` row-major over the
+    /// entries of `pixel_values`, true = real pixel. `None` means no padding.
+    pub pixel_attention_mask: Option<Vec<bool>>,
 }
 
 impl Batch {
+    /// A batch of already padded ids and their mask (true = real token), without images.
+    pub fn new(input_ids: Vec<Vec<u32>>, attention_mask: Vec<Vec<bool>>) -> Self {
+        Self {
+            input_ids,
+            attention_mask,
+            pixel_values: None,
+            image_patches: None,
+            pixel_attention_mask: None,
+        }
+    }
+
     /// Left-pads `rows` to a common length with `pad_id`.
     pub fn left_padded(rows: Vec<Vec<u32>>, pad_id: u32) -> Self {
         let len = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -55,12 +69,7 @@ impl Batch {
             input_ids.push(ids);
             attention_mask.push(mask);
         }
-        Self {
-            input_ids,
-            attention_mask,
-            pixel_values: None,
-            image_patches: None,
-        }
+        Self::new(input_ids, attention_mask)
     }
 
     /// A batch from already padded ids and a 0/1 mask (as an HF processor returns them).
@@ -69,16 +78,17 @@ impl Batch {
             .into_iter()
             .map(|row| row.into_iter().map(|m| m != 0).collect())
             .collect();
-        Self {
-            input_ids,
-            attention_mask,
-            pixel_values: None,
-            image_patches: None,
-        }
+        Self::new(input_ids, attention_mask)
     }
 
     pub fn with_pixel_values(mut self, pixel_values: PixelValues) -> Self {
         self.pixel_values = Some(pixel_values);
+        self
+    }
+
+    /// The pixel mask (`[entries, height, width]`, true = real pixel) of padded images.
+    pub fn with_pixel_attention_mask(mut self, mask: Vec<bool>) -> Self {
+        self.pixel_attention_mask = Some(mask);
         self
     }
 
@@ -965,7 +975,10 @@ impl<B: Backend> Vlm<B> {
                     "a batch holds either pixel_values or image patches, not both".into(),
                 ));
             }
-            (Some(pixels), None) => Some(Images::Pixels(pixels, None)),
+            (Some(pixels), None) => Some(Images::Pixels(
+                pixels,
+                batch.pixel_attention_mask.as_deref(),
+            )),
             (None, Some(patches)) => Some(Images::Patches(patches)),
             (None, None) => None,
         };

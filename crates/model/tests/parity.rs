@@ -201,6 +201,64 @@ fn smolvlm_matches_every_layer() {
     check_every_layer("smolvlm/hub_format", "smolvlm");
 }
 
+/// Idefics2 with `do_image_splitting` (four quarters and the whole image, each padded to the
+/// batch's largest with a `pixel_attention_mask`): image features and logits of one prompt, and
+/// of a left-padded batch of two prompts whose images differ in size, as in transformers.
+#[test]
+fn idefics2_split_images_match_transformers() {
+    let model = load("idefics2");
+    let g = Golden::open_file("idefics2", "golden_split.safetensors");
+    for key in ["split", "batch"] {
+        let (shape, data) = g.f32(&format!("{key}.input.pixel_values"));
+        let [rows, per_row, c, h, w] = shape[..] else {
+            panic!("{key}: pixel_values of shape {shape:?}")
+        };
+        let (mask_shape, mask) = g.i64(&format!("{key}.input.pixel_attention_mask"));
+        assert_eq!(mask_shape[..], [rows, per_row, h, w]);
+        let mask: Vec<bool> = mask.iter().map(|&m| m != 0).collect();
+        assert!(
+            mask.contains(&false),
+            "{key}: the golden entries are padded"
+        );
+        let pixels = PixelValues {
+            data: data.clone(),
+            shape: [rows * per_row, c, h, w],
+        };
+        let features = to_f32(model.image_features(&pixels, Some(&mask)).unwrap());
+        assert_close(
+            &format!("idefics2 {key} image features"),
+            &features,
+            &g.f32(&format!("{key}.image_features")).1,
+            TOL,
+        );
+        let batch = Batch::from_padded(
+            g.rows_u32(&format!("{key}.input.input_ids")),
+            g.rows_i64(&format!("{key}.input.attention_mask")),
+        )
+        .with_pixel_values(pixels)
+        .with_pixel_attention_mask(mask);
+        let out = model.forward(&batch, &[], &[], Logits::All).unwrap();
+        // logits at real tokens only: what a padding position sees is not defined
+        let (logit_shape, want) = g.f32(&format!("{key}.logits"));
+        let vocab = logit_shape[2];
+        let real: Vec<bool> = batch.attention_mask.concat();
+        let at_real = |logits: &[f32]| -> Vec<f32> {
+            logits
+                .chunks_exact(vocab)
+                .zip(&real)
+                .filter(|(_, r)| **r)
+                .flat_map(|(l, _)| l.iter().copied())
+                .collect()
+        };
+        assert_close(
+            &format!("idefics2 {key} logits"),
+            &at_real(&to_f32(out.logits.unwrap())),
+            &at_real(want),
+            TOL,
+        );
+    }
+}
+
 /// An image whose lower-right part is padding (`pixel_attention_mask`): the padded patches take
 /// bucketed position ids and are hidden as keys (from the SigLIP layers, and for Idefics2 from
 /// the perceiver's latents), as in transformers' `get_image_features`.

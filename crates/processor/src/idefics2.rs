@@ -5,14 +5,17 @@
 //! in transformers two adjacent fake tokens merge into one and a fake token directly followed by
 //! a word gets a space after it.
 //!
-//! Not supported: `do_image_splitting` (idefics2-8b's default), whose four crops and full image
-//! have different sizes and are padded to a common size with a `pixel_attention_mask`, which the
-//! model's input does not carry; and images of different sizes in one batch (same reason). Both
-//! are errors, not silent approximations.
+//! With `do_image_splitting` (idefics2-8b's setting) the image is first cut into four quarters
+//! (halves rounded down, top-left, top-right, bottom-left, bottom-right) and followed by the whole
+//! image; each of the five is resized on its own and the placeholder repeats five times. Entries
+//! of different sizes (the five of a split image, or images of different sizes in one batch) are
+//! zero-padded at the bottom and right to the batch's largest and a `pixel_attention_mask` marks
+//! the real pixels, as transformers' `Idefics2ImageProcessor` does.
 
 use std::path::Path;
 
 use image::DynamicImage;
+use image::imageops::crop_imm;
 
 use crate::error::{ProcessorError, Result};
 use crate::image::{Settings, resize_like_pil, to_channels_first, to_rgb_on_white};
@@ -32,6 +35,8 @@ pub struct Idefics2ImageConfig {
     pub do_normalize: bool,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
+    /// Four quarters plus the whole image per image.
+    pub do_image_splitting: bool,
 }
 
 impl Default for Idefics2ImageConfig {
@@ -48,22 +53,18 @@ impl Default for Idefics2ImageConfig {
             do_normalize: true,
             image_mean: [0.5; 3],
             image_std: [0.5; 3],
+            do_image_splitting: false,
         }
     }
 }
 
 impl Idefics2ImageConfig {
     /// Reads the settings from an image-processor JSON object; missing keys take
-    /// `Idefics2ImageProcessor`'s defaults. `do_image_splitting: true` is an error (see the
-    /// module documentation). `path` is only used in messages.
+    /// `Idefics2ImageProcessor`'s defaults. `path` is only used in messages.
     pub fn from_json(value: &serde_json::Value, path: &Path) -> Result<Self> {
         let settings = Settings::new(value, path)?;
-        if settings.flag("do_image_splitting", false)? {
-            return Err(settings.bad(
-                "do_image_splitting is not supported for Idefics2: its crops differ in size and need a pixel_attention_mask, which the model input does not carry; set it to false".into(),
-            ));
-        }
         let mut cfg = Self::default();
+        cfg.do_image_splitting = settings.flag("do_image_splitting", cfg.do_image_splitting)?;
         if let Some(size) = settings.get("size") {
             match (size.get("shortest_edge"), size.get("longest_edge")) {
                 (Some(short), Some(long)) => {
@@ -106,31 +107,62 @@ impl Idefics2ImageConfig {
         (h.max(min_len) as u32, w.max(min_len) as u32)
     }
 
-    /// Runs the pipeline on one image: channels-first `[3, H, W]` values.
-    pub fn preprocess(&self, image: &DynamicImage) -> Result<(Vec<f32>, [usize; 3])> {
-        if image.width() == 0 || image.height() == 0 {
+    /// Runs the pipeline on one image: the channels-first `[3, H, W]` values of each entry (the
+    /// image, or its four quarters and the whole image when splitting), sizes may differ.
+    pub fn preprocess(&self, image: &DynamicImage) -> Result<Vec<(Vec<f32>, [usize; 3])>> {
+        let too_small = if self.do_image_splitting { 2 } else { 1 };
+        if image.width() < too_small || image.height() < too_small {
             return Err(ProcessorError::Image {
                 origin: "input".into(),
-                detail: format!("empty image ({}x{})", image.width(), image.height()),
+                detail: format!(
+                    "image of {}x{} is too small (at least {too_small}x{too_small}{})",
+                    image.width(),
+                    image.height(),
+                    if self.do_image_splitting {
+                        " to split into quarters"
+                    } else {
+                        ""
+                    }
+                ),
             });
         }
-        let mut rgb = if self.do_convert_rgb {
+        let rgb = if self.do_convert_rgb {
             to_rgb_on_white(image)
         } else {
             image.to_rgb8()
         };
-        if self.do_resize {
-            let (h, w) = self.resized_size(rgb.height(), rgb.width());
-            rgb = resize_like_pil(rgb, w, h, self.resample)?;
-        }
-        let shape = [3, rgb.height() as usize, rgb.width() as usize];
-        let data = to_channels_first(
-            rgb.as_raw(),
-            self.do_rescale.then_some(self.rescale_factor),
-            self.do_normalize
-                .then_some((self.image_mean, self.image_std)),
-        );
-        Ok((data, shape))
+        let entries = if self.do_image_splitting {
+            let (w, h) = (rgb.width(), rgb.height());
+            let (mid_w, mid_h) = (w / 2, h / 2);
+            let quarter =
+                |x: u32, y: u32, qw: u32, qh: u32| crop_imm(&rgb, x, y, qw, qh).to_image();
+            vec![
+                quarter(0, 0, mid_w, mid_h),
+                quarter(mid_w, 0, w - mid_w, mid_h),
+                quarter(0, mid_h, mid_w, h - mid_h),
+                quarter(mid_w, mid_h, w - mid_w, h - mid_h),
+                rgb,
+            ]
+        } else {
+            vec![rgb]
+        };
+        entries
+            .into_iter()
+            .map(|mut rgb| {
+                if self.do_resize {
+                    let (h, w) = self.resized_size(rgb.height(), rgb.width());
+                    rgb = resize_like_pil(rgb, w, h, self.resample)?;
+                }
+                let shape = [3, rgb.height() as usize, rgb.width() as usize];
+                let data = to_channels_first(
+                    rgb.as_raw(),
+                    self.do_rescale.then_some(self.rescale_factor),
+                    self.do_normalize
+                        .then_some((self.image_mean, self.image_std)),
+                );
+                Ok((data, shape))
+            })
+            .collect()
     }
 }
 
@@ -197,13 +229,14 @@ impl Idefics2Images {
 }
 
 impl Idefics2Images {
-    /// The text that replaces one `<image>`.
+    /// The text that replaces one `<image>`: one block per entry (five when splitting).
     pub fn placeholder(&self) -> String {
-        format!(
+        let block = format!(
             "{fake}{images}{fake}",
             fake = self.fake_image_token,
             images = self.image_token.repeat(self.image_seq_len)
-        )
+        );
+        block.repeat(if self.image.do_image_splitting { 5 } else { 1 })
     }
 }
 
@@ -217,14 +250,36 @@ impl ImagePipeline for Idefics2Images {
     }
 
     fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage> {
-        let (pixel_values, shape) = self.image.preprocess(image)?;
+        let entries = self.image.preprocess(image)?;
+        // entries of one image padded to their largest; the batch pads on to its largest
+        let height = entries.iter().map(|(_, s)| s[1]).max().unwrap_or(0);
+        let width = entries.iter().map(|(_, s)| s[2]).max().unwrap_or(0);
+        let plane = height * width;
+        let mut pixel_values = vec![0.0; entries.len() * 3 * plane];
+        let mut pixel_mask = vec![false; entries.len() * plane];
+        for (k, (data, [_, h, w])) in entries.iter().enumerate() {
+            for y in 0..*h {
+                let to = k * plane + y * width;
+                pixel_mask[to..to + w].fill(true);
+                for ch in 0..3 {
+                    let to = (k * 3 + ch) * plane + y * width;
+                    let from = (ch * h + y) * w;
+                    pixel_values[to..to + w].copy_from_slice(&data[from..from + w]);
+                }
+            }
+        }
         Ok(ProcessedImage {
             pixel_values,
-            shape: shape.to_vec(),
+            shape: vec![entries.len(), 3, height, width],
             placeholder: self.placeholder(),
             image_grid_thw: None,
+            pixel_mask: Some(pixel_mask),
             token_pooling: None,
         })
+    }
+
+    fn pads_to_batch(&self) -> bool {
+        true
     }
 
     fn finish_prompt(&self, text: String) -> String {
@@ -290,16 +345,75 @@ mod tests {
     }
 
     #[test]
-    fn image_splitting_is_refused_with_the_file() {
-        let err = Idefics2ImageConfig::from_json(
+    fn splitting_gives_quarters_then_the_whole_image_padded_with_a_mask() {
+        let cfg = Idefics2ImageConfig {
+            do_resize: false,
+            do_rescale: false,
+            do_normalize: false,
+            do_image_splitting: true,
+            ..Default::default()
+        };
+        // 5 x 3 (w x h): quarters 2x1, 3x1, 2x2, 3x2; red = x, green = y
+        let img = image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let entries = cfg
+            .preprocess(&DynamicImage::ImageRgb8(img.clone()))
+            .unwrap();
+        let shapes: Vec<[usize; 3]> = entries.iter().map(|(_, s)| *s).collect();
+        assert_eq!(
+            shapes,
+            [[3, 1, 2], [3, 1, 3], [3, 2, 2], [3, 2, 3], [3, 3, 5]]
+        );
+        // the top-left pixel of each quarter
+        let origin: Vec<(f32, f32)> = entries
+            .iter()
+            .map(|(d, [_, h, w])| (d[0], d[h * w]))
+            .collect();
+        assert_eq!(origin, [(0., 0.), (2., 0.), (0., 1.), (2., 1.), (0., 0.)]);
+
+        let pipeline = Idefics2Images {
+            image: cfg,
+            ..images()
+        };
+        let processed = pipeline.preprocess(&DynamicImage::ImageRgb8(img)).unwrap();
+        assert_eq!(processed.shape, [5, 3, 3, 5]);
+        let mask = processed.pixel_mask.unwrap();
+        let rows = |k: usize| -> Vec<String> {
+            (0..3)
+                .map(|y| {
+                    (0..5)
+                        .map(|x| if mask[k * 15 + y * 5 + x] { '1' } else { '0' })
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(rows(1), ["11100", "00000", "00000"]);
+        assert_eq!(rows(4), ["11111", "11111", "11111"]);
+        // padding is zero, the real pixels are where the mask says (entry 1: values from 45)
+        assert_eq!(processed.pixel_values[45 + 3], 0.0);
+        assert_eq!(processed.pixel_values[45 + 2], 4.0);
+        assert_eq!(pipeline.placeholder().matches("<fake>").count(), 10);
+    }
+
+    #[test]
+    fn splitting_needs_two_pixels_each_way() {
+        let cfg = Idefics2ImageConfig {
+            do_image_splitting: true,
+            ..Default::default()
+        };
+        let err = cfg
+            .preprocess(&DynamicImage::new_rgb8(1, 5))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too small"), "{err}");
+    }
+
+    #[test]
+    fn do_image_splitting_is_read_from_the_file() {
+        let cfg = Idefics2ImageConfig::from_json(
             &serde_json::json!({"do_image_splitting": true}),
             Path::new("preprocessor_config.json"),
         )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("do_image_splitting") && err.contains("preprocessor_config.json"),
-            "{err}"
-        );
+        .unwrap();
+        assert!(cfg.do_image_splitting);
     }
 }

@@ -330,6 +330,7 @@ impl ImagePipeline for Idefics3Images {
             pixel_values: tiles.pixel_values,
             shape: tiles.shape.to_vec(),
             image_grid_thw: None,
+            pixel_mask: None,
             token_pooling: None,
         })
     }

@@ -130,6 +130,7 @@ impl ImagePipeline for LlavaImages {
             shape: shape.to_vec(),
             placeholder: self.image_token.repeat(num_tokens),
             image_grid_thw: None,
+            pixel_mask: None,
             token_pooling: None,
         })
     }

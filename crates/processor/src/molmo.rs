@@ -357,6 +357,7 @@ impl ImagePipeline for Molmo2Images {
             shape: out.shape.to_vec(),
             placeholder: self.image.placeholder(out.grid),
             image_grid_thw: None,
+            pixel_mask: None,
             token_pooling: Some(TokenPooling {
                 index: out.token_pooling,
                 window: out.pooling_shape[1],

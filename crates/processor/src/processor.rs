@@ -28,6 +28,9 @@ pub struct ProcessedImage {
     /// Qwen2-VL: the patch grid `[t, h, w]`; such images have `[patches, patch_dim]` values and
     /// are concatenated along the patches in a batch, whatever their size.
     pub image_grid_thw: Option<[usize; 3]>,
+    /// `[tiles, H, W]`, true = real pixel, for tiles of different sizes padded (bottom and
+    /// right, with zeros) to the image's largest (Idefics2 image splitting); `None`: no padding.
+    pub pixel_mask: Option<Vec<bool>>,
     /// Which patches each image token pools (Molmo2); `None` for families without pooling.
     pub token_pooling: Option<TokenPooling>,
 }
@@ -64,6 +67,12 @@ pub trait ImagePipeline: std::fmt::Debug + Send + Sync {
     /// boundary tokens); the default keeps it.
     fn finish_prompt(&self, text: String) -> String {
         text
+    }
+    /// Whether the images of a batch may differ in size: they are then padded with zeros to the
+    /// batch's largest height and width and the batch gets a `pixel_attention_mask`, as
+    /// transformers' Idefics2 processor does. The default: sizes must agree.
+    fn pads_to_batch(&self) -> bool {
+        false
     }
 }
 
@@ -115,9 +124,86 @@ pub struct PixelBatch {
     pub sample_of_image: Vec<usize>,
     /// Qwen2-VL: the patch grid `[t, h, w]` of each image (`image_grid_thw`); empty otherwise.
     pub image_grid_thw: Vec<[usize; 3]>,
+    /// Idefics2: `[entries, H, W]`, true = real pixel, for entries padded (bottom and right,
+    /// with zeros) to the batch's largest height and width; `None` for families that do not pad.
+    pub pixel_attention_mask: Option<Vec<bool>>,
     /// Molmo2: which patches each image token of the batch pools, in token order, indexing the
     /// patches of all entries (what the model's `PatchPooling` takes); `None` otherwise.
     pub token_pooling: Option<TokenPooling>,
+}
+
+/// One image or tile of a family that pads entries to the batch's largest size.
+struct PaddedEntry {
+    data: Vec<f32>,
+    /// `[channels, height, width]`
+    shape: [usize; 3],
+    /// `[height, width]`, true = real pixel
+    mask: Vec<bool>,
+}
+
+impl PaddedEntry {
+    /// The tiles of one preprocessed image, each with its mask (all real without one).
+    fn split(img: &ProcessedImage, [tiles, c, h, w]: [usize; 4]) -> Result<Vec<Self>> {
+        let plane = h * w;
+        if img.pixel_values.len() != tiles * c * plane {
+            return Err(ProcessorError::Input(format!(
+                "a preprocessed image of shape {:?} holds {} values",
+                img.shape,
+                img.pixel_values.len()
+            )));
+        }
+        if img
+            .pixel_mask
+            .as_ref()
+            .is_some_and(|m| m.len() != tiles * plane)
+        {
+            return Err(ProcessorError::Input(format!(
+                "a preprocessed image of shape {:?} has a pixel mask of {} values, expected {}",
+                img.shape,
+                img.pixel_mask.as_ref().map_or(0, Vec::len),
+                tiles * plane
+            )));
+        }
+        Ok((0..tiles)
+            .map(|t| Self {
+                data: img.pixel_values[t * c * plane..(t + 1) * c * plane].to_vec(),
+                shape: [c, h, w],
+                mask: img.pixel_mask.as_ref().map_or_else(
+                    || vec![true; plane],
+                    |m| m[t * plane..(t + 1) * plane].to_vec(),
+                ),
+            })
+            .collect())
+    }
+
+    /// All entries zero-padded (bottom and right) to the largest height and width:
+    /// the values `[entries, channels, H, W]`, `[channels, H, W]`, the mask `[entries, H, W]`.
+    fn pad_all(entries: &[Self]) -> Result<(Vec<f32>, [usize; 3], Vec<bool>)> {
+        let channels = entries[0].shape[0];
+        if let Some(e) = entries.iter().find(|e| e.shape[0] != channels) {
+            return Err(ProcessorError::Input(format!(
+                "images of {} and {channels} channels in one batch",
+                e.shape[0]
+            )));
+        }
+        let height = entries.iter().map(|e| e.shape[1]).max().unwrap_or(0);
+        let width = entries.iter().map(|e| e.shape[2]).max().unwrap_or(0);
+        let mut data = vec![0.0; entries.len() * channels * height * width];
+        let mut mask = vec![false; entries.len() * height * width];
+        for (k, entry) in entries.iter().enumerate() {
+            let [_, h, w] = entry.shape;
+            for y in 0..h {
+                let to = (k * height + y) * width;
+                mask[to..to + w].copy_from_slice(&entry.mask[y * w..(y + 1) * w]);
+                for ch in 0..channels {
+                    let to = ((k * channels + ch) * height + y) * width;
+                    let from = (ch * h + y) * w;
+                    data[to..to + w].copy_from_slice(&entry.data[from..from + w]);
+                }
+            }
+        }
+        Ok((data, [channels, height, width], mask))
+    }
 }
 
 /// A padded batch, row-major `[batch_size, seq_len]`.
@@ -423,6 +509,9 @@ impl Processor {
         let mut pixel_data = Vec::new();
         // [channels, height, width] of every entry (image or tile)
         let mut entry_shape: Option<[usize; 3]> = None;
+        // families that pad: every entry with its shape and mask, padded once all are known
+        let pads = self.images.as_deref().is_some_and(|p| p.pads_to_batch());
+        let mut padded_entries: Vec<PaddedEntry> = Vec::new();
         let mut sample_of_image = Vec::new();
         let mut pooling: Option<TokenPooling> = None;
         // Qwen2-VL: grid of every image, patch width, and patches of all images so far
@@ -468,6 +557,11 @@ impl Processor {
                     return Ok(());
                 }
                 let [tiles, c, h, w] = img.tiles_shape()?;
+                if pads {
+                    padded_entries.extend(PaddedEntry::split(img, [tiles, c, h, w])?);
+                    sample_of_image.extend(std::iter::repeat_n(index, tiles));
+                    return Ok(());
+                }
                 match &entry_shape {
                     Some(s) if *s != [c, h, w] => {
                         return Err(ProcessorError::Input(format!(
@@ -530,6 +624,13 @@ impl Processor {
             }
             lengths.push(row.len());
         }
+        let mut pixel_attention_mask = None;
+        if !padded_entries.is_empty() {
+            let (data, shape, mask) = PaddedEntry::pad_all(&padded_entries)?;
+            pixel_data = data;
+            entry_shape = Some(shape);
+            pixel_attention_mask = Some(mask);
+        }
         let stacked = entry_shape.map(|shape| {
             let mut full = vec![sample_of_image.len()];
             full.extend(shape);
@@ -541,6 +642,7 @@ impl Processor {
             shape: full,
             sample_of_image,
             image_grid_thw,
+            pixel_attention_mask,
             token_pooling: pooling,
         });
         Ok(Batch {

@@ -249,6 +249,7 @@ impl ImagePipeline for Qwen2VlImages {
             shape: vec![patches, self.patch_dim()],
             placeholder: self.image_token.repeat(self.num_image_tokens(grid_thw)),
             image_grid_thw: Some(grid_thw),
+            pixel_mask: None,
             token_pooling: None,
         })
     }

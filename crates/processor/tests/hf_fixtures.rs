@@ -7,7 +7,9 @@ mod common;
 use std::path::PathBuf;
 
 use safetensors::{Dtype, SafeTensors};
-use xlvlm_processor::{ImageInput, Message, Padding, Processor, Prompt, Sample, load_image};
+use xlvlm_processor::{
+    ContentPart, ImageInput, Message, Padding, Processor, Prompt, Sample, load_image,
+};
 
 const PROMPT: &str = "What is shown in this image? Describe the colors.";
 
@@ -200,7 +202,7 @@ fn idefics2_pixel_values_match_transformers() {
     for dir in [root.clone(), root.join("hub_format")] {
         let processor = Processor::from_dir(&dir).unwrap();
         let ours = processor.preprocess_image(&image).unwrap();
-        assert_eq!(ours.shape, shape[2..].to_vec());
+        assert_eq!(ours.shape, shape[1..].to_vec());
         let worst = ours
             .pixel_values
             .iter()
@@ -208,5 +210,102 @@ fn idefics2_pixel_values_match_transformers() {
             .map(|(a, b)| (a - b).abs() * 0.5 * 255.0)
             .fold(0f32, f32::max);
         assert!(worst <= 1.0, "max difference {worst} 8-bit steps");
+    }
+}
+
+/// The idefics2 fixture's checkpoint files copied to a fresh folder with
+/// `do_image_splitting: true`, as the real idefics2-8b asks for it.
+fn idefics2_with_splitting() -> PathBuf {
+    let from = hf_fixtures().join("idefics2");
+    let to = std::env::temp_dir().join(format!("xlvlm-idefics2-split-{}", std::process::id()));
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.ends_with(".jinja") || (name.ends_with(".json") && !name.starts_with("golden")) {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+    let config_path = to.join("processor_config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["image_processor"]["do_image_splitting"] = true.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    to
+}
+
+/// Idefics2 with image splitting (four quarters and the whole image) on one prompt, and on a
+/// left-padded batch of two prompts whose images differ in size: ids and the pixel mask equal
+/// transformers' exactly, pixels within 2 8-bit steps (its two backends differ by that much).
+#[test]
+fn idefics2_split_images_match_transformers() {
+    let root = hf_fixtures().join("idefics2");
+    let bytes = std::fs::read(root.join("golden_split.safetensors")).unwrap();
+    let golden = SafeTensors::deserialize(&bytes).unwrap();
+    let dir = idefics2_with_splitting();
+    let processor = Processor::from_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let image = load_image(&hf_fixtures().join("image.png")).unwrap();
+    let small = load_image(&root.join("image_40x100.png")).unwrap();
+    let with_image = Message::user_with_image(PROMPT);
+    let image_last = Message::new(
+        "user",
+        vec![
+            ContentPart::Text {
+                text: "Describe".into(),
+            },
+            ContentPart::Image,
+        ],
+    );
+    let sample = |message: &Message, image| Sample {
+        prompt: Prompt::Messages {
+            messages: vec![message.clone()],
+            add_generation_prompt: true,
+        },
+        images: vec![ImageInput::Decoded(image)],
+    };
+    let cases = [
+        ("split", vec![sample(&with_image, &image)]),
+        (
+            "batch",
+            vec![sample(&with_image, &image), sample(&image_last, &small)],
+        ),
+    ];
+    for (key, samples) in cases {
+        let batch = processor.encode_batch(&samples, Padding::Left).unwrap();
+        assert_eq!(
+            batch.input_ids,
+            golden_i64(&golden, &format!("{key}.input.input_ids")),
+            "{key}: input_ids"
+        );
+        assert_eq!(
+            batch.attention_mask,
+            golden_i64(&golden, &format!("{key}.input.attention_mask")),
+            "{key}: attention_mask"
+        );
+        let pixels = batch.pixel_values.as_ref().unwrap();
+        let (shape, reference) = golden_f32(&golden, &format!("{key}.input.pixel_values"));
+        // transformers keeps an images-per-sample axis: [samples, entries, 3, H, W]
+        assert_eq!(pixels.shape, [shape[0] * shape[1], 3, shape[3], shape[4]]);
+        let mask: Vec<u32> = pixels
+            .pixel_attention_mask
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|&m| m as u32)
+            .collect();
+        let want_mask = golden_i64(&golden, &format!("{key}.input.pixel_attention_mask"));
+        assert_eq!(mask, want_mask, "{key}: pixel_attention_mask");
+        assert!(
+            want_mask.contains(&0),
+            "{key}: the golden entries are padded"
+        );
+        let worst = pixels
+            .data
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs() * 0.5 * 255.0)
+            .fold(0f32, f32::max);
+        assert!(worst <= 2.0, "{key}: max difference {worst} 8-bit steps");
     }
 }

@@ -239,15 +239,10 @@ impl EncodedData {
             .flat_map(|&(e, _)| self.pixels[self.examples[e].image].iter().copied())
             .collect();
         TrainBatch {
-            batch: Batch {
-                input_ids,
-                attention_mask,
-                pixel_values: Some(PixelValues {
-                    data,
-                    shape: [picks.len(), c, h, w],
-                }),
-                image_patches: None,
-            },
+            batch: Batch::new(input_ids, attention_mask).with_pixel_values(PixelValues {
+                data,
+                shape: [picks.len(), c, h, w],
+            }),
             targets,
             weights,
         }

@@ -112,18 +112,17 @@ pub fn pretrain_vision(
             }
             picks.push(order.pop().expect("refilled above"));
         }
-        let batch = Batch {
-            input_ids: vec![vec![image_token; labels.patches]; picks.len()],
-            attention_mask: vec![vec![true; labels.patches]; picks.len()],
-            pixel_values: Some(PixelValues {
-                data: picks
-                    .iter()
-                    .flat_map(|&i| data.pixels[i].iter().copied())
-                    .collect(),
-                shape: [picks.len(), c, h, w],
-            }),
-            image_patches: None,
-        };
+        let batch = Batch::new(
+            vec![vec![image_token; labels.patches]; picks.len()],
+            vec![vec![true; labels.patches]; picks.len()],
+        )
+        .with_pixel_values(PixelValues {
+            data: picks
+                .iter()
+                .flat_map(|&i| data.pixels[i].iter().copied())
+                .collect(),
+            shape: [picks.len(), c, h, w],
+        });
 
         let (bound, leaves) = weights.bind(model)?;
         model = bound;

@@ -23,7 +23,12 @@ pub struct Golden {
 
 impl Golden {
     pub fn open(model: &str) -> Self {
-        let path = fixture(model).join("golden.safetensors");
+        Self::open_file(model, "golden.safetensors")
+    }
+
+    /// Another golden file of the fixture (`golden_split.safetensors`).
+    pub fn open_file(model: &str, file: &str) -> Self {
+        let path = fixture(model).join(file);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let st = SafeTensors::deserialize(&bytes).expect("golden.safetensors parses");
         let mut floats = HashMap::new();
