@@ -67,16 +67,18 @@ fn main() {
         pixels[((c * 3 + ch) * side + y) * side + x] = *v;
     }
     let tokens = ids.len();
-    let batch = Batch::left_padded(vec![ids], 0).with_pixel_values(PixelValues {
-        data: pixels,
-        shape: [crops, 3, side, side],
-    });
+    let batch = Batch::left_padded(vec![ids], 0)
+        .with_pixel_values(PixelValues {
+            data: pixels,
+            shape: [crops, 3, side, side],
+        })
+        .with_patch_pooling(pooling);
     let device = Default::default();
     let model = Vlm::<CpuBackend>::load_dir(&dir.join("hub_format"), WeightDType::F32, &device)
         .expect("model loads");
     let forward = || {
         model
-            .forward_pooled(&batch, &pooling, &[], &[], Logits::All)
+            .forward(&batch, &[], &[], Logits::All)
             .expect("forward")
             .logits
             .expect("logits")
@@ -99,7 +101,7 @@ fn main() {
     for _ in 0..iters {
         let t = Instant::now();
         let generation = model
-            .generate_pooled(&batch, &pooling, &options, &[], &[])
+            .generate(&batch, &options, &[], &[])
             .expect("generate");
         assert_eq!(generation.ids[0].len(), 20);
         times.push(t.elapsed().as_secs_f64());

@@ -27,8 +27,8 @@
 //! * [`Vlm::init`] / [`Vlm::visit_params`] / [`Vlm::map_params`] / [`Vlm::save_checkpoint`]:
 //!   a freshly initialised model, every weight by its checkpoint name (training runs the same
 //!   forward on burn's `Autodiff` backend), and saving in the checkpoint's key layout.
-//! * [`Vlm::forward_pooled`] / [`Vlm::generate_pooled`] / [`Vlm::image_features_pooled`]: the
-//!   same for Molmo, whose images also need the processor's [`PatchPooling`] (see `MOLMO.md`).
+//! * Molmo's images also need the processor's [`PatchPooling`] ([`Batch::with_patch_pooling`],
+//!   [`Vlm::image_features_pooled`]; see `MOLMO.md`).
 //! * [`Vlm::image_features`]: the connector output for images alone (`get_image_features`),
 //!   with an optional `pixel_attention_mask` for padded Idefics images.
 //!   [`Vlm::image_patch_features`]: the same for Qwen2-VL's patches (`[tokens, hidden]`).

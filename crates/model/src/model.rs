@@ -41,6 +41,9 @@ pub struct Batch {
     /// Idefics images padded to a common size: `[entries, height, width]` row-major over the
     /// entries of `pixel_values`, true = real pixel. `None` means no padding.
     pub pixel_attention_mask: Option<Vec<bool>>,
+    /// Molmo: which patches of the `pixel_values` crops each image token pools (the
+    /// processor's `image_token_pooling`).
+    pub patch_pooling: Option<PatchPooling>,
 }
 
 impl Batch {
@@ -52,6 +55,7 @@ impl Batch {
             pixel_values: None,
             image_patches: None,
             pixel_attention_mask: None,
+            patch_pooling: None,
         }
     }
 
@@ -94,6 +98,12 @@ impl Batch {
 
     pub fn with_image_patches(mut self, patches: ImagePatches) -> Self {
         self.image_patches = Some(patches);
+        self
+    }
+
+    /// Molmo: the patches each image token pools.
+    pub fn with_patch_pooling(mut self, pooling: PatchPooling) -> Self {
+        self.patch_pooling = Some(pooling);
         self
     }
 }
@@ -1199,29 +1209,7 @@ impl<B: Backend> Vlm<B> {
         interventions: &[Intervention],
         logits: Logits,
     ) -> Result<ForwardOutput<B>> {
-        self.forward_inner(batch, None, captures, interventions, logits)
-    }
-
-    /// [`Vlm::forward`] for Molmo, whose images also need the processor's patch pooling.
-    pub fn forward_pooled(
-        &self,
-        batch: &Batch,
-        pooling: &PatchPooling,
-        captures: &[CaptureSpec],
-        interventions: &[Intervention],
-        logits: Logits,
-    ) -> Result<ForwardOutput<B>> {
-        self.forward_inner(batch, Some(pooling), captures, interventions, logits)
-    }
-
-    fn forward_inner(
-        &self,
-        batch: &Batch,
-        pooling: Option<&PatchPooling>,
-        captures: &[CaptureSpec],
-        interventions: &[Intervention],
-        logits: Logits,
-    ) -> Result<ForwardOutput<B>> {
+        let pooling = batch.patch_pooling.as_ref();
         let prepared = self.prepare(captures, interventions)?;
         let mut rec = Recorder::new(captures, batch.input_ids.len());
         let num_layers = self.config.text.num_layers;
@@ -1339,29 +1327,7 @@ impl<B: Backend> Vlm<B> {
         captures: &[CaptureSpec],
         interventions: &[Intervention],
     ) -> Result<Generation<B>> {
-        self.generate_inner(batch, None, options, captures, interventions)
-    }
-
-    /// [`Vlm::generate`] for Molmo, whose images also need the processor's patch pooling.
-    pub fn generate_pooled(
-        &self,
-        batch: &Batch,
-        pooling: &PatchPooling,
-        options: &GenerateOptions<'_>,
-        captures: &[CaptureSpec],
-        interventions: &[Intervention],
-    ) -> Result<Generation<B>> {
-        self.generate_inner(batch, Some(pooling), options, captures, interventions)
-    }
-
-    fn generate_inner(
-        &self,
-        batch: &Batch,
-        pooling: Option<&PatchPooling>,
-        options: &GenerateOptions<'_>,
-        captures: &[CaptureSpec],
-        interventions: &[Intervention],
-    ) -> Result<Generation<B>> {
+        let pooling = batch.patch_pooling.as_ref();
         let prepared = self.prepare(captures, interventions)?;
         let rows = batch.input_ids.len();
         let mut rec = Recorder::new(captures, rows);

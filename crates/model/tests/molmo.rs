@@ -65,6 +65,7 @@ fn golden_batch(g: &Golden) -> Batch {
         g.rows_i64("input.attention_mask"),
     )
     .with_pixel_values(crops(g, 14))
+    .with_patch_pooling(pooling(g))
 }
 
 fn all(hook: HookPoint) -> CaptureSpec {
@@ -79,7 +80,7 @@ fn check_every_layer(rel: &str) {
     let g = Golden::open("molmo2");
     let captures: Vec<CaptureSpec> = model.hook_points().into_iter().map(all).collect();
     let out = model
-        .forward_pooled(&golden_batch(&g), &pooling(&g), &captures, &[], Logits::All)
+        .forward(&golden_batch(&g), &captures, &[], Logits::All)
         .unwrap();
     let get = |hook: HookPoint| {
         let c = out.captures.iter().find(|c| c.spec.hook == hook).unwrap();
@@ -197,8 +198,12 @@ fn image_features_alone_match_the_connector_output() {
         .to_string();
     assert!(err.contains("image_masks"), "{err}");
     // Molmo images without the pooling cannot be placed
+    let unpooled = Batch {
+        patch_pooling: None,
+        ..golden_batch(&g)
+    };
     let err = model
-        .forward(&golden_batch(&g), &[], &[], Logits::LastToken)
+        .forward(&unpooled, &[], &[], Logits::LastToken)
         .err()
         .expect("no pooling is an error")
         .to_string();
@@ -222,7 +227,7 @@ fn interventions_match_transformers_forward_hooks() {
             mode,
         };
         let out = model
-            .forward_pooled(&golden_batch(&g), &pooling(&g), &[], &[iv], Logits::All)
+            .forward(&golden_batch(&g), &[], &[iv], Logits::All)
             .unwrap();
         let logits = to_f32(out.logits.unwrap());
         assert_close(key, &logits, &g.f32(key).1, TOL);
@@ -253,13 +258,7 @@ fn greedy_generation_matches_transformers() {
         ),
     ] {
         let generation = model
-            .generate_pooled(
-                &golden_batch(&g),
-                &pooling(&g),
-                &options,
-                &[],
-                &interventions,
-            )
+            .generate(&golden_batch(&g), &options, &[], &interventions)
             .unwrap();
         let want = &g.rows_u32(&format!("{key}.output_ids"))[0];
         assert_eq!(want.len(), 20);
@@ -395,7 +394,7 @@ fn saved_checkpoint_loads_back_to_the_same_logits() {
     std::fs::copy(fixture("molmo2/config.json"), dir.join("config.json")).unwrap();
     let reloaded = Vlm::<B>::load_dir(&dir, WeightDType::F32, &device()).unwrap();
     let out = reloaded
-        .forward_pooled(&golden_batch(&g), &pooling(&g), &[], &[], Logits::All)
+        .forward(&golden_batch(&g), &[], &[], Logits::All)
         .unwrap();
     assert_close(
         "reloaded molmo2 logits",

@@ -38,8 +38,7 @@
 //! flattened patches with their `image_grid_thw` ([`crate::ImagePatches`], `Batch::image_patches`);
 //! Idefics' `pixel_attention_mask` for padded images enters through [`VisionSide::embed`]
 //! (reachable today through [`crate::Vlm::image_features`]; `Batch` does not carry it yet).
-//! Molmo's patch pooling reaches [`VisionSide::connect`] through [`crate::Vlm::forward_pooled`]
-//! and its siblings.
+//! Molmo's patch pooling (`Batch::patch_pooling`) reaches [`VisionSide::connect`].
 
 pub mod idefics2;
 pub mod idefics3;
