@@ -1,7 +1,8 @@
 //! The concept-dictionary and steering pipelines run unchanged on the other model families: the
 //! tiny SmolVLM fixture (Idefics3 architecture: SigLIP tiles, pixel-shuffle connector, Llama
-//! decoder), Idefics2 fixture (SigLIP, perceiver resampler, Mistral decoder) and Qwen2-VL fixture
-//! (dynamic-resolution ViT with 2D rotary, patch merger, Qwen2 decoder with M-RoPE) extract features
+//! decoder), Idefics2 fixture (SigLIP, perceiver resampler, Mistral decoder), Qwen2-VL fixture
+//! (dynamic-resolution ViT with 2D rotary, patch merger, Qwen2 decoder with M-RoPE) and Molmo2
+//! fixture (multi-crop ViT, attention pooling of patches, Molmo-named decoder) extract features
 //! at decoder and vision hooks named the Hugging Face way, build a dictionary, and steer;
 //! `model inspect` describes them.
 
@@ -33,6 +34,13 @@ fn qwen2_vl_extracts_decomposes_and_steers_through_the_cli() {
     pipeline_runs("qwen2_vl", QWEN2_VL_HOOKS, 16, 4);
 }
 
+#[test]
+fn molmo2_extracts_decomposes_and_steers_through_the_cli() {
+    // a 64-pixel image becomes 5 crops of 56 pixels (4 x 4 patches of 14 each) whose patches
+    // pool into 13 image tokens, as transformers' Molmo2Processor makes them for these images
+    pipeline_runs("molmo2", MOLMO_HOOKS, 5 * 16, 13);
+}
+
 /// A family's Hugging Face module names for decoder layer 1, vision layer 1 and the connector.
 type HookNames = [&'static str; 3];
 const IDEFICS_HOOKS: HookNames = [
@@ -41,12 +49,19 @@ const IDEFICS_HOOKS: HookNames = [
     "model.connector",
 ];
 const QWEN2_VL_HOOKS: HookNames = ["model.layers.1", "visual.blocks.1", "visual.merger"];
+const MOLMO_HOOKS: HookNames = [
+    "model.transformer.blocks.1",
+    "model.vision_backbone.image_vit.transformer.resblocks.1",
+    "model.vision_backbone.image_projector",
+];
 
 /// extract (decoder and vision hooks) -> aggregate -> decompose, extract x2 -> shift -> steer
 /// with an alpha sweep, on the tiny fixture `name`, whose images give `vision_rows` encoder
 /// positions and `projector_rows` image tokens per sample.
 fn pipeline_runs(name: &str, hooks: HookNames, vision_rows: usize, projector_rows: usize) {
     let [decoder_hook, vision_hook, connector_hook] = hooks;
+    // xlvlm's Molmo takes the image prompts of one call in one batch row
+    let batch_size = if name.starts_with("molmo") { 1 } else { 8 };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("exp.toml");
     std::fs::write(
@@ -60,6 +75,7 @@ path = "{model}"
 
 [stage.base]
 kind = "extract"
+batch_size = {batch_size}
 model = "vlm"
 data = "captions"
 hooks = ["{decoder_hook}"]
@@ -68,6 +84,7 @@ tokens = {{ mean_before = [] }}
 
 [stage.yes]
 kind = "extract"
+batch_size = {batch_size}
 model = "vlm"
 data = "vqa"
 hooks = ["lm.layers.1"]
@@ -76,6 +93,7 @@ tokens = {{ among = "generated", index = -1 }}
 
 [stage.vision]
 kind = "extract"
+batch_size = {batch_size}
 model = "vlm"
 data = "captions"
 mode = "teacher_forcing"
@@ -103,6 +121,7 @@ target = "yes"
 
 [stage.steered]
 kind = "steer"
+batch_size = {batch_size}
 model = "vlm"
 data = "captions"
 vector = "shift"

@@ -324,6 +324,15 @@ pub fn encode(
             if let Some(mask) = px.pixel_attention_mask {
                 batch = batch.with_pixel_attention_mask(mask);
             }
+            // Molmo: which patches each image token pools, `window` at a time
+            if let Some(pooling) = px.token_pooling {
+                let tokens = pooling.index.len() / pooling.window.max(1);
+                batch = batch.with_patch_pooling(xlvlm_model::PatchPooling {
+                    index: pooling.index,
+                    shape: [tokens, pooling.window],
+                    image_masks: None,
+                });
+            }
         }
         None => {}
     }
