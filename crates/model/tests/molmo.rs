@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{B, Golden, assert_close, device, fixture, to_f32};
+use common::{B, Golden, assert_close, assert_hooks_match, device, fixture, to_f32};
 use xlvlm_model::{
     Batch, CaptureSpec, GenerateOptions, HookPoint, Intervention, InterventionMode, Logits,
     ModelConfig, PatchPooling, PixelValues, Positions, QkNorm, TokenRole, VisionFamily, Vlm,
@@ -88,36 +88,9 @@ fn check_every_layer(rel: &str) {
     };
     let vision_layers = model.config().vision.as_ref().unwrap().num_layers();
     assert_eq!(vision_layers, 3);
-    for i in 0..vision_layers {
-        assert_close(
-            &format!("{rel} vision layer {i}"),
-            &get(HookPoint::VisionLayer(i)),
-            &g.f32(&format!("vision.layer_output.{i}")).1,
-            TOL,
-        );
-    }
-    assert_close(
-        &format!("{rel} connector"),
-        &get(HookPoint::Projector),
-        &g.f32("image_features").1,
-        TOL,
-    );
-    assert_close(
-        &format!("{rel} hidden_states.0 (features added to the patch tokens)"),
-        &get(HookPoint::Embed),
-        &g.f32("text.hidden_states.0").1,
-        TOL,
-    );
     let layers = model.config().text.num_layers;
-    for i in 0..layers {
-        for (hook, key) in [
-            (HookPoint::Attn(i), format!("text.attn_output.{i}")),
-            (HookPoint::Mlp(i), format!("text.mlp_output.{i}")),
-            (HookPoint::Layer(i), format!("text.layer_output.{i}")),
-        ] {
-            assert_close(&format!("{rel} {hook}"), &get(hook), &g.f32(&key).1, TOL);
-        }
-    }
+    // hidden_states.0: the image features are added to the patch tokens' embeddings
+    assert_hooks_match(rel, get, &g, vision_layers, layers, TOL);
     assert_close(
         &format!("{rel} hidden_states.1"),
         &get(HookPoint::Layer(0)),

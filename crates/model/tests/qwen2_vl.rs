@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{B, Golden, assert_close, device, fixture, to_f32};
+use common::{B, Golden, assert_close, assert_hooks_match, device, fixture, to_f32};
 use xlvlm_model::{
     Batch, CaptureSpec, GenerateOptions, HookPoint, ImagePatches, Intervention, InterventionMode,
     Logits, ModelConfig, Positions, Qwen2VlConfig, TokenRole, VisionFamily, Vlm, WeightDType,
@@ -69,35 +69,9 @@ fn check_every_layer(rel: &str) {
         c.rows[0].to_f32()
     };
     let vision = qwen2_vl_config(model.config());
-    for i in 0..vision.vision.depth {
-        assert_close(
-            &format!("{rel} vision block {i}"),
-            &get(HookPoint::VisionLayer(i)),
-            &g.f32(&format!("vision.layer_output.{i}")).1,
-            TOL,
-        );
-    }
-    assert_close(
-        &format!("{rel} merger"),
-        &get(HookPoint::Projector),
-        &g.f32("image_features").1,
-        TOL,
-    );
-    assert_close(
-        &format!("{rel} hidden_states.0"),
-        &get(HookPoint::Embed),
-        &g.f32("text.hidden_states.0").1,
-        TOL,
-    );
     let layers = model.config().text.num_layers;
+    assert_hooks_match(rel, get, &g, vision.vision.depth, layers, TOL);
     for i in 0..layers {
-        for (hook, key) in [
-            (HookPoint::Layer(i), format!("text.layer_output.{i}")),
-            (HookPoint::Attn(i), format!("text.attn_output.{i}")),
-            (HookPoint::Mlp(i), format!("text.mlp_output.{i}")),
-        ] {
-            assert_close(&format!("{rel} {hook}"), &get(hook), &g.f32(&key).1, TOL);
-        }
         if i + 1 < layers {
             assert_close(
                 &format!("{rel} hidden_states.{}", i + 1),

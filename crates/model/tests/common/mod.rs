@@ -119,6 +119,52 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}");
 }
 
+/// Every vision layer, the connector output, the embeddings after the image merge and every
+/// decoder layer's attention, MLP and block output, each against its transformers golden.
+#[track_caller]
+pub fn assert_hooks_match(
+    rel: &str,
+    get: impl Fn(xlvlm_model::HookPoint) -> Vec<f32>,
+    g: &Golden,
+    vision_layers: usize,
+    text_layers: usize,
+    tol: f32,
+) {
+    use xlvlm_model::HookPoint;
+    for i in 0..vision_layers {
+        let key = format!("vision.layer_output.{i}");
+        assert_close(
+            &format!("{rel} {key}"),
+            &get(HookPoint::VisionLayer(i)),
+            &g.f32(&key).1,
+            tol,
+        );
+    }
+    let connector = &g.f32("image_features").1;
+    assert_close(
+        &format!("{rel} connector"),
+        &get(HookPoint::Projector),
+        connector,
+        tol,
+    );
+    let embed = &g.f32("text.hidden_states.0").1;
+    assert_close(
+        &format!("{rel} hidden_states.0"),
+        &get(HookPoint::Embed),
+        embed,
+        tol,
+    );
+    for i in 0..text_layers {
+        for (hook, key) in [
+            (HookPoint::Attn(i), format!("text.attn_output.{i}")),
+            (HookPoint::Mlp(i), format!("text.mlp_output.{i}")),
+            (HookPoint::Layer(i), format!("text.layer_output.{i}")),
+        ] {
+            assert_close(&format!("{rel} {hook}"), &get(hook), &g.f32(&key).1, tol);
+        }
+    }
+}
+
 pub fn device() -> burn::backend::flex::FlexDevice {
     Default::default()
 }
