@@ -143,7 +143,8 @@ pub fn pretrain_vision(
             )));
         }
         let mut loss = Tensor::<TrainBackend, 1>::zeros([1], &device);
-        let heads = &leaves[leaves.len() - 4..];
+        // the heads are the last weights: a weight and a bias per head
+        let heads = &leaves[leaves.len() - 2 * classes.len()..];
         for (k, (targets, classes)) in [&labels.shapes, &labels.colours]
             .into_iter()
             .zip(classes)
