@@ -241,6 +241,150 @@ def tiny_fixture_files(out):
     return tok
 
 
+def tiny_hf_config(remote):
+    """The flat `MolmoConfig` of the tiny checkpoint (Molmo-7B-D-0924's keys, tiny values)."""
+    return remote.config.MolmoConfig(
+        vocab_size=TINY_VOCAB, embedding_size=TINY_VOCAB, hidden_size=64, intermediate_size=256,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        initializer_range=0.02, use_cache=True, layer_norm_eps=1e-6, rope_theta=1000000.0, clip_qkv=None,
+        qkv_bias=True, weight_tying=False, use_position_ids=True, tie_word_embeddings=False,
+        attention_layer_norm=False, norm_after=False, layer_norm_type="rms",
+        architectures=["MolmoForCausalLM"], eos_token_id=0, pad_token_id=0)
+
+
+def tiny_model(remote, config):
+    """`MolmoForCausalLM` with the `FullMolmoConfig` its `__init__` builds from `config`, except
+    for the vision side (which `__init__` fixes to the 7B CLIP ViT): TINY_VISION and
+    TINY_VIT_LAYERS."""
+    m = remote.modeling
+    full = m.FullMolmoConfig(
+        image_padding_embed="pad_and_partial_pad",
+        image_pooling_2d="attention-meanq",
+        attention_layer_norm=config.attention_layer_norm,
+        rope_impl="llama",
+        vocab_size=config.vocab_size,
+        max_sequence_length=config.max_position_embeddings,
+        qkv_bias=config.qkv_bias,
+        norm_after=config.norm_after,
+        embedding_size=config.embedding_size,
+        attention_type="sdpa",
+        embedding_dropout=0,
+        attention_dropout=0,
+        residual_dropout=0,
+        rope=True,
+        weight_tying=False,
+        include_bias=False,
+        d_model=config.hidden_size,
+        mlp_hidden_size=config.intermediate_size,
+        n_layers=config.num_hidden_layers,
+        additional_vocab_size=128,
+        n_heads=config.num_attention_heads,
+        n_kv_heads=config.num_key_value_heads,
+        rope_theta=config.rope_theta,
+        layer_norm_eps=config.layer_norm_eps,
+        layer_norm_type=config.layer_norm_type,
+        vit_layers=list(TINY_VIT_LAYERS),
+        vision_backbone=m.VisionBackboneConfig(**TINY_VISION),
+    )
+    torch.manual_seed(SEED)
+    inner = m.Molmo(full)
+    # (`Molmo.reset_parameters` fails on its RMS norms; the parts that work are used)
+    inner.vision_backbone.reset_parameters()
+    inner.transformer.wte.reset_parameters()
+    model = m.MolmoForCausalLM(config, model=inner).to(torch.float32).eval()
+    # every weight, bias, norm and pad_embed away from 0 and 1, so a missing or misplaced one shows
+    perturb_all_params(model, SEED + 1)
+    return model
+
+
+def save_tiny_model(model, out):
+    model.save_pretrained(out, safe_serialization=True)
+    # save_pretrained copies the remote code next to the weights; xlvlm does not ship it
+    for fn in os.listdir(out):
+        if fn.endswith(".py"):
+            os.remove(os.path.join(out, fn))
+    path = os.path.join(out, "config.json")
+    cfg = json.load(open(path))
+    cfg.pop("auto_map", None)
+    # xlvlm extension: the remote code fixes the vision side to the 7B ViT, so a tiny one is
+    # described here (VisionBackboneConfig's field names) for xlvlm to read
+    cfg["vision_backbone"] = dict(TINY_VISION)
+    cfg["vit_layers"] = list(TINY_VIT_LAYERS)
+    json.dump(cfg, open(path, "w"), indent=2, sort_keys=True)
+
+
+def model_inputs(proc, image):
+    o = proc.process(text=PROMPT, images=[Image.fromarray(image, "RGB")], **TINY_IMAGE)
+    return {
+        "input_ids": o["input_ids"].to(torch.int64)[None],
+        "images": o["images"].to(torch.float32)[None],
+        "image_input_idx": o["image_input_idx"].to(torch.int64)[None],
+        "image_masks": o["image_masks"].to(torch.float32)[None],
+    }
+
+
+def greedy(model, inputs, steps=20):
+    """Greedy decoding by full forwards of the remote model (the image features are added at the
+    same positions, the new tokens follow); every step's last-position logits."""
+    ids, logits = inputs["input_ids"], []
+    for _ in range(steps):
+        with torch.no_grad():
+            o = model(**dict(inputs, input_ids=ids), use_cache=False, return_dict=True)
+        last = o.logits[:, -1]
+        logits.append(last)
+        ids = torch.cat([ids, last.argmax(-1, keepdim=True)], 1)
+    return ids[:, inputs["input_ids"].shape[1]:].contiguous(), torch.stack(logits, 1).contiguous()
+
+
+def model_goldens(model, inputs):
+    inner = model.model
+    blocks = inner.transformer.blocks
+    cap = Capture()
+    cap.add("vision.layer_output", inner.vision_backbone.image_vit.transformer.resblocks)
+    cap.add("text.layer_output", blocks)
+    cap.add("text.attn_output", [b.attn_out for b in blocks])
+    cap.add("text.mlp_output", [b.ff_out for b in blocks])
+    cap.add("vision_backbone", [inner.vision_backbone])
+    with torch.no_grad():
+        out = model(**inputs, use_cache=False, output_hidden_states=True, return_dict=True)
+    cap.remove()
+    golden = {f"input.{k}": v.contiguous() for k, v in inputs.items()}
+    golden["input.attention_mask"] = torch.ones_like(inputs["input_ids"])
+    for i, h in enumerate(out.hidden_states):
+        golden[f"text.hidden_states.{i}"] = h.contiguous()
+    for k, v in cap.store.items():
+        if k != "vision_backbone.0":
+            golden[k] = v.contiguous()
+    # the connector's output for every token of every crop, and the used ones in the order of
+    # their <im_patch> tokens (what is added to the embeddings)
+    feats = cap.store["vision_backbone.0"][0]
+    golden["vision_backbone.image_features"] = feats.contiguous()
+    idx = inputs["image_input_idx"][0].reshape(-1)
+    flat = feats.reshape(-1, feats.shape[-1])
+    order = torch.argsort(torch.where(idx >= 0, idx, idx.max() + 1))[: int((idx >= 0).sum())]
+    golden["image_features"] = flat[order].contiguous()
+    golden["logits"] = out.logits.contiguous()
+
+    hidden = model.config.hidden_size
+    g = torch.Generator().manual_seed(SEED + 7)
+    v = torch.randn(hidden, generator=g, dtype=torch.float32)
+    alpha, layer = 2.5, 1
+    golden["intervention.vector"] = v.contiguous()
+    golden["intervention.alpha"] = torch.tensor([alpha], dtype=torch.float32)
+    golden["intervention.layer"] = torch.tensor([layer], dtype=torch.int64)
+    for mode in ("add", "projected"):
+        st = Steer(blocks[layer], v, alpha, mode)
+        with torch.no_grad():
+            o = model(**inputs, use_cache=False, return_dict=True)
+        st.remove()
+        golden[f"intervention.{mode}.logits"] = o.logits.contiguous()
+    golden["generate.output_ids"], golden["generate.logits"] = greedy(model, inputs)
+    st = Steer(blocks[layer], v, alpha, "add")
+    golden["generate_intervention.output_ids"], golden["generate_intervention.logits"] = greedy(model, inputs)
+    st.remove()
+    return golden
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--remote-code", required=True, help="folder with the remote-code files of Molmo-7B-D-0924")
@@ -262,7 +406,43 @@ def main():
     print("processor goldens:", {k: meta[k] for k in sorted(meta)}, flush=True)
     if a.processor_only:
         return 0
-    raise SystemExit("model fixture: not yet")
+
+    t0 = time.time()
+    config = tiny_hf_config(remote)
+    model = tiny_model(remote, config)
+    save_tiny_model(model, a.out)
+    # reload from the saved files, as a user of the checkpoint would
+    reloaded = tiny_model(remote, remote.config.MolmoConfig.from_pretrained(a.out))
+    from safetensors.torch import load_file
+    saved = load_file(os.path.join(a.out, "model.safetensors"))
+    missing = set(reloaded.state_dict()) ^ set(saved)
+    assert not missing, missing
+    reloaded.load_state_dict(saved)
+    inputs = model_inputs(proc, cases[0][1])
+    assert torch.equal(inputs["input_ids"][0], golden["tiny.0.input_ids"])
+    mg = model_goldens(reloaded, inputs)
+    save_file(mg, os.path.join(a.out, "golden.safetensors"),
+              metadata={"model": "molmo", "seed": str(SEED), "dtype": "float32",
+                        "transformers": transformers.__version__})
+    tok = proc.tokenizer
+    rec = {
+        "class": "MolmoForCausalLM (remote code of allenai/Molmo-7B-D-0924)",
+        "n_params": sum(p.numel() for p in reloaded.parameters()),
+        "image": cases[0][0],
+        "prompt": PROMPT,
+        "processor_kwargs": TINY_IMAGE,
+        "n_image_patch_tokens": int((inputs["input_ids"] == tok.convert_tokens_to_ids("<im_patch>")).sum()),
+        "golden": {k: list(v.shape) for k, v in mg.items()},
+        "generated_text": tok.decode(mg["generate.output_ids"][0]),
+        "saved_keys": {k: list(v.shape) for k, v in saved.items()},
+        "files": {fn: os.path.getsize(os.path.join(a.out, fn)) for fn in sorted(os.listdir(a.out))},
+        "versions": versions(),
+        "seconds": round(time.time() - t0, 2),
+    }
+    json.dump(rec, open(os.path.join(a.out, "golden.json"), "w"), indent=1)
+    print(f"model goldens: params={rec['n_params']} tokens={inputs['input_ids'].shape[1]} "
+          f"gen={mg['generate.output_ids'].tolist()} t={rec['seconds']}s", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
