@@ -330,7 +330,7 @@ pub fn encode(
                 batch = batch.with_patch_pooling(xlvlm_model::PatchPooling {
                     index: pooling.index,
                     shape: [tokens, pooling.window],
-                    image_masks: None,
+                    image_masks: pooling.patch_masks,
                 });
             }
         }

@@ -69,6 +69,9 @@ pub enum ChatTemplateSource {
     ChatTemplateJinja,
     /// The `chat_template` entry of `tokenizer_config.json` (older text checkpoints).
     TokenizerConfig,
+    /// The prompt format of a family whose processor frames prompts itself (the original
+    /// Molmo), which takes precedence over the checkpoint's files.
+    Processor,
 }
 
 impl ChatTemplateSource {
@@ -78,6 +81,7 @@ impl ChatTemplateSource {
             Self::ChatTemplateJson => "chat_template.json",
             Self::ChatTemplateJinja => "chat_template.jinja",
             Self::TokenizerConfig => "tokenizer_config.json",
+            Self::Processor => "the processor's built-in prompt format",
         }
     }
 }

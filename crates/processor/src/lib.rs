@@ -50,6 +50,7 @@ mod idefics3;
 mod image;
 mod llava;
 mod molmo;
+mod molmo2;
 mod processor;
 mod qwen2_vl;
 mod strftime;
@@ -64,7 +65,8 @@ pub use crate::image::{
     ClipImageConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PixelValues, ResizeTo, load_image,
 };
 pub use crate::llava::LlavaImages;
-pub use crate::molmo::{Molmo2Image, Molmo2ImageConfig, Molmo2Images, TokenPooling};
+pub use crate::molmo::{MolmoImage, MolmoImageConfig, MolmoImages, TokenPooling};
+pub use crate::molmo2::{Molmo2Image, Molmo2ImageConfig, Molmo2Images};
 pub use crate::processor::{
     Batch, CheckpointFiles, ImageInput, ImagePipeline, PixelBatch, ProcessedImage, Processor,
     Prompt, Sample, TokenRole,

@@ -1,124 +1,93 @@
-//! Molmo2's image processor (transformers' `Molmo2ImageProcessor`, torchvision backend) and image
-//! token layout (`Molmo2Processor`): a low-resolution view of the whole image plus overlapping
-//! high-resolution crops of a canvas whose tiling fits the image, the patch pooling that turns
-//! them into image tokens, and the `<|image|>` expansion.
+//! The original Molmo's processor (`MolmoImageProcessor` and `MolmoProcessor` of
+//! allenai/Molmo-7B-D-0924, which ship as remote code with the checkpoint): a global view of the
+//! whole image plus overlapping crops of a canvas whose tiling fits the image, and the
+//! image-token layout that says which pooled crop patch lands on which `<im_patch>` token.
 //!
-//! * Resizing is PyTorch's bilinear interpolation without antialiasing on float pixels, rounded
-//!   back to 8 bits, as transformers does (`resize_and_normalize_image`).
+//! * Both views keep the aspect ratio: the image is resized with TensorFlow's antialiased
+//!   bilinear filter on `[0, 1]` floats (what the remote code calls) and centred on a zero
+//!   canvas; the canvas is then normalised, so padding becomes `-mean / std`.
 //! * The canvas is `tiling × window + margins`; crop `(i, j)` starts at `(i, j) × window`. Of the
-//!   patches where neighbouring crops overlap, the inner ones (outside the `overlap_margins`) are
-//!   kept, which stitches the crops into one `canvas / patch` grid of patch indices.
-//! * Each image token pools a `pooling_size` window of that grid (`-1` pads a ragged edge, half
-//!   before and half after); the low-resolution view's tokens come first.
+//!   patches where neighbouring crops overlap, only the inner ones (outside `overlap_margins`)
+//!   get a token, so the crops' 2 × 2 pooled patches stitch into one grid of tokens.
+//! * `image_input_idx` maps every pooled slot of every crop to the `<im_patch>` token it is added
+//!   to (global view first, then the stitched grid in reading order), `-1` for slots that fall in
+//!   a margin; xlvlm turns that map around into the window each token pools.
+//! * `image_masks` is the share of each patch that shows the image. The remote processor appends
+//!   the global view's row (all `-1`) *after* the crops' rows although the global view is the
+//!   first crop, so row `i` describes crop `i + 1`; the released model was run that way and xlvlm
+//!   keeps it (`crates/model/MOLMO.md`).
 
 use image::{DynamicImage, RgbImage};
 
 use crate::error::{ProcessorError, Result};
-use crate::image::{Settings, to_rgb_on_white};
+use crate::image::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Settings};
 use crate::processor::{CheckpointFiles, ImagePipeline, ProcessedImage};
 
-/// Settings of `Molmo2ImageProcessor` and the token layout of `Molmo2Processor`.
+/// Settings of `MolmoImageProcessor` (`preprocessor_config.json`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Molmo2ImageConfig {
-    /// `size` (square): the side of every crop.
+pub struct MolmoImageConfig {
+    /// `base_image_input_size` (square): the side of every crop and of the global view.
     pub crop_size: usize,
+    /// `image_patch_size`.
     pub patch_size: usize,
     pub max_crops: usize,
     /// Patches at the left/top and right/bottom edge of a crop that it shares with its
     /// neighbours.
     pub overlap_margins: [usize; 2],
-    /// Pooling window (rows, cols).
-    pub pooling_size: [usize; 2],
-    pub do_convert_rgb: bool,
-    pub do_rescale: bool,
-    pub rescale_factor: f64,
+    /// `image_token_length_h`, `image_token_length_w`: pooled tokens per crop side.
+    pub tokens_per_side: [usize; 2],
+    /// `image_padding_mask`: whether `image_masks` is produced (Molmo-7B-D's model needs it).
+    pub padding_mask: bool,
     pub do_normalize: bool,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
-    /// `image_use_col_tokens`: an `<im_col>` after each token row of the high-resolution grid.
-    pub col_tokens: bool,
-    /// `use_single_crop_col_tokens` (`None` in the file: as `col_tokens`) for the low-res view.
-    pub low_res_col_tokens: bool,
-    /// `use_single_crop_start_token`: the low-res view starts with `<low_res_im_start>`.
-    pub low_res_start_token: bool,
 }
 
-impl Default for Molmo2ImageConfig {
-    /// `Molmo2ImageProcessor()` and `Molmo2Processor()` defaults.
+impl Default for MolmoImageConfig {
+    /// `MolmoImageProcessor()` defaults, which are also Molmo-7B-D-0924's settings.
     fn default() -> Self {
         Self {
-            crop_size: 378,
+            crop_size: 336,
             patch_size: 14,
-            max_crops: 8,
+            max_crops: 12,
             overlap_margins: [4, 4],
-            pooling_size: [2, 2],
-            do_convert_rgb: true,
-            do_rescale: true,
-            rescale_factor: 1.0 / 255.0,
+            tokens_per_side: [12, 12],
+            padding_mask: true,
             do_normalize: true,
-            image_mean: [0.5; 3],
-            image_std: [0.5; 3],
-            col_tokens: true,
-            low_res_col_tokens: true,
-            low_res_start_token: true,
+            image_mean: OPENAI_CLIP_MEAN,
+            image_std: OPENAI_CLIP_STD,
         }
     }
 }
 
 /// One preprocessed image.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Molmo2Image {
-    /// `[crops, 3, crop_size, crop_size]`: the low-resolution view, then the crops row by row.
+pub struct MolmoImage {
+    /// `[crops, 3, crop_size, crop_size]`: the global view, then the crops row by row.
     pub pixel_values: Vec<f32>,
     pub shape: [usize; 4],
-    /// `[tokens, pool_h * pool_w]` row-major: the patches (index into this image's crops,
-    /// crop-major) each image token pools, `-1` for an empty slot (`image_token_pooling`).
-    pub token_pooling: Vec<i64>,
-    pub pooling_shape: [usize; 2],
-    /// `[low-res rows, low-res cols, high-res rows, high-res cols]` of image tokens
-    /// (`image_grids`).
-    pub grid: [usize; 4],
+    /// `[crops, tokens per crop]`: for each pooled slot of each crop, the number of the
+    /// `<im_patch>` token (counted from the image's first) it is added to, `-1` for none.
+    pub image_input_idx: Vec<i64>,
+    /// `[crops, patches per crop]`: the share of each patch that shows the image, in the remote
+    /// processor's row order (see the module docs); empty without `padding_mask`.
+    pub image_masks: Vec<f32>,
+    /// Token rows and columns of the stitched high-resolution grid.
+    pub grid: [usize; 2],
 }
 
-impl Molmo2ImageConfig {
-    /// Reads a transformers-5 `processor_config.json`: the `image_processor` entry and the
-    /// token-layout keys at the top level. Missing keys take the defaults; `path` names the file
+impl MolmoImageConfig {
+    /// Reads `preprocessor_config.json`; missing keys take the defaults, `path` names the file
     /// in errors.
-    pub fn from_processor_config(
-        value: &serde_json::Value,
-        path: &std::path::Path,
-    ) -> Result<Self> {
-        let top = Settings::new(value, path)?;
-        let image = match top.get("image_processor") {
-            Some(v) => v,
-            None => value,
-        };
-        let s = Settings::new(image, path)?;
+    pub fn from_json(value: &serde_json::Value, path: &std::path::Path) -> Result<Self> {
+        let s = Settings::new(value, path)?;
         let mut cfg = Self::default();
-        let square = |key: &str, default: usize| -> Result<usize> {
-            match s.get(key) {
-                None => Ok(default),
-                Some(v) => {
-                    let side = |k: &str| v.get(k).map(|n| s.uint(n, &format!("{key}.{k}")));
-                    match (side("height"), side("width")) {
-                        (Some(h), Some(w)) => {
-                            let (h, w) = (h?, w?);
-                            if h == w {
-                                Ok(h as usize)
-                            } else {
-                                Err(s.bad(format!("{key} must be square, got {h} x {w}")))
-                            }
-                        }
-                        _ => Err(s.bad(format!(
-                            "{key} must be {{\"height\": n, \"width\": n}}, got {v}"
-                        ))),
-                    }
-                }
-            }
-        };
         let pair = |key: &str, default: [usize; 2], zero_ok: bool| -> Result<[usize; 2]> {
             match s.get(key) {
                 None => Ok(default),
+                Some(serde_json::Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {
+                    Ok([n.as_u64().unwrap_or(0) as usize; 2])
+                }
                 Some(serde_json::Value::Array(a)) if a.len() == 2 => {
                     let mut out = [0; 2];
                     for (o, v) in out.iter_mut().zip(a) {
@@ -131,44 +100,59 @@ impl Molmo2ImageConfig {
                 Some(v) => Err(s.bad(format!("{key} must be two integers, got {v}"))),
             }
         };
-        cfg.crop_size = square("size", cfg.crop_size)?;
-        if let Some(v) = s.get("patch_size") {
-            cfg.patch_size = s.uint(v, "patch_size")? as usize;
+        let [h, w] = pair("base_image_input_size", [cfg.crop_size; 2], false)?;
+        if h != w {
+            return Err(s.bad(format!(
+                "base_image_input_size must be square, got [{h}, {w}]"
+            )));
+        }
+        cfg.crop_size = h;
+        if let Some(v) = s.get("image_patch_size") {
+            cfg.patch_size = s.uint(v, "image_patch_size")? as usize;
         }
         if let Some(v) = s.get("max_crops") {
             cfg.max_crops = s.uint(v, "max_crops")? as usize;
         }
         cfg.overlap_margins = pair("overlap_margins", cfg.overlap_margins, true)?;
-        cfg.pooling_size = pair("pooling_size", cfg.pooling_size, false)?;
-        if s.resample(2)? != 2 {
-            return Err(s.bad("resample: Molmo2 resizes bilinearly (2)".into()));
+        for (side, key) in ["image_token_length_h", "image_token_length_w"]
+            .iter()
+            .enumerate()
+        {
+            if let Some(v) = s.get(key) {
+                cfg.tokens_per_side[side] = s.uint(v, key)? as usize;
+            }
         }
-        cfg.do_convert_rgb = s.flag("do_convert_rgb", cfg.do_convert_rgb)?;
-        cfg.do_rescale = s.flag("do_rescale", cfg.do_rescale)?;
-        cfg.rescale_factor = s.number("rescale_factor", cfg.rescale_factor)?;
+        cfg.padding_mask = s.flag("image_padding_mask", cfg.padding_mask)?;
         cfg.do_normalize = s.flag("do_normalize", cfg.do_normalize)?;
         cfg.image_mean = s.triple("image_mean", cfg.image_mean)?;
         cfg.image_std = s.std(cfg.image_std)?;
-        if !s.flag("do_resize", true)? {
-            return Err(s.bad("do_resize = false is not supported: crops must be resized".into()));
-        }
-        cfg.col_tokens = top.flag("image_use_col_tokens", cfg.col_tokens)?;
-        cfg.low_res_col_tokens = top.flag("use_single_crop_col_tokens", cfg.col_tokens)?;
-        cfg.low_res_start_token =
-            top.flag("use_single_crop_start_token", cfg.low_res_start_token)?;
+
         let p = cfg.patch_size;
-        let margins = cfg.overlap_margins[0] + cfg.overlap_margins[1];
-        if !cfg.crop_size.is_multiple_of(p) || cfg.crop_size / p <= margins {
+        let [left, right] = cfg.overlap_margins;
+        if !cfg.crop_size.is_multiple_of(p) || cfg.crop_size / p <= left + right {
             return Err(s.bad(format!(
-                "size {} must be a multiple of patch_size {p} with more patches than the overlap margins {:?}",
+                "base_image_input_size {} must be a multiple of image_patch_size {p} with more patches than the overlap margins {:?}",
                 cfg.crop_size, cfg.overlap_margins
+            )));
+        }
+        let patches = cfg.crop_size / p;
+        if !left.is_multiple_of(2) || !patches.is_multiple_of(2) {
+            return Err(s.bad(format!(
+                "2 x 2 pooling needs an even left overlap margin and an even number of patches per crop side, got margins {:?} and {patches} patches",
+                cfg.overlap_margins
+            )));
+        }
+        if cfg.tokens_per_side != [patches / 2; 2] {
+            return Err(s.bad(format!(
+                "image_token_length_h/w {:?} must be half the {patches} patches per crop side (2 x 2 pooling)",
+                cfg.tokens_per_side
             )));
         }
         Ok(cfg)
     }
 
     /// Tiling `(rows, cols)` of crops and the canvas `(height, width)` in pixels for an image
-    /// of `height × width` (`compute_crop_geometry`).
+    /// of `height × width`.
     pub fn crop_geometry(&self, height: usize, width: usize) -> ([usize; 2], [usize; 2]) {
         let p = self.patch_size;
         let [left, right] = self.overlap_margins;
@@ -186,191 +170,172 @@ impl Molmo2ImageConfig {
         )
     }
 
-    /// Crops, pooling and token grid of one image.
-    pub fn preprocess(&self, image: &DynamicImage) -> Result<Molmo2Image> {
-        let rgb: RgbImage = if self.do_convert_rgb {
-            to_rgb_on_white(image)
-        } else {
-            image.to_rgb8()
-        };
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    /// Global view, crops, token map and padding masks of one image.
+    pub fn preprocess(&self, image: &DynamicImage) -> Result<MolmoImage> {
+        // the remote processor takes `np.array(image)` of an RGB image
+        let rgb = image.to_rgb8();
+        let (h, w) = (rgb.height() as usize, rgb.width() as usize);
         let s = self.crop_size;
         let p = self.patch_size;
         let cp = s / p;
         let [left, right] = self.overlap_margins;
         let window = (cp - left - right) * p;
         let ([th, tw], [canvas_h, canvas_w]) = self.crop_geometry(h, w);
-        let canvas = resize_bilinear(rgb.as_raw(), [h, w], [canvas_h, canvas_w]);
-        let low_res = resize_bilinear(rgb.as_raw(), [h, w], [s, s]);
+        let (canvas, canvas_mask) = self.resize_and_pad(&rgb, [canvas_h, canvas_w])?;
+        let (global, _) = self.resize_and_pad(&rgb, [s, s])?;
+
         let crops = 1 + th * tw;
         let mut pixel_values = Vec::with_capacity(crops * 3 * s * s);
-        self.push_crop(&mut pixel_values, &low_res, s, 0, 0);
+        push_crop(&mut pixel_values, &global, s, s, 0, 0);
+        let mut image_masks = Vec::new();
         for i in 0..th {
             for j in 0..tw {
-                self.push_crop(&mut pixel_values, &canvas, canvas_w, i * window, j * window);
-            }
-        }
-        // the stitched grid of high-res patches: (crop row, patch row, crop col, patch col) order,
-        // dropping the margins a crop shares with its neighbours
-        let mut stitched = Vec::with_capacity((canvas_h / p) * (canvas_w / p));
-        for i in 0..th {
-            for y in 0..cp {
-                for j in 0..tw {
-                    for x in 0..cp {
-                        let hidden = (i > 0 && y < left)
-                            || (j > 0 && x < left)
-                            || (i + 1 < th && y >= cp - right)
-                            || (j + 1 < tw && x >= cp - right);
-                        if !hidden {
-                            stitched.push((((i * tw + j) * cp + y) * cp + x) as i64);
+                let (top, left_px) = (i * window, j * window);
+                push_crop(&mut pixel_values, &canvas, canvas_w, s, top, left_px);
+                if self.padding_mask {
+                    for py in 0..cp {
+                        for px in 0..cp {
+                            let mut shown = 0u32;
+                            for y in 0..p {
+                                let row = (top + py * p + y) * canvas_w + left_px + px * p;
+                                shown +=
+                                    canvas_mask[row..row + p].iter().filter(|&&m| m).count() as u32;
+                            }
+                            image_masks.push(shown as f32 / (p * p) as f32);
                         }
                     }
                 }
             }
         }
-        let [ph, pw] = self.pooling_size;
-        let low_res_grid: Vec<i64> = (0..(cp * cp) as i64).collect();
-        let (mut token_pooling, low_rows, low_cols) =
-            pool_windows(&low_res_grid, [cp, cp], [ph, pw]);
-        let (high, rows, cols) = pool_windows(&stitched, [canvas_h / p, canvas_w / p], [ph, pw]);
-        let offset = (cp * cp) as i64;
-        token_pooling.extend(high.iter().map(|&i| if i >= 0 { i + offset } else { i }));
-        let tokens = token_pooling.len() / (ph * pw);
-        Ok(Molmo2Image {
+        if self.padding_mask {
+            image_masks.extend(std::iter::repeat_n(-1.0, cp * cp));
+        }
+
+        // token map: the global view's slots are its tokens in order; a crop's slots inside its
+        // kept window map to the stitched grid, whose tokens follow the global view's
+        let [tok_h, tok_w] = self.tokens_per_side;
+        let per_crop = tok_h * tok_w;
+        let mut image_input_idx: Vec<i64> = (0..per_crop as i64).collect();
+        let extent = |index: usize, count: usize| -> (usize, usize) {
+            // (first kept slot, kept slots) of crop `index` of `count` along one side
+            let mut patches = cp - left - right;
+            if index == 0 {
+                patches += left;
+            }
+            if index + 1 == count {
+                patches += right;
+            }
+            (if index == 0 { 0 } else { left / 2 }, patches.div_ceil(2))
+        };
+        let rows: Vec<(usize, usize)> = (0..th).map(|i| extent(i, th)).collect();
+        let cols: Vec<(usize, usize)> = (0..tw).map(|j| extent(j, tw)).collect();
+        let grid = [
+            rows.iter().map(|r| r.1).sum::<usize>(),
+            cols.iter().map(|c| c.1).sum::<usize>(),
+        ];
+        let mut row_offset = 0;
+        for &(y0, kept_h) in &rows {
+            let mut col_offset = 0;
+            for &(x0, kept_w) in &cols {
+                for r in 0..tok_h {
+                    for c in 0..tok_w {
+                        let inside =
+                            (y0..y0 + kept_h).contains(&r) && (x0..x0 + kept_w).contains(&c);
+                        image_input_idx.push(if inside {
+                            let token = (row_offset + r - y0) * grid[1] + col_offset + c - x0;
+                            (per_crop + token) as i64
+                        } else {
+                            -1
+                        });
+                    }
+                }
+                col_offset += kept_w;
+            }
+            row_offset += kept_h;
+        }
+        Ok(MolmoImage {
             pixel_values,
             shape: [crops, 3, s, s],
-            token_pooling,
-            pooling_shape: [tokens, ph * pw],
-            grid: [low_rows, low_cols, rows, cols],
+            image_input_idx,
+            image_masks,
+            grid,
         })
     }
 
-    /// Appends the `crop_size` square at `(top, left)` of an RGB `f32` image `width` wide,
-    /// rounded to 8 bits, rescaled and normalised, channels first.
-    fn push_crop(&self, out: &mut Vec<f32>, pixels: &[f32], width: usize, top: usize, left: usize) {
-        let s = self.crop_size;
-        for c in 0..3 {
-            for y in 0..s {
-                for x in 0..s {
-                    let v = pixels[((top + y) * width + left + x) * 3 + c];
-                    // transformers rounds the float resize back to 8 bits before rescaling
-                    let mut v = v.round_ties_even().clamp(0.0, 255.0);
-                    if self.do_rescale {
-                        v = (f64::from(v) * self.rescale_factor) as f32;
-                    }
-                    if self.do_normalize {
-                        v = (v - self.image_mean[c]) / self.image_std[c];
-                    }
-                    out.push(v);
+    /// `resize_and_pad`: the image scaled to fit `[height, width]` with its aspect ratio kept
+    /// (TensorFlow's antialiased bilinear resize on `[0, 1]` floats, clipped), centred on zeros,
+    /// then normalised; with the mask of pixels that show the image.
+    fn resize_and_pad(
+        &self,
+        rgb: &RgbImage,
+        [out_h, out_w]: [usize; 2],
+    ) -> Result<(Vec<f32>, Vec<bool>)> {
+        let (h, w) = (rgb.height() as usize, rgb.width() as usize);
+        // the remote code computes the scale in float32
+        let scale = (out_h as f32 / h as f32).min(out_w as f32 / w as f32);
+        let (scaled_h, scaled_w) = ((h as f32 * scale) as usize, (w as f32 * scale) as usize);
+        if scaled_h == 0 || scaled_w == 0 {
+            return Err(ProcessorError::Input(format!(
+                "a {w} x {h} image scales to nothing in a {out_w} x {out_h} Molmo view; its aspect ratio is too extreme"
+            )));
+        }
+        let to_unit = 1.0f32 / 255.0;
+        let unit: Vec<f32> = rgb
+            .as_raw()
+            .iter()
+            .map(|&v| f32::from(v) * to_unit)
+            .collect();
+        let resized = resize_antialiased(&unit, [h, w], [scaled_h, scaled_w]);
+        let (top, left) = ((out_h - scaled_h) / 2, (out_w - scaled_w) / 2);
+        let mut out = vec![0f32; out_h * out_w * 3];
+        let mut mask = vec![false; out_h * out_w];
+        for y in 0..scaled_h {
+            for x in 0..scaled_w {
+                let at = (top + y) * out_w + left + x;
+                mask[at] = true;
+                for c in 0..3 {
+                    out[at * 3 + c] = resized[(y * scaled_w + x) * 3 + c].clamp(0.0, 1.0);
                 }
             }
         }
-    }
-
-    /// What `<|image|>` becomes for an image with token grid `grid`: the low-res view
-    /// (`<low_res_im_start>`, rows of `<im_patch>` each closed by `<im_col>`, `<im_end>`), then
-    /// the high-res grid between `<im_start>` and `<im_end>`.
-    pub fn placeholder(&self, grid: [usize; 4]) -> String {
-        let [low_rows, low_cols, rows, cols] = grid;
-        let block = |start: &str, rows: usize, cols: usize, col_token: bool| {
-            let mut row = "<im_patch>".repeat(cols);
-            if col_token {
-                row.push_str("<im_col>");
+        if self.do_normalize {
+            for px in out.chunks_exact_mut(3) {
+                for ((v, mean), std) in px.iter_mut().zip(self.image_mean).zip(self.image_std) {
+                    *v = (*v - mean) / std;
+                }
             }
-            format!("{start}{}<im_end>", row.repeat(rows))
+        }
+        Ok((out, mask))
+    }
+
+    /// What `<|image|>` becomes for an image whose stitched grid is `grid` tokens: the global
+    /// view's rows of `<im_patch>`, each closed by `<im_col>`, between `<im_start>` and
+    /// `<im_end>`, then the stitched grid the same way.
+    pub fn placeholder(&self, grid: [usize; 2]) -> String {
+        let block = |rows: usize, cols: usize| {
+            let mut row = "<im_patch>".repeat(cols);
+            row.push_str("<im_col>");
+            format!("<im_start>{}<im_end>", row.repeat(rows))
         };
-        let start = if self.low_res_start_token {
-            "<low_res_im_start>"
-        } else {
-            "<im_start>"
-        };
-        block(start, low_rows, low_cols, self.low_res_col_tokens)
-            + &block("<im_start>", rows, cols, self.col_tokens)
+        let [tok_h, tok_w] = self.tokens_per_side;
+        block(tok_h, tok_w) + &block(grid[0], grid[1])
     }
 }
 
-/// The placeholder the chat template writes for each image.
-const IMAGE_TOKEN: &str = "<|image|>";
-
-/// Which patches each image token pools: `index` is `[tokens, window]` row-major, indices into
-/// the patches of the pixel entries (entry-major, `patches_per_entry` each), `-1` for an empty
-/// slot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenPooling {
-    pub index: Vec<i64>,
-    pub window: usize,
-    pub patches_per_entry: usize,
-}
-
-/// Molmo2's image side of [`crate::Processor`]: [`Molmo2ImageConfig`] plus the BOS text that
-/// `Molmo2Processor` puts in front of every prompt.
-#[derive(Debug, Clone)]
-pub struct Molmo2Images {
-    pub image: Molmo2ImageConfig,
-    /// The tokenizer's BOS, or its EOS when it has none.
-    pub bos: String,
-}
-
-impl Molmo2Images {
-    /// Reads `processor_config.json` (transformers 5 keeps the image settings and the token
-    /// layout there).
-    pub fn from_checkpoint(files: &CheckpointFiles<'_>) -> Result<Self> {
-        let (config, path) = match files.processor_config {
-            Some(c) => (c, files.processor_config_path),
-            None => (files.image_settings, files.image_settings_path),
-        };
-        let bos = files
-            .tokenizer
-            .bos()
-            .or(files.tokenizer.eos())
-            .map(|t| t.text.clone())
-            .ok_or_else(|| ProcessorError::BadFile {
-                path: files.dir.join("tokenizer_config.json"),
-                detail: "Molmo2 needs a BOS or EOS token to start its prompts".into(),
-            })?;
-        Ok(Self {
-            image: Molmo2ImageConfig::from_processor_config(config, path)?,
-            bos,
-        })
-    }
-}
-
-impl ImagePipeline for Molmo2Images {
-    fn family(&self) -> &'static str {
-        "molmo2"
-    }
-
-    fn image_token(&self) -> &str {
-        IMAGE_TOKEN
-    }
-
-    fn feature_token(&self) -> &str {
-        "<im_patch>"
-    }
-
-    fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage> {
-        let out = self.image.preprocess(image)?;
-        let side = out.shape[2];
-        let p = self.image.patch_size;
-        Ok(ProcessedImage {
-            pixel_values: out.pixel_values,
-            shape: out.shape.to_vec(),
-            placeholder: self.image.placeholder(out.grid),
-            image_grid_thw: None,
-            pixel_mask: None,
-            token_pooling: Some(TokenPooling {
-                index: out.token_pooling,
-                window: out.pooling_shape[1],
-                patches_per_entry: (side / p) * (side / p),
-            }),
-        })
-    }
-
-    fn finish_prompt(&self, text: String) -> String {
-        if text.starts_with(&self.bos) {
-            text
-        } else {
-            format!("{}{text}", self.bos)
+/// Appends the `side` square at `(top, left)` of an RGB `f32` image `width` wide, channels
+/// first.
+fn push_crop(
+    out: &mut Vec<f32>,
+    pixels: &[f32],
+    width: usize,
+    side: usize,
+    top: usize,
+    left: usize,
+) {
+    for c in 0..3 {
+        for y in 0..side {
+            let row = (top + y) * width + left;
+            out.extend((row..row + side).map(|at| pixels[at * 3 + c]));
         }
     }
 }
@@ -378,8 +343,13 @@ impl ImagePipeline for Molmo2Images {
 /// The tiling `(rows, cols)` with at most `max_crops` crops of `window` pixels that needs the
 /// least upscaling to cover `height × width`, or, when every tiling must shrink the image, the
 /// one that shrinks it least (`select_tiling`: candidates ordered by crop count then rows; f32
-/// arithmetic; the first best wins).
-fn select_tiling(height: f32, width: f32, window: usize, max_crops: usize) -> [usize; 2] {
+/// arithmetic; the first best wins). Molmo and Molmo2 share it.
+pub(crate) fn select_tiling(
+    height: f32,
+    width: f32,
+    window: usize,
+    max_crops: usize,
+) -> [usize; 2] {
     let mut tilings: Vec<[usize; 2]> = (1..=max_crops)
         .flat_map(|r| (1..=max_crops).map(move |c| [r, c]))
         .filter(|[r, c]| r * c <= max_crops)
@@ -409,85 +379,222 @@ fn select_tiling(height: f32, width: f32, window: usize, max_crops: usize) -> [u
     }
 }
 
-/// Groups a `[rows, cols]` grid of patch indices into pooling windows, padding a ragged edge
-/// with `-1` (half before, the rest after): `([windows * pool_h * pool_w], rows, cols)` of the
-/// pooled grid (`arange_for_pooling`).
-fn pool_windows(
-    grid: &[i64],
-    [rows, cols]: [usize; 2],
-    [ph, pw]: [usize; 2],
-) -> (Vec<i64>, usize, usize) {
-    let (pad_h, pad_w) = (rows.div_ceil(ph) * ph - rows, cols.div_ceil(pw) * pw - cols);
-    let (top, left) = (pad_h / 2, pad_w / 2);
-    let (out_rows, out_cols) = (rows.div_ceil(ph), cols.div_ceil(pw));
-    let at = |y: usize, x: usize| -> i64 {
-        match (y.checked_sub(top), x.checked_sub(left)) {
-            (Some(y), Some(x)) if y < rows && x < cols => grid[y * cols + x],
-            _ => -1,
-        }
-    };
-    let mut out = Vec::with_capacity(out_rows * out_cols * ph * pw);
-    for r in 0..out_rows {
-        for c in 0..out_cols {
-            for dy in 0..ph {
-                for dx in 0..pw {
-                    out.push(at(r * ph + dy, c * pw + dx));
-                }
-            }
-        }
-    }
-    (out, out_rows, out_cols)
-}
-
-/// PyTorch's `interpolate(mode="bilinear", align_corners=False, antialias=False)` on 8-bit RGB
-/// (row-major, interleaved) as f32: source coordinates `(dst + 0.5) * in / out - 0.5` clamped at
-/// 0, the row weights applied to the two column-interpolated rows, all in f32.
-fn resize_bilinear(rgb: &[u8], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<f32> {
-    let taps = |input: usize, output: usize| -> Vec<(usize, usize, f32, f32)> {
-        let scale = input as f32 / output as f32;
+/// TensorFlow's `resize(method=BILINEAR, antialias=True)` (`scale_and_translate` with a triangle
+/// kernel) on interleaved RGB floats: the kernel is widened by the shrink factor, each output
+/// pixel's weights are normalised to sum to one, and rows are resized before columns, all in
+/// f32 as TensorFlow's CPU kernel does.
+fn resize_antialiased(rgb: &[f32], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> Vec<f32> {
+    let spans = |input: usize, output: usize| -> Vec<(usize, Vec<f32>)> {
+        let scale = output as f32 / input as f32;
+        let inv_scale = (1.0 / f64::from(scale)) as f32;
+        let kernel_scale = inv_scale.max(1.0);
+        let radius = kernel_scale;
         (0..output)
-            .map(|d| {
-                let src = (scale * (d as f32 + 0.5) - 0.5).max(0.0);
-                let i0 = (src.floor() as usize).min(input - 1);
-                let lambda = (src - i0 as f32).clamp(0.0, 1.0);
-                let i1 = if i0 + 1 < input { i0 + 1 } else { i0 };
-                (i0, i1, 1.0 - lambda, lambda)
+            .map(|x| {
+                let sample = (x as f32 + 0.5) * inv_scale;
+                let last = input as i64 - 1;
+                let start = ((sample - radius - 0.5).ceil() as i64).clamp(0, last);
+                let end = ((sample + radius - 0.5).floor() as i64).clamp(0, last) + 1;
+                let weights: Vec<f32> = (start..end)
+                    .map(|src| {
+                        let pos = (src as f32 + 0.5 - sample) / kernel_scale;
+                        (1.0 - pos.abs()).max(0.0)
+                    })
+                    .collect();
+                let total: f32 = weights.iter().sum();
+                let weights = if total.abs() >= 1000.0 * f32::MIN_POSITIVE {
+                    let inv = 1.0 / total;
+                    weights.iter().map(|v| v * inv).collect()
+                } else {
+                    vec![0.0; weights.len()]
+                };
+                (start as usize, weights)
             })
             .collect()
     };
-    let (rows, cols) = (taps(h, oh), taps(w, ow));
-    let mut out = Vec::with_capacity(oh * ow * 3);
-    let px = |y: usize, x: usize, c: usize| f32::from(rgb[(y * w + x) * 3 + c]);
-    for &(y0, y1, wy0, wy1) in &rows {
-        for &(x0, x1, wx0, wx1) in &cols {
+    // rows first: [oh, w] intermediate, then columns
+    let mut rows_done = vec![0f32; oh * w * 3];
+    for (y, (start, weights)) in spans(h, oh).iter().enumerate() {
+        let out = &mut rows_done[y * w * 3..(y + 1) * w * 3];
+        for (k, &weight) in weights.iter().enumerate() {
+            let src = &rgb[(start + k) * w * 3..(start + k + 1) * w * 3];
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o += weight * v;
+            }
+        }
+    }
+    let cols = spans(w, ow);
+    let mut out = vec![0f32; oh * ow * 3];
+    for y in 0..oh {
+        for (x, (start, weights)) in cols.iter().enumerate() {
             for c in 0..3 {
-                let top = wx0 * px(y0, x0, c) + wx1 * px(y0, x1, c);
-                let bottom = wx0 * px(y1, x0, c) + wx1 * px(y1, x1, c);
-                out.push(wy0 * top + wy1 * bottom);
+                let mut sum = 0f32;
+                for (k, &weight) in weights.iter().enumerate() {
+                    sum += weight * rows_done[(y * w + start + k) * 3 + c];
+                }
+                out[(y * ow + x) * 3 + c] = sum;
             }
         }
     }
     out
 }
 
+/// The placeholder the prompt format writes for each image.
+const IMAGE_TOKEN: &str = "<|image|>";
+
+/// The prompt `MolmoProcessor.process` builds (`message_format = "role"`,
+/// `always_start_with_space`): the images first, then `" User: {text} Assistant:"`; an
+/// assistant turn continues as `" Assistant: {text}"`. The checkpoint's `chat_template` (a
+/// ChatML one in Molmo-7B-D's tokenizer files) is not what its processor uses.
+const PROMPT_FORMAT: &str = "\
+{%- for message in messages if message.content is not string -%}
+{%- for part in message.content if part.type == 'image' %}<|image|>{% endfor -%}
+{%- endfor -%}
+{%- for message in messages -%}
+{%- if message.role == 'user' %} User: {% elif message.role == 'assistant' %} Assistant: {% else %}{{ raise_exception('Molmo prompts have user and assistant turns, not ' ~ message.role) }}{% endif -%}
+{%- if message.content is string %}{{ message.content }}{% else %}{% for part in message.content if part.type == 'text' %}{{ part.text }}{% endfor %}{% endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt %} Assistant:{% endif -%}";
+
+/// Which patches each image token pools: `index` is `[tokens, window]` row-major, indices into
+/// the patches of the pixel entries (entry-major, `patches_per_entry` each), `-1` for an empty
+/// slot. Molmo also gives each patch's share of image (`patch_masks`, `[entries, patches]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenPooling {
+    pub index: Vec<i64>,
+    pub window: usize,
+    pub patches_per_entry: usize,
+    pub patch_masks: Option<Vec<f32>>,
+}
+
+/// The original Molmo's image side of [`crate::Processor`]: [`MolmoImageConfig`], the BOS text
+/// `MolmoProcessor` puts in front of every prompt, and its prompt format.
+#[derive(Debug, Clone)]
+pub struct MolmoImages {
+    pub image: MolmoImageConfig,
+    /// The tokenizer's BOS, or its EOS when it has none (Molmo-7B-D's Qwen2 tokenizer).
+    pub bos: String,
+}
+
+impl MolmoImages {
+    /// Reads `preprocessor_config.json`.
+    pub fn from_checkpoint(files: &CheckpointFiles<'_>) -> Result<Self> {
+        let bos = files
+            .tokenizer
+            .bos()
+            .or(files.tokenizer.eos())
+            .map(|t| t.text.clone())
+            .ok_or_else(|| ProcessorError::BadFile {
+                path: files.dir.join("tokenizer_config.json"),
+                detail: "Molmo needs a BOS or EOS token to start its prompts".into(),
+            })?;
+        Ok(Self {
+            image: MolmoImageConfig::from_json(files.image_settings, files.image_settings_path)?,
+            bos,
+        })
+    }
+}
+
+impl ImagePipeline for MolmoImages {
+    fn family(&self) -> &'static str {
+        "molmo"
+    }
+
+    fn image_token(&self) -> &str {
+        IMAGE_TOKEN
+    }
+
+    fn feature_token(&self) -> &str {
+        "<im_patch>"
+    }
+
+    fn prompt_format(&self) -> Option<&'static str> {
+        Some(PROMPT_FORMAT)
+    }
+
+    fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage> {
+        let out = self.image.preprocess(image)?;
+        let [crops, _, side, _] = out.shape;
+        let cp = side / self.image.patch_size;
+        let per_crop = self.image.tokens_per_side[0] * self.image.tokens_per_side[1];
+        let tokens = per_crop + out.grid[0] * out.grid[1];
+        // turn the slot -> token map around: the 2 x 2 window of crop patches each token pools
+        let mut index = vec![-1i64; tokens * 4];
+        for (slot, &token) in out.image_input_idx.iter().enumerate() {
+            if token < 0 {
+                continue;
+            }
+            let (crop, within) = (slot / per_crop, slot % per_crop);
+            let (r, c) = (
+                within / self.image.tokens_per_side[1],
+                within % self.image.tokens_per_side[1],
+            );
+            for (k, (dy, dx)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                index[token as usize * 4 + k] =
+                    (crop * cp * cp + (2 * r + dy) * cp + 2 * c + dx) as i64;
+            }
+        }
+        debug_assert!(crops * per_crop >= tokens);
+        Ok(ProcessedImage {
+            pixel_values: out.pixel_values,
+            shape: out.shape.to_vec(),
+            placeholder: self.image.placeholder(out.grid),
+            image_grid_thw: None,
+            pixel_mask: None,
+            token_pooling: Some(TokenPooling {
+                index,
+                window: 4,
+                patches_per_entry: cp * cp,
+                patch_masks: self.image.padding_mask.then_some(out.image_masks),
+            }),
+        })
+    }
+
+    fn finish_prompt(&self, text: String) -> String {
+        if text.starts_with(&self.bos) {
+            text
+        } else {
+            format!("{}{text}", self.bos)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn tiny() -> MolmoImageConfig {
+        MolmoImageConfig {
+            crop_size: 112,
+            patch_size: 14,
+            max_crops: 4,
+            overlap_margins: [2, 2],
+            tokens_per_side: [4, 4],
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn ragged_grids_pad_half_before_and_half_after() {
-        // 3 x 1 grid, 2 x 2 windows: one column of padding goes after (1 // 2 = 0 before),
-        // one row of padding after
-        let (pooled, rows, cols) = pool_windows(&[0, 1, 2], [3, 1], [2, 2]);
-        assert_eq!((rows, cols), (2, 1));
-        assert_eq!(pooled, vec![0, -1, 1, -1, 2, -1, -1, -1]);
+    fn every_token_gets_exactly_one_slot() {
+        // 2 x 2 crops: the stitched grid is (4 + 4) / 2 = ... tokens per side; each token is
+        // fed by one crop slot and the global view's tokens come first
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(150, 120, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+        }));
+        let out = tiny().preprocess(&img).unwrap();
+        let tokens = 16 + out.grid[0] * out.grid[1];
+        let mut seen = vec![0; tokens];
+        for &t in out.image_input_idx.iter().filter(|&&t| t >= 0) {
+            seen[t as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+        assert_eq!(out.image_masks.len(), out.shape[0] * 64);
     }
 
     #[test]
     fn resizing_to_the_same_size_keeps_the_pixels() {
-        let rgb: Vec<u8> = (0..2 * 3 * 3).map(|v| (v * 13) as u8).collect();
-        let out = resize_bilinear(&rgb, [2, 3], [2, 3]);
-        assert_eq!(out, rgb.iter().map(|&v| f32::from(v)).collect::<Vec<_>>());
+        let rgb: Vec<f32> = (0..2 * 3 * 3).map(|v| v as f32 / 17.0).collect();
+        assert_eq!(resize_antialiased(&rgb, [2, 3], [2, 3]), rgb);
     }
 
     #[test]
@@ -498,5 +605,12 @@ mod tests {
         assert_eq!(select_tiling(20.0, 20.0, 28, 4), [1, 1]);
         // too big for any tiling: the largest scale wins
         assert_eq!(select_tiling(1000.0, 100.0, 28, 4), [4, 1]);
+    }
+
+    #[test]
+    fn odd_patch_grids_are_rejected() {
+        let json = serde_json::json!({"base_image_input_size": [98, 98], "image_token_length_w": 4, "image_token_length_h": 4, "overlap_margins": [2, 2]});
+        let err = MolmoImageConfig::from_json(&json, std::path::Path::new("p.json")).unwrap_err();
+        assert!(err.to_string().contains("even number of patches"), "{err}");
     }
 }

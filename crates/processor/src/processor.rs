@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 
-use crate::chat::{ChatTemplate, Message};
+use crate::chat::{ChatTemplate, ChatTemplateSource, Message};
 use crate::error::{ProcessorError, Result, read_json};
 use crate::idefics2::Idefics2Images;
 use crate::idefics3::Idefics3Images;
 use crate::image::load_image;
 use crate::llava::LlavaImages;
-use crate::molmo::{Molmo2Images, TokenPooling};
+use crate::molmo::{MolmoImages, TokenPooling};
+use crate::molmo2::Molmo2Images;
 use crate::qwen2_vl::Qwen2VlImages;
 use crate::tokenizer::{Padding, TextTokenizer};
 use crate::words::{MatchCase, StopStrings, WordSpan, find_word_spans};
@@ -67,6 +68,12 @@ pub trait ImagePipeline: std::fmt::Debug + Send + Sync {
     /// boundary tokens); the default keeps it.
     fn finish_prompt(&self, text: String) -> String {
         text
+    }
+    /// A prompt format the family's processor applies itself, as a chat template; it replaces
+    /// the checkpoint's template (the original Molmo frames prompts as `" User: ... Assistant:"`
+    /// whatever its tokenizer files say). The default: none, the checkpoint's template rules.
+    fn prompt_format(&self) -> Option<&'static str> {
+        None
     }
     /// Whether the images of a batch may differ in size: they are then padded with zeros to the
     /// batch's largest height and width and the batch gets a `pixel_attention_mask`, as
@@ -298,6 +305,9 @@ const FAMILIES: &[(&str, &str, PipelineBuilder)] = &[
     ("Qwen2VLProcessor", "qwen2_vl", |files| {
         Ok(Box::new(Qwen2VlImages::from_checkpoint(files)?))
     }),
+    ("MolmoProcessor", "molmo", |files| {
+        Ok(Box::new(MolmoImages::from_checkpoint(files)?))
+    }),
     ("Molmo2Processor", "molmo2", |files| {
         Ok(Box::new(Molmo2Images::from_checkpoint(files)?))
     }),
@@ -399,6 +409,17 @@ impl Processor {
                 Some(image_pipeline_for(&files)?)
             }
         };
+        let (chat_template, chat_template_error) =
+            match images.as_deref().and_then(|p| p.prompt_format()) {
+                Some(format) => (
+                    Some(ChatTemplate::new(
+                        format.to_owned(),
+                        ChatTemplateSource::Processor,
+                    )?),
+                    None,
+                ),
+                None => (chat_template, chat_template_error),
+            };
         let image_token_id = match &images {
             Some(p) => Some(tokenizer.token_to_id(p.feature_token()).ok_or_else(|| {
                 ProcessorError::BadFile {
@@ -579,12 +600,16 @@ impl Processor {
                         index: Vec::new(),
                         window: own.window,
                         patches_per_entry: own.patches_per_entry,
+                        patch_masks: own.patch_masks.as_ref().map(|_| Vec::new()),
                     });
                     all.index.extend(
                         own.index
                             .iter()
                             .map(|&i| if i >= 0 { i + offset } else { i }),
                     );
+                    if let (Some(all), Some(own)) = (&mut all.patch_masks, &own.patch_masks) {
+                        all.extend_from_slice(own);
+                    }
                 }
                 pixel_data.extend_from_slice(&img.pixel_values);
                 sample_of_image.extend(std::iter::repeat_n(index, tiles));
