@@ -307,7 +307,26 @@ impl MolmoImageConfig {
         }
         Ok((out, mask))
     }
+}
 
+impl MolmoImage {
+    /// The image's tokens by name, in order (what [`MolmoImageConfig::placeholder`] spells
+    /// out), for `tokens_per_side` tokens per crop side.
+    pub fn placeholder_ids(&self, tokens_per_side: [usize; 2]) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for [rows, cols] in [tokens_per_side, self.grid] {
+            out.push("<im_start>");
+            for _ in 0..rows {
+                out.extend(std::iter::repeat_n("<im_patch>", cols));
+                out.push("<im_col>");
+            }
+            out.push("<im_end>");
+        }
+        out
+    }
+}
+
+impl MolmoImageConfig {
     /// What `<|image|>` becomes for an image whose stitched grid is `grid` tokens: the global
     /// view's rows of `<im_patch>`, each closed by `<im_col>`, between `<im_start>` and
     /// `<im_end>`, then the stitched grid the same way.
