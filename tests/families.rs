@@ -1,8 +1,10 @@
 //! The concept-dictionary and steering pipelines run unchanged on the other model families: the
 //! tiny SmolVLM fixture (Idefics3 architecture: SigLIP tiles, pixel-shuffle connector, Llama
 //! decoder), Idefics2 fixture (SigLIP, perceiver resampler, Mistral decoder), Qwen2-VL fixture
-//! (dynamic-resolution ViT with 2D rotary, patch merger, Qwen2 decoder with M-RoPE) and Molmo2
-//! fixture (multi-crop ViT, attention pooling of patches, Molmo-named decoder) extract features
+//! (dynamic-resolution ViT with 2D rotary, patch merger, Qwen2 decoder with M-RoPE), Molmo2
+//! fixture (multi-crop ViT, attention pooling of patches, Molmo-named decoder) and original Molmo
+//! fixture (Molmo-7B-D's layout made by its remote code: CLIP ViT with class token, padding
+//! embeddings, its own prompt format) extract features
 //! at decoder and vision hooks named the Hugging Face way, build a dictionary, and steer;
 //! `model inspect` describes them.
 
@@ -41,6 +43,14 @@ fn molmo2_extracts_decomposes_and_steers_through_the_cli() {
     pipeline_runs("molmo2", MOLMO_HOOKS, 5 * 16, 13);
 }
 
+#[test]
+fn molmo_extracts_decomposes_and_steers_through_the_cli() {
+    // a 64-pixel image becomes the global view and one crop of 112 pixels (8 x 8 patches of 14
+    // and the class token at the encoder); the global view pools into 4 x 4 tokens and the
+    // crop's kept window into 4 x 4 more
+    pipeline_runs("molmo", MOLMO_HOOKS, 2 * 65, 32);
+}
+
 /// A family's Hugging Face module names for decoder layer 1, vision layer 1 and the connector.
 type HookNames = [&'static str; 3];
 const IDEFICS_HOOKS: HookNames = [
@@ -60,8 +70,8 @@ const MOLMO_HOOKS: HookNames = [
 /// positions and `projector_rows` image tokens per sample.
 fn pipeline_runs(name: &str, hooks: HookNames, vision_rows: usize, projector_rows: usize) {
     let [decoder_hook, vision_hook, connector_hook] = hooks;
-    // xlvlm's Molmo takes the image prompts of one call in one batch row
-    let batch_size = if name.starts_with("molmo") { 1 } else { 8 };
+    // (Molmo's stages run its image prompts one per call whatever the batch size)
+    let batch_size = 8;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("exp.toml");
     std::fs::write(
