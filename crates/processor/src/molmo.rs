@@ -154,19 +154,12 @@ impl MolmoImageConfig {
     /// Tiling `(rows, cols)` of crops and the canvas `(height, width)` in pixels for an image
     /// of `height × width`.
     pub fn crop_geometry(&self, height: usize, width: usize) -> ([usize; 2], [usize; 2]) {
-        let p = self.patch_size;
-        let [left, right] = self.overlap_margins;
-        let window = (self.crop_size / p - left - right) * p;
-        let margin = (left + right) * p;
-        let tiling = select_tiling(
-            height as f32 - margin as f32,
-            width as f32 - margin as f32,
-            window,
+        tiled_canvas(
+            self.crop_size,
+            self.patch_size,
+            self.overlap_margins,
             self.max_crops,
-        );
-        (
-            tiling,
-            [tiling[0] * window + margin, tiling[1] * window + margin],
+            [height, width],
         )
     }
 
@@ -359,16 +352,36 @@ fn push_crop(
     }
 }
 
+/// The tiling `(rows, cols)` and the canvas `(height, width)` in pixels for an image of
+/// `height × width` cut into `crop_size` crops that overlap by `overlap_margins` patches: the
+/// tiling is chosen as if the image and the crops had no margins, and the canvas is the tiling's
+/// windows plus one set of margins. Molmo and Molmo2 share it.
+pub(crate) fn tiled_canvas(
+    crop_size: usize,
+    patch_size: usize,
+    [left, right]: [usize; 2],
+    max_crops: usize,
+    [height, width]: [usize; 2],
+) -> ([usize; 2], [usize; 2]) {
+    let window = (crop_size / patch_size - left - right) * patch_size;
+    let margin = (left + right) * patch_size;
+    let tiling = select_tiling(
+        height as f32 - margin as f32,
+        width as f32 - margin as f32,
+        window,
+        max_crops,
+    );
+    (
+        tiling,
+        [tiling[0] * window + margin, tiling[1] * window + margin],
+    )
+}
+
 /// The tiling `(rows, cols)` with at most `max_crops` crops of `window` pixels that needs the
 /// least upscaling to cover `height × width`, or, when every tiling must shrink the image, the
 /// one that shrinks it least (`select_tiling`: candidates ordered by crop count then rows; f32
-/// arithmetic; the first best wins). Molmo and Molmo2 share it.
-pub(crate) fn select_tiling(
-    height: f32,
-    width: f32,
-    window: usize,
-    max_crops: usize,
-) -> [usize; 2] {
+/// arithmetic; the first best wins).
+fn select_tiling(height: f32, width: f32, window: usize, max_crops: usize) -> [usize; 2] {
     let mut tilings: Vec<[usize; 2]> = (1..=max_crops)
         .flat_map(|r| (1..=max_crops).map(move |c| [r, c]))
         .filter(|[r, c]| r * c <= max_crops)

@@ -15,7 +15,7 @@ use image::{DynamicImage, RgbImage};
 
 use crate::error::{ProcessorError, Result};
 use crate::image::{Settings, to_rgb_on_white};
-use crate::molmo::{TokenPooling, select_tiling};
+use crate::molmo::{TokenPooling, tiled_canvas};
 use crate::processor::{CheckpointFiles, ImagePipeline, ProcessedImage};
 
 /// Settings of `Molmo2ImageProcessor` and the token layout of `Molmo2Processor`.
@@ -171,19 +171,12 @@ impl Molmo2ImageConfig {
     /// Tiling `(rows, cols)` of crops and the canvas `(height, width)` in pixels for an image
     /// of `height × width` (`compute_crop_geometry`).
     pub fn crop_geometry(&self, height: usize, width: usize) -> ([usize; 2], [usize; 2]) {
-        let p = self.patch_size;
-        let [left, right] = self.overlap_margins;
-        let window = (self.crop_size / p - left - right) * p;
-        let margin = (left + right) * p;
-        let tiling = select_tiling(
-            height as f32 - margin as f32,
-            width as f32 - margin as f32,
-            window,
+        tiled_canvas(
+            self.crop_size,
+            self.patch_size,
+            self.overlap_margins,
             self.max_crops,
-        );
-        (
-            tiling,
-            [tiling[0] * window + margin, tiling[1] * window + margin],
+            [height, width],
         )
     }
 

@@ -6,7 +6,10 @@
 
 use std::path::PathBuf;
 
-use safetensors::{Dtype, SafeTensors};
+mod common;
+
+use common::{golden_floats, golden_ints};
+use safetensors::SafeTensors;
 use xlvlm_processor::{
     ImageInput, Message, MolmoImageConfig, Padding, Processor, Prompt, Sample, TokenRole,
     load_image,
@@ -37,35 +40,6 @@ fn molmo() -> PathBuf {
 
 fn golden() -> Vec<u8> {
     std::fs::read(molmo().join("processor_golden.safetensors")).unwrap()
-}
-
-fn ints(golden: &SafeTensors, key: &str) -> (Vec<usize>, Vec<i64>) {
-    let view = golden.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    let values = match view.dtype() {
-        Dtype::I64 => view
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-        Dtype::I32 => view
-            .data()
-            .chunks_exact(4)
-            .map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap())))
-            .collect(),
-        other => panic!("{key}: dtype {other:?}"),
-    };
-    (view.shape().to_vec(), values)
-}
-
-fn floats(golden: &SafeTensors, key: &str) -> (Vec<usize>, Vec<f32>) {
-    let view = golden.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    assert_eq!(view.dtype(), Dtype::F32, "{key}");
-    let values = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (view.shape().to_vec(), values)
 }
 
 /// Crops `[crops, 3, side, side]` in the remote layout `[crops, patches, p * p * 3]`
@@ -112,7 +86,7 @@ fn checkpoint_settings_match_the_remote_image_processor() {
         let out = config.preprocess(&image).unwrap();
 
         // the image's tokens
-        let (_, tokens) = ints(&golden, &format!("real.{k}.image_tokens"));
+        let (_, tokens) = golden_ints(&golden, &format!("real.{k}.image_tokens"));
         let ours: Vec<i64> = out
             .placeholder_ids(config.tokens_per_side)
             .iter()
@@ -130,7 +104,7 @@ fn checkpoint_settings_match_the_remote_image_processor() {
         let patch_positions: Vec<i64> = (0..tokens.len() as i64)
             .filter(|&i| tokens[i as usize] == IM_PATCH)
             .collect();
-        let (shape, want_idx) = ints(&golden, &format!("real.{k}.image_input_idx"));
+        let (shape, want_idx) = golden_ints(&golden, &format!("real.{k}.image_input_idx"));
         assert_eq!(shape, vec![out.shape[0], 144], "{name}");
         let ours: Vec<i64> = out
             .image_input_idx
@@ -146,17 +120,17 @@ fn checkpoint_settings_match_the_remote_image_processor() {
         let want: Vec<i64> = want_idx.iter().map(|&t| t.max(-100)).collect();
         assert_eq!(ours, want, "{name}: image_input_idx");
 
-        let (_, masks) = floats(&golden, &format!("real.{k}.image_masks"));
+        let (_, masks) = golden_floats(&golden, &format!("real.{k}.image_masks"));
         assert_eq!(out.image_masks, masks, "{name}: image_masks");
 
-        let (_, shape) = ints(&golden, &format!("real.{k}.shape"));
+        let (_, shape) = golden_ints(&golden, &format!("real.{k}.shape"));
         assert_eq!(shape, vec![out.shape[0] as i64, 576, 588], "{name}");
         let patches = as_patches(&out.pixel_values, out.shape, 14);
         let strided: Vec<f32> = patches.iter().step_by(61).copied().collect();
-        let (_, want) = floats(&golden, &format!("real.{k}.pixels_strided"));
+        let (_, want) = golden_floats(&golden, &format!("real.{k}.pixels_strided"));
         let diff = max_abs_diff(&strided, &want);
         assert!(diff <= PIXEL_TOLERANCE, "{name}: pixels differ by {diff}");
-        let (_, sums) = floats(&golden, &format!("real.{k}.crop_sums"));
+        let (_, sums) = golden_floats(&golden, &format!("real.{k}.crop_sums"));
         for (crop, want) in patches.chunks(576 * 588).zip(sums) {
             let ours: f64 = crop.iter().map(|&v| f64::from(v)).sum();
             assert!(
@@ -189,7 +163,7 @@ fn tiny_processor_matches_the_remote_processor() {
         let batch = processor
             .encode_batch(std::slice::from_ref(&sample), Padding::Left)
             .unwrap();
-        let (_, want_ids) = ints(&golden, &format!("tiny.{k}.input_ids"));
+        let (_, want_ids) = golden_ints(&golden, &format!("tiny.{k}.input_ids"));
         let ids: Vec<i64> = batch.tokens(0).iter().map(|&t| i64::from(t)).collect();
         assert_eq!(ids, want_ids, "{name}: input_ids");
         for (&id, role) in batch.input_ids.iter().zip(&batch.token_roles) {
@@ -198,13 +172,13 @@ fn tiny_processor_matches_the_remote_processor() {
 
         let pixels = batch.pixel_values.as_ref().unwrap();
         let shape: [usize; 4] = pixels.shape.as_slice().try_into().unwrap();
-        let (want_shape, want) = floats(&golden, &format!("tiny.{k}.images"));
+        let (want_shape, want) = golden_floats(&golden, &format!("tiny.{k}.images"));
         assert_eq!(want_shape, vec![shape[0], 64, 588], "{name}");
         let diff = max_abs_diff(&as_patches(&pixels.data, shape, 14), &want);
         assert!(diff <= PIXEL_TOLERANCE, "{name}: pixels differ by {diff}");
 
         let pooling = pixels.token_pooling.as_ref().unwrap();
-        let (_, masks) = floats(&golden, &format!("tiny.{k}.image_masks"));
+        let (_, masks) = golden_floats(&golden, &format!("tiny.{k}.image_masks"));
         assert_eq!(
             pooling.patch_masks.as_deref(),
             Some(masks.as_slice()),
@@ -216,7 +190,7 @@ fn tiny_processor_matches_the_remote_processor() {
             .filter(|&i| ids[i] == i64::from(patch))
             .collect();
         assert_eq!(pooling.index.len(), positions.len() * 4, "{name}");
-        let (_, idx) = ints(&golden, &format!("tiny.{k}.image_input_idx"));
+        let (_, idx) = golden_ints(&golden, &format!("tiny.{k}.image_input_idx"));
         let mut fed = 0;
         for (slot, &pos) in idx.iter().enumerate() {
             if pos < 0 {

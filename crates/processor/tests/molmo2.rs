@@ -5,7 +5,10 @@
 
 use std::path::PathBuf;
 
-use safetensors::{Dtype, SafeTensors};
+mod common;
+
+use common::golden_ints;
+use safetensors::SafeTensors;
 use xlvlm_processor::{
     ImageInput, Message, Molmo2ImageConfig, Padding, Processor, Prompt, Sample, TokenRole,
     load_image,
@@ -24,24 +27,6 @@ fn config() -> Molmo2ImageConfig {
     Molmo2ImageConfig::from_processor_config(&json, &path).unwrap()
 }
 
-fn ints(golden: &SafeTensors, key: &str) -> (Vec<usize>, Vec<i64>) {
-    let view = golden.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    let values = match view.dtype() {
-        Dtype::I64 => view
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-        Dtype::I32 => view
-            .data()
-            .chunks_exact(4)
-            .map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap())))
-            .collect(),
-        other => panic!("{key}: dtype {other:?}"),
-    };
-    (view.shape().to_vec(), values)
-}
-
 #[test]
 fn crops_pooling_and_grid_equal_transformers() {
     let bytes = std::fs::read(molmo2().join("golden.safetensors")).unwrap();
@@ -49,9 +34,9 @@ fn crops_pooling_and_grid_equal_transformers() {
     let image = load_image(&molmo2().join("../image.png")).unwrap();
     let out = config().preprocess(&image).unwrap();
 
-    let (_, grid) = ints(&golden, "input.image_grids");
+    let (_, grid) = golden_ints(&golden, "input.image_grids");
     assert_eq!(out.grid.map(|g| g as i64).to_vec(), grid);
-    let (shape, pooling) = ints(&golden, "input.image_token_pooling");
+    let (shape, pooling) = golden_ints(&golden, "input.image_token_pooling");
     assert_eq!(out.pooling_shape.to_vec(), shape);
     assert_eq!(out.token_pooling, pooling);
 
@@ -113,7 +98,7 @@ fn processor_batch_equals_transformers() {
     let batch = processor
         .encode_batch(std::slice::from_ref(&sample), Padding::Left)
         .unwrap();
-    let (_, want) = ints(&golden, "input.input_ids");
+    let (_, want) = golden_ints(&golden, "input.input_ids");
     let ids: Vec<i64> = batch.tokens(0).iter().map(|&t| i64::from(t)).collect();
     assert_eq!(ids, want);
     // the vision features land on <im_patch>
@@ -126,7 +111,7 @@ fn processor_batch_equals_transformers() {
     assert_eq!(pixels.shape, vec![5, 3, 56, 56]);
     assert_eq!(pixels.sample_of_image, vec![0; 5]);
     let pooling = pixels.token_pooling.as_ref().unwrap();
-    let (shape, want_pooling) = ints(&golden, "input.image_token_pooling");
+    let (shape, want_pooling) = golden_ints(&golden, "input.image_token_pooling");
     assert_eq!(
         (pooling.index.len() / pooling.window, pooling.window),
         (shape[0], shape[1])

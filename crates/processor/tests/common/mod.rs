@@ -57,3 +57,35 @@ pub fn messages(value: &serde_json::Value) -> Vec<xlvlm_processor::Message> {
         })
         .collect()
 }
+
+/// An integer tensor of a safetensors golden (I64 or I32) with its shape.
+pub fn golden_ints(golden: &safetensors::SafeTensors, key: &str) -> (Vec<usize>, Vec<i64>) {
+    use safetensors::Dtype;
+    let view = golden.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let values = match view.dtype() {
+        Dtype::I64 => view
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Dtype::I32 => view
+            .data()
+            .chunks_exact(4)
+            .map(|b| i64::from(i32::from_le_bytes(b.try_into().unwrap())))
+            .collect(),
+        other => panic!("{key}: dtype {other:?}"),
+    };
+    (view.shape().to_vec(), values)
+}
+
+/// An F32 tensor of a safetensors golden with its shape.
+pub fn golden_floats(golden: &safetensors::SafeTensors, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let view = golden.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    assert_eq!(view.dtype(), safetensors::Dtype::F32, "{key}");
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (view.shape().to_vec(), values)
+}
