@@ -511,18 +511,9 @@ pub struct MolmoImages {
 impl MolmoImages {
     /// Reads `preprocessor_config.json`.
     pub fn from_checkpoint(files: &CheckpointFiles<'_>) -> Result<Self> {
-        let bos = files
-            .tokenizer
-            .bos()
-            .or(files.tokenizer.eos())
-            .map(|t| t.text.clone())
-            .ok_or_else(|| ProcessorError::BadFile {
-                path: files.dir.join("tokenizer_config.json"),
-                detail: "Molmo needs a BOS or EOS token to start its prompts".into(),
-            })?;
         Ok(Self {
             image: MolmoImageConfig::from_json(files.image_settings, files.image_settings_path)?,
-            bos,
+            bos: prompt_start(files, "Molmo")?,
         })
     }
 }
@@ -583,11 +574,30 @@ impl ImagePipeline for MolmoImages {
     }
 
     fn finish_prompt(&self, text: String) -> String {
-        if text.starts_with(&self.bos) {
-            text
-        } else {
-            format!("{}{text}", self.bos)
-        }
+        with_start(&self.bos, text)
+    }
+}
+
+/// What both Molmo processors put in front of every prompt: the tokenizer's BOS, or its EOS
+/// when it has none (Qwen2 tokenizers), as text.
+pub(crate) fn prompt_start(files: &CheckpointFiles<'_>, family: &str) -> Result<String> {
+    files
+        .tokenizer
+        .bos()
+        .or(files.tokenizer.eos())
+        .map(|t| t.text.clone())
+        .ok_or_else(|| ProcessorError::BadFile {
+            path: files.dir.join("tokenizer_config.json"),
+            detail: format!("{family} needs a BOS or EOS token to start its prompts"),
+        })
+}
+
+/// `text` with `start` in front, unless it already starts with it.
+pub(crate) fn with_start(start: &str, text: String) -> String {
+    if text.starts_with(start) {
+        text
+    } else {
+        format!("{start}{text}")
     }
 }
 

@@ -13,9 +13,9 @@
 
 use image::{DynamicImage, RgbImage};
 
-use crate::error::{ProcessorError, Result};
+use crate::error::Result;
 use crate::image::{Settings, to_rgb_on_white};
-use crate::molmo::{TokenPooling, tiled_canvas};
+use crate::molmo::{TokenPooling, prompt_start, tiled_canvas, with_start};
 use crate::processor::{CheckpointFiles, ImagePipeline, ProcessedImage};
 
 /// Settings of `Molmo2ImageProcessor` and the token layout of `Molmo2Processor`.
@@ -303,18 +303,9 @@ impl Molmo2Images {
             Some(c) => (c, files.processor_config_path),
             None => (files.image_settings, files.image_settings_path),
         };
-        let bos = files
-            .tokenizer
-            .bos()
-            .or(files.tokenizer.eos())
-            .map(|t| t.text.clone())
-            .ok_or_else(|| ProcessorError::BadFile {
-                path: files.dir.join("tokenizer_config.json"),
-                detail: "Molmo2 needs a BOS or EOS token to start its prompts".into(),
-            })?;
         Ok(Self {
             image: Molmo2ImageConfig::from_processor_config(config, path)?,
-            bos,
+            bos: prompt_start(files, "Molmo2")?,
         })
     }
 }
@@ -352,11 +343,7 @@ impl ImagePipeline for Molmo2Images {
     }
 
     fn finish_prompt(&self, text: String) -> String {
-        if text.starts_with(&self.bos) {
-            text
-        } else {
-            format!("{}{text}", self.bos)
-        }
+        with_start(&self.bos, text)
     }
 }
 
