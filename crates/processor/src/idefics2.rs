@@ -184,9 +184,7 @@ impl Idefics2Images {
         let image =
             Idefics2ImageConfig::from_json(files.image_settings, files.image_settings_path)?;
         let image_seq_len = files
-            .processor_config
-            .and_then(|c| c.get("image_seq_len"))
-            .or_else(|| files.image_settings.get("image_seq_len"))
+            .setting("image_seq_len")
             .or_else(|| {
                 files
                     .model_config
@@ -199,31 +197,14 @@ impl Idefics2Images {
                 detail: "no image_seq_len (looked in this file and in config.json's perceiver_config.resampler_n_latents)".into(),
             })? as usize;
         // Idefics2Processor takes the tokenizer's image tokens when it names them
-        let token = |name: &str, default: &str| {
-            files
-                .tokenizer
-                .special_token(name)
-                .map_or_else(|| default.to_owned(), |t| t.text.clone())
-        };
         let images = Self {
             image,
-            image_token: token("image_token", "<image>"),
-            fake_image_token: token("image_boundary_token", "<fake_token_around_image>"),
+            image_token: files.special_token_or("image_token", "<image>"),
+            fake_image_token: files
+                .special_token_or("image_boundary_token", "<fake_token_around_image>"),
             image_seq_len,
         };
-        if files
-            .tokenizer
-            .token_to_id(&images.fake_image_token)
-            .is_none()
-        {
-            return Err(ProcessorError::BadFile {
-                path: files.dir.join("tokenizer.json"),
-                detail: format!(
-                    "the Idefics2 image token {:?} is not in the vocabulary",
-                    images.fake_image_token
-                ),
-            });
-        }
+        files.require_tokens("Idefics2", &[&images.fake_image_token])?;
         Ok(images)
     }
 }

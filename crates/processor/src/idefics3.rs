@@ -244,11 +244,7 @@ impl Idefics3Images {
     pub fn from_checkpoint(files: &CheckpointFiles<'_>) -> Result<Self> {
         let image =
             Idefics3ImageConfig::from_json(files.image_settings, files.image_settings_path)?;
-        let from_processor = files
-            .processor_config
-            .and_then(|c| c.get("image_seq_len"))
-            .or_else(|| files.image_settings.get("image_seq_len"))
-            .and_then(|v| v.as_u64());
+        let from_processor = files.setting("image_seq_len").and_then(|v| v.as_u64());
         let from_model = files.model_config.and_then(|c| {
             let vision = c.get("vision_config")?;
             let size = vision.get("image_size")?.as_u64()?;
@@ -264,27 +260,18 @@ impl Idefics3Images {
                 detail: "no image_seq_len (looked in this file and in config.json's vision_config and scale_factor)".into(),
             })? as usize;
         // SmolVLMProcessor reads these names from the tokenizer; Idefics3Processor hard-codes them
-        let token = |name: &str, default: &str| {
-            files
-                .tokenizer
-                .special_token(name)
-                .map_or_else(|| default.to_owned(), |t| t.text.clone())
-        };
         let images = Self {
             image,
-            image_token: token("image_token", "<image>"),
-            fake_image_token: token("fake_image_token", "<fake_token_around_image>"),
-            global_image_token: token("global_image_token", "<global-img>"),
+            image_token: files.special_token_or("image_token", "<image>"),
+            fake_image_token: files
+                .special_token_or("fake_image_token", "<fake_token_around_image>"),
+            global_image_token: files.special_token_or("global_image_token", "<global-img>"),
             image_seq_len,
         };
-        for t in [&images.fake_image_token, &images.global_image_token] {
-            if files.tokenizer.token_to_id(t).is_none() {
-                return Err(ProcessorError::BadFile {
-                    path: files.dir.join("tokenizer.json"),
-                    detail: format!("the Idefics3 image token {t:?} is not in the vocabulary"),
-                });
-            }
-        }
+        files.require_tokens(
+            "Idefics3",
+            &[&images.fake_image_token, &images.global_image_token],
+        )?;
         Ok(images)
     }
 

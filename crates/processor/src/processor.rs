@@ -284,6 +284,36 @@ pub struct CheckpointFiles<'a> {
     pub model_config: Option<&'a serde_json::Value>,
 }
 
+impl<'a> CheckpointFiles<'a> {
+    /// A processor setting: `processor_config.json`'s top level, else the image settings.
+    pub(crate) fn setting(&self, key: &str) -> Option<&'a serde_json::Value> {
+        self.processor_config
+            .and_then(|c| c.get(key))
+            .or_else(|| self.image_settings.get(key))
+    }
+
+    /// The text of the tokenizer's special token `name` (`image_token`, ...), else `default`.
+    pub(crate) fn special_token_or(&self, name: &str, default: &str) -> String {
+        self.tokenizer
+            .special_token(name)
+            .map_or_else(|| default.to_owned(), |t| t.text.clone())
+    }
+
+    /// An error naming `tokenizer.json` unless every token is in the vocabulary.
+    pub(crate) fn require_tokens(&self, family: &str, tokens: &[&str]) -> Result<()> {
+        match tokens
+            .iter()
+            .find(|t| self.tokenizer.token_to_id(t).is_none())
+        {
+            Some(t) => Err(ProcessorError::BadFile {
+                path: self.dir.join("tokenizer.json"),
+                detail: format!("the {family} image token {t:?} is not in the vocabulary"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 type PipelineBuilder = fn(&CheckpointFiles<'_>) -> Result<Box<dyn ImagePipeline>>;
 
 /// The families this crate implements: (`processor_class`, `model_type`, builder). A family is
