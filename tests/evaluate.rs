@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{artifact, read_table, repo, run_ok, world_sections, xlvlm};
+use support::{artifact, read_table, repo, run_ok, world_experiment, xlvlm};
 use xlvlm_store::{Column, FeatureTable, read_parquet, write_parquet};
 
 fn json(path: &Path) -> Value {
@@ -561,28 +561,25 @@ fn bad_evaluate_parameters_are_clear_errors() {
 #[test]
 fn steering_generations_are_evaluated_per_alpha_and_gathered_into_a_table() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exp.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[experiment]
-name = "chain"
-{}
+    let file = world_experiment(
+        dir.path(),
+        "chain",
+        r#"
 [stage.base]
 kind = "extract"
 model = "tiny"
 data = "captions"
 hooks = ["lm.layers.1"]
-generate = {{ max_new_tokens = 6 }}
-tokens = {{ mean_before = [] }}
+generate = { max_new_tokens = 6 }
+tokens = { mean_before = [] }
 
 [stage.answers]
 kind = "extract"
 model = "tiny"
 data = "vqa"
 hooks = ["lm.layers.1"]
-generate = {{ max_new_tokens = 3 }}
-tokens = {{ among = "generated", index = -1 }}
+generate = { max_new_tokens = 3 }
+tokens = { among = "generated", index = -1 }
 
 [stage.shift]
 kind = "shift"
@@ -596,8 +593,8 @@ model = "tiny"
 data = "captions"
 vector = "shift"
 hooks = ["lm.layers.0", "lm.layers.1"]
-alpha = {{ sweep = [0, 400] }}
-generate = {{ max_new_tokens = 6 }}
+alpha = { sweep = [0, 400] }
+generate = { max_new_tokens = 6 }
 
 [stage.eval]
 kind = "evaluate"
@@ -640,10 +637,7 @@ data = "captions"
 num_grounded_text_tokens = 3
 num_most_activating_samples = 2
 "#,
-            world_sections(dir.path())
-        ),
-    )
-    .unwrap();
+    );
     let store = dir.path().join("store");
     run_ok(&store, &file);
 

@@ -12,19 +12,16 @@ use support::*;
 #[test]
 fn batch_of_eight_gives_the_vectors_of_batch_one() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exp.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[experiment]
-name = "batch"
-{}
+    let file = world_experiment(
+        dir.path(),
+        "batch",
+        r#"
 [stage.b1]
 kind = "extract"
 model = "tiny"
 data = "vqa"
 hooks = ["lm.layers.0", "model.norm"]
-generate = {{ max_new_tokens = 4 }}
+generate = { max_new_tokens = 4 }
 batch_size = 1
 
 [stage.b8]
@@ -35,10 +32,7 @@ batch_size = 8
 from = "b8"
 vector_dtype = "f16"
 "#,
-            world_sections(dir.path())
-        ),
-    )
-    .unwrap();
+    );
     let store = dir.path().join("store");
     run_ok(&store, &file);
     let one = read_table(&artifact(&store, "batch", "b1"), "shard");
@@ -101,20 +95,17 @@ vector_dtype = "f16"
 #[test]
 fn a_killed_extract_resumes_and_ends_with_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exp.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[experiment]
-name = "resume"
-{}
+    let file = world_experiment(
+        dir.path(),
+        "resume",
+        r#"
 [stage.x]
 kind = "extract"
 model = "tiny"
 data = "vqa"
 hooks = ["lm.layers.1"]
-generate = {{ max_new_tokens = 3 }}
-tokens = {{ among = "generated" }}
+generate = { max_new_tokens = 3 }
+tokens = { among = "generated" }
 batch_size = 2
 shard_samples = 2
 
@@ -122,10 +113,7 @@ shard_samples = 2
 kind = "aggregate"
 features = "x"
 "#,
-            world_sections(dir.path())
-        ),
-    )
-    .unwrap();
+    );
     let reference = dir.path().join("reference");
     run_ok(&reference, &file);
 

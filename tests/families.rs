@@ -73,13 +73,11 @@ fn pipeline_runs(name: &str, hooks: HookNames, vision_rows: usize, projector_row
     // (Molmo's stages run its image prompts one per call whatever the batch size)
     let batch_size = 8;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exp.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[experiment]
-name = "family"
-{world}
+    let file = world_experiment(
+        dir.path(),
+        "family",
+        &format!(
+            r#"
 [models.vlm]
 path = "{model}"
 
@@ -139,11 +137,9 @@ hooks = ["lm.layers.0", "lm.layers.1"]
 alpha = {{ sweep = [0, 400] }}
 generate = {{ max_new_tokens = 4 }}
 "#,
-            world = world_sections(dir.path()),
             model = fixture(name).display(),
         ),
-    )
-    .unwrap();
+    );
     let store = dir.path().join("store");
     run_ok(&store, &file);
 

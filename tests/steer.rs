@@ -13,28 +13,25 @@ use xlvlm_model::{
 #[test]
 fn a_pipeline_from_extraction_to_steering_runs_and_alpha_zero_is_unsteered() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exp.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[experiment]
-name = "steer"
-{}
+    let file = world_experiment(
+        dir.path(),
+        "steer",
+        r#"
 [stage.base]
 kind = "extract"
 model = "tiny"
 data = "captions"
 hooks = ["lm.layers.1"]
-generate = {{ max_new_tokens = 6 }}
-tokens = {{ mean_before = [] }}
+generate = { max_new_tokens = 6 }
+tokens = { mean_before = [] }
 
 [stage.yes]
 kind = "extract"
 model = "tiny"
 data = "vqa"
 hooks = ["lm.layers.1"]
-generate = {{ max_new_tokens = 6 }}
-tokens = {{ among = "generated", index = -1 }}
+generate = { max_new_tokens = 6 }
+tokens = { among = "generated", index = -1 }
 
 [stage.matrix]
 kind = "aggregate"
@@ -58,13 +55,13 @@ model = "tiny"
 data = "captions"
 vector = "shift"
 hooks = ["lm.layers.0", "lm.layers.1"]
-alpha = {{ sweep = [0, 400] }}
-generate = {{ max_new_tokens = 6 }}
+alpha = { sweep = [0, 400] }
+generate = { max_new_tokens = 6 }
 
 [stage.first_unsteered]
 from = "steered"
 alpha = 0
-generate = {{ max_new_tokens = 1 }}
+generate = { max_new_tokens = 1 }
 
 [stage.first_generated_only]
 from = "first_unsteered"
@@ -83,10 +80,7 @@ mode = "projected"
 positions = "from_index"
 start_index = 5
 "#,
-            world_sections(dir.path())
-        ),
-    )
-    .unwrap();
+    );
     let store = dir.path().join("store");
     run_ok(&store, &file);
     let base = read_table(&artifact(&store, "steer", "base"), "generations");
@@ -259,20 +253,17 @@ fn bad_steer_settings_are_clear_errors() {
 #[test]
 fn a_killed_steer_resumes_and_ends_with_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("exp.toml");
-    std::fs::write(
-        &file,
-        format!(
-            r#"[experiment]
-name = "resume"
-{}
+    let file = world_experiment(
+        dir.path(),
+        "resume",
+        r#"
 [stage.a]
 kind = "extract"
 model = "tiny"
 data = "captions"
 mode = "teacher_forcing"
 hooks = ["lm.layers.1"]
-tokens = {{ among = "generated", index = 0 }}
+tokens = { among = "generated", index = 0 }
 
 [stage.b]
 kind = "extract"
@@ -280,7 +271,7 @@ model = "tiny"
 data = "captions"
 mode = "teacher_forcing"
 hooks = ["lm.layers.1"]
-tokens = {{ among = "generated", index = -1 }}
+tokens = { among = "generated", index = -1 }
 
 [stage.v]
 kind = "shift"
@@ -295,14 +286,11 @@ data = "captions"
 vector = "v"
 hooks = ["lm.layers.1"]
 alpha = 20
-generate = {{ max_new_tokens = 5 }}
+generate = { max_new_tokens = 5 }
 batch_size = 2
 shard_samples = 2
 "#,
-            world_sections(dir.path())
-        ),
-    )
-    .unwrap();
+    );
     let reference = dir.path().join("reference");
     run_ok(&reference, &file);
 

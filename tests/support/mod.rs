@@ -80,6 +80,18 @@ limit = 8
     )
 }
 
+/// Writes `dir/exp.toml`: experiment `name` over a shapes world in `dir` (see
+/// [`world_sections`]) with the given stage sections; returns its path.
+pub fn world_experiment(dir: &Path, name: &str, stages: &str) -> PathBuf {
+    let file = dir.join("exp.toml");
+    let text = format!(
+        "[experiment]\nname = \"{name}\"\n{}\n{stages}",
+        world_sections(dir)
+    );
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
 /// The artifact folder a stage's name points at.
 pub fn artifact(store: &Path, experiment: &str, label: &str) -> PathBuf {
     let key = std::fs::read_to_string(store.join("names").join(experiment).join(label))
