@@ -11,6 +11,50 @@ use crate::error::Result;
 use crate::nn::{Activation, LayerNorm, Linear, ParamMapper, ParamVisitor};
 use crate::weights::Checkpoint;
 
+/// The patch and position embedding tables of a CLIP- or SigLIP-style ViT, found under the first
+/// of `prefixes` whose `embeddings.patch_embedding.weight` the checkpoint holds.
+pub struct VitEmbeddings<B: Backend> {
+    /// Where the tower's weights live (`vision_tower.vision_model.`, ...).
+    pub prefix: String,
+    /// `[channels * p * p, hidden]`: the patch convolution as a linear map.
+    pub patch_weight: Tensor<B, 2>,
+    /// `[positions, hidden]`.
+    pub position_embedding: Tensor<B, 2>,
+}
+
+impl<B: Backend> VitEmbeddings<B> {
+    pub fn load(
+        ckpt: &Checkpoint,
+        prefixes: &[&str],
+        c: &VisionConfig,
+        positions: usize,
+        dtype: DType,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let probe = "embeddings.patch_embedding.weight";
+        let names: Vec<String> = prefixes.iter().map(|p| format!("{p}{probe}")).collect();
+        let prefix = ckpt.first_of(&names)?.trim_end_matches(probe).to_string();
+        let (h, p) = (c.hidden_size, c.patch_size);
+        let patch_weight = ckpt.linear_weight(
+            &format!("{prefix}{probe}"),
+            &[h, c.num_channels, p, p],
+            dtype,
+            device,
+        )?;
+        let position_embedding = ckpt.tensor(
+            &format!("{prefix}embeddings.position_embedding.weight"),
+            [positions, h],
+            dtype,
+            device,
+        )?;
+        Ok(Self {
+            prefix,
+            patch_weight,
+            position_embedding,
+        })
+    }
+}
+
 struct EncoderLayer<B: Backend> {
     layer_norm1: LayerNorm<B>,
     q_proj: Linear<B>,

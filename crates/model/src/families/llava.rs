@@ -9,7 +9,7 @@ use crate::nn::{
     Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, map_tensor, map_transposed,
     visit_tensor, visit_transposed,
 };
-use crate::vit::{VitEncoder, patchify};
+use crate::vit::{VitEmbeddings, VitEncoder, patchify};
 use crate::weights::Checkpoint;
 
 /// Where the CLIP tower sits in the key layouts the loader reads (llava-hf on the Hub, a model
@@ -55,31 +55,18 @@ impl<B: Backend> LlavaVision<B> {
         dtype: DType,
         device: &B::Device,
     ) -> Result<Self> {
-        let probe = "embeddings.patch_embedding.weight";
-        let names: Vec<String> = TOWER_PREFIXES
-            .iter()
-            .map(|p| format!("{p}{probe}"))
-            .collect();
-        let prefix = ckpt.first_of(&names)?.trim_end_matches(probe).to_string();
         let c = &lc.vision;
         let h = c.hidden_size;
         let p = c.patch_size;
         let positions = c.grid() * c.grid() + 1;
-        let patch_weight = ckpt.linear_weight(
-            &format!("{prefix}embeddings.patch_embedding.weight"),
-            &[h, c.num_channels, p, p],
-            dtype,
-            device,
-        )?;
+        let VitEmbeddings {
+            prefix,
+            patch_weight,
+            position_embedding,
+        } = VitEmbeddings::load(ckpt, &TOWER_PREFIXES, c, positions, dtype, device)?;
         let class_embedding = ckpt.tensor(
             &format!("{prefix}embeddings.class_embedding"),
             [h],
-            dtype,
-            device,
-        )?;
-        let position_embedding = ckpt.tensor(
-            &format!("{prefix}embeddings.position_embedding.weight"),
-            [positions, h],
             dtype,
             device,
         )?;

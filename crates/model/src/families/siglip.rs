@@ -15,7 +15,7 @@ use crate::nn::{
     LayerNorm, ParamMapper, ParamVisitor, map_tensor, map_transposed, visit_tensor,
     visit_transposed,
 };
-use crate::vit::{VitEncoder, patchify};
+use crate::vit::{VitEmbeddings, VitEncoder, patchify};
 use crate::weights::Checkpoint;
 
 const PREFIXES: [&str; 2] = ["model.vision_model.", "vision_model."];
@@ -57,26 +57,16 @@ impl<B: Backend> SiglipVision<B> {
         dtype: DType,
         device: &B::Device,
     ) -> Result<Self> {
-        let probe = "embeddings.patch_embedding.weight";
-        let names: Vec<String> = PREFIXES.iter().map(|p| format!("{p}{probe}")).collect();
-        let prefix = ckpt.first_of(&names)?.trim_end_matches(probe).to_string();
         let (h, p) = (c.hidden_size, c.patch_size);
         let positions = c.grid() * c.grid();
-        let patch_weight = ckpt.linear_weight(
-            &format!("{prefix}embeddings.patch_embedding.weight"),
-            &[h, c.num_channels, p, p],
-            dtype,
-            device,
-        )?;
+        let VitEmbeddings {
+            prefix,
+            patch_weight,
+            position_embedding,
+        } = VitEmbeddings::load(ckpt, &PREFIXES, c, positions, dtype, device)?;
         let patch_bias = ckpt.tensor(
             &format!("{prefix}embeddings.patch_embedding.bias"),
             [h],
-            dtype,
-            device,
-        )?;
-        let position_embedding = ckpt.tensor(
-            &format!("{prefix}embeddings.position_embedding.weight"),
-            [positions, h],
             dtype,
             device,
         )?;
