@@ -725,11 +725,7 @@ fn llava_config(
         ));
     }
     let vision = vision_config(vision, &CLIP_VISION_DEFAULTS, path)?;
-    let image_token_id = obj
-        .get("image_token_id")
-        .or_else(|| obj.get("image_token_index"))
-        .and_then(Value::as_u64)
-        .unwrap_or(32000) as u32;
+    let image_token_id = image_token_id(obj, 32000, path)?;
     let vision_feature_layer = match obj.get("vision_feature_layer") {
         None => -2,
         Some(v) => v.as_i64().ok_or_else(|| {
@@ -856,19 +852,29 @@ fn idefics3_config(
             ),
         ));
     }
-    let image_token_id = obj
-        .get("image_token_id")
-        .or_else(|| obj.get("image_token_index"))
-        .map_or(Ok(128257), |v| {
-            v.as_u64().map(|id| id as u32).ok_or_else(|| {
-                ModelError::config(path, format!("image_token_id must be a token id, got {v}"))
-            })
-        })?;
+    let image_token_id = image_token_id(obj, 128257, path)?;
     Ok(Idefics3Config {
         vision,
         image_token_id,
         scale_factor,
     })
+}
+
+/// The image placeholder's id: `image_token_id` (transformers 5) or `image_token_index` (older
+/// configs), else the family's `default`.
+fn image_token_id(obj: &Map<String, Value>, default: u32, path: &Path) -> Result<u32> {
+    match obj
+        .get("image_token_id")
+        .or_else(|| obj.get("image_token_index"))
+    {
+        None => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+            .ok_or_else(|| {
+                ModelError::config(path, format!("image_token_id must be a token id, got {v}"))
+            }),
+    }
 }
 
 /// `Idefics2VisionConfig`'s defaults.
@@ -919,14 +925,7 @@ fn idefics2_config(
             "perceiver_config: resampler_n_latents must be positive and resampler_n_heads a multiple of num_key_value_heads",
         ));
     }
-    let image_token_id = obj
-        .get("image_token_id")
-        .or_else(|| obj.get("image_token_index"))
-        .map_or(Ok(32001), |v| {
-            v.as_u64().map(|id| id as u32).ok_or_else(|| {
-                ModelError::config(path, format!("image_token_id must be a token id, got {v}"))
-            })
-        })?;
+    let image_token_id = image_token_id(obj, 32001, path)?;
     Ok(Idefics2Config {
         vision,
         perceiver,
