@@ -1,7 +1,9 @@
-//! Molmo2 against transformers 5.24 on the committed tiny checkpoint (f32), in both key layouts:
-//! every ViT layer, the connector (multi-layer features, attention pooling, projector), every
-//! decoder layer, `hidden_states`, logits, interventions and 20 greedy tokens. Also the config
-//! dialects and the original Molmo's flat config.
+//! Molmo2 against transformers 5.24 on the committed tiny checkpoint (f32), in both key layouts,
+//! and the original Molmo (`model_type = "molmo"`) against the remote code of
+//! allenai/Molmo-7B-D-0924 on its tiny checkpoint (`tests/fixtures/hf/molmo`, made by
+//! `tools/refgen/make_molmo_refs.py`): every ViT layer, the connector (multi-layer features, pad
+//! embeddings, attention pooling, projector), every decoder layer, `hidden_states`, logits,
+//! interventions and 20 greedy tokens. Also the config dialects.
 
 mod common;
 
@@ -22,10 +24,16 @@ fn load(rel: &str) -> Vlm<B> {
 /// The processor's `[crops, patches, p * p * 3]` patches (each `(y, x, channel)`) back to crops
 /// `[crops, 3, side, side]`, the layout [`PixelValues`] holds.
 fn crops(g: &Golden, patch: usize) -> PixelValues {
-    let (shape, data) = g.f32("input.pixel_values");
-    let [n, patches, dim] = shape[..] else {
-        panic!("pixel_values shape {shape:?}")
+    crops_of(g, "input.pixel_values", patch)
+}
+
+/// [`crops`] of the golden `key` (leading batch dimensions are folded into the crops).
+fn crops_of(g: &Golden, key: &str, patch: usize) -> PixelValues {
+    let (shape, data) = g.f32(key);
+    let [.., patches, dim] = shape[..] else {
+        panic!("{key} shape {shape:?}")
     };
+    let n = shape[..shape.len() - 2].iter().product::<usize>();
     assert_eq!(dim, patch * patch * 3);
     let grid = (patches as f64).sqrt() as usize;
     let side = grid * patch;
@@ -312,6 +320,26 @@ fn original_molmo_flat_config_parses() {
     };
     assert!(mc.class_token && mc.pre_layernorm && !mc.patch_bias);
     assert_eq!(mc.feature_layers, vec![-2, -9]);
+    // without the vision_backbone extension: the remote code's fixed CLIP ViT-L/14 at 336 px
+    let v = &mc.vision;
+    assert_eq!(
+        (
+            v.image_size,
+            v.patch_size,
+            v.hidden_size,
+            v.num_layers,
+            v.num_heads
+        ),
+        (336, 14, 1024, 23, 16)
+    );
+    assert_eq!(
+        (v.intermediate_size, v.hidden_act.as_str()),
+        (4096, "quick_gelu")
+    );
+    assert_eq!(
+        (mc.pool_heads, mc.pool_head_dim, mc.pool_out),
+        (16, 64, 1024)
+    );
     assert_eq!(mc.image_patch_id, 152066);
     assert!(mc.block_start_ids.is_empty(), "Molmo attends causally");
     let bad = serde_json::json!({"model_type": "molmo", "norm_after": true});
@@ -449,4 +477,235 @@ fn checkpoint_views_slice_and_concatenate_rows() {
         ckpt.add_view("missing", &[("no.such.tensor", 0..1)])
             .is_err()
     );
+}
+
+// ---- the original Molmo (remote code of allenai/Molmo-7B-D-0924) ----------------------------
+
+/// The tiny Molmo fixture's ViT: 112 px crops of 8 x 8 patches, pooled 2 x 2 into 4 x 4 tokens.
+const MOLMO_PATCH: usize = 14;
+const MOLMO_GRID: usize = 8;
+
+/// The remote processor's `image_input_idx` (`[crops, tokens per crop]`: the sequence position
+/// each pooled token of each crop is added to, negative when unused) as the model's pooling: for
+/// every `<im_patch>` position in sequence order, the 2 x 2 window of patches (crop-major patch
+/// indices) its slot covers, and the `image_masks` per patch.
+fn molmo_pooling(g: &Golden) -> PatchPooling {
+    let (shape, idx) = g.i64("input.image_input_idx");
+    let per_crop = *shape.last().unwrap();
+    let side = MOLMO_GRID / 2;
+    assert_eq!(per_crop, side * side);
+    let patches = MOLMO_GRID * MOLMO_GRID;
+    let mut used: Vec<(i64, usize, usize)> = idx
+        .iter()
+        .enumerate()
+        .filter(|&(_, &pos)| pos >= 0)
+        .map(|(k, &pos)| (pos, k / per_crop, k % per_crop))
+        .collect();
+    used.sort_unstable();
+    let index = used
+        .iter()
+        .flat_map(|&(_, crop, slot)| {
+            let (r, c) = (slot / side, slot % side);
+            [(0, 0), (0, 1), (1, 0), (1, 1)]
+                .map(|(dy, dx)| (crop * patches + (2 * r + dy) * MOLMO_GRID + 2 * c + dx) as i64)
+        })
+        .collect();
+    PatchPooling {
+        index,
+        shape: [used.len(), 4],
+        image_masks: Some(g.f32("input.image_masks").1.clone()),
+    }
+}
+
+fn molmo_batch(g: &Golden) -> Batch {
+    Batch::from_padded(
+        g.rows_u32("input.input_ids"),
+        g.rows_i64("input.attention_mask"),
+    )
+    .with_pixel_values(crops_of(g, "input.images", MOLMO_PATCH))
+    .with_patch_pooling(molmo_pooling(g))
+}
+
+#[test]
+fn molmo_remote_code_matches_every_layer() {
+    let model = load("molmo");
+    let g = Golden::open("molmo");
+    let captures: Vec<CaptureSpec> = model.hook_points().into_iter().map(all).collect();
+    let out = model
+        .forward(&molmo_batch(&g), &captures, &[], Logits::All)
+        .unwrap();
+    let get = |hook: HookPoint| {
+        let c = out.captures.iter().find(|c| c.spec.hook == hook).unwrap();
+        c.rows.iter().flat_map(|r| r.to_f32()).collect::<Vec<f32>>()
+    };
+    let vision_layers = model.config().vision.as_ref().unwrap().num_layers();
+    assert_eq!(vision_layers, 4);
+    let layers = model.config().text.num_layers;
+    assert_hooks_match("molmo", get, &g, vision_layers, layers, TOL);
+    assert_close(
+        "molmo hidden_states.1",
+        &get(HookPoint::Layer(0)),
+        &g.f32("text.hidden_states.1").1,
+        TOL,
+    );
+    assert_close(
+        &format!("molmo hidden_states.{layers} (final norm)"),
+        &get(HookPoint::Norm),
+        &g.f32(&format!("text.hidden_states.{layers}")).1,
+        TOL,
+    );
+    let logits = out.logits.unwrap();
+    assert_eq!(logits.dims(), [1, 79, 384], "logits cover embedding_size");
+    assert_close("molmo logits", &to_f32(logits), &g.f32("logits").1, TOL);
+    let embed = out
+        .captures
+        .iter()
+        .find(|c| c.spec.hook == HookPoint::Embed)
+        .unwrap();
+    let images = embed.rows[0]
+        .positions
+        .iter()
+        .filter(|m| m.role == TokenRole::Image)
+        .count();
+    assert_eq!(images, 32, "every <im_patch> token is an image position");
+}
+
+#[test]
+fn molmo_image_features_match_and_need_the_image_masks() {
+    let model = load("molmo");
+    let g = Golden::open("molmo");
+    let pixels = crops_of(&g, "input.images", MOLMO_PATCH);
+    let pooling = molmo_pooling(&g);
+    let features = model.image_features_pooled(&pixels, &pooling).unwrap();
+    assert_eq!(features.dims(), [1, 32, 64]);
+    assert_close(
+        "molmo image features",
+        &to_f32(features),
+        &g.f32("image_features").1,
+        TOL,
+    );
+    // the pad embeddings matter: without them (all patches real) the features differ
+    let unmasked = PatchPooling {
+        image_masks: Some(vec![1.0; 2 * 64]),
+        ..pooling.clone()
+    };
+    let plain = model.image_features_pooled(&pixels, &unmasked).unwrap();
+    assert!(common::rel_err(&to_f32(plain), &g.f32("image_features").1) > 1e-3);
+    let err = model
+        .image_features_pooled(
+            &pixels,
+            &PatchPooling {
+                image_masks: None,
+                ..pooling
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("image_masks"), "{err}");
+}
+
+#[test]
+fn molmo_interventions_match_remote_forward_hooks() {
+    let model = load("molmo");
+    let g = Golden::open("molmo");
+    let hook = HookPoint::Layer(g.i64("intervention.layer").1[0] as usize);
+    for (mode, key) in [
+        (InterventionMode::Add, "intervention.add.logits"),
+        (InterventionMode::Projected, "intervention.projected.logits"),
+    ] {
+        let iv = Intervention {
+            hook,
+            vector: g.f32("intervention.vector").1.clone(),
+            alpha: g.f32("intervention.alpha").1[0],
+            positions: Positions::All,
+            mode,
+        };
+        let out = model
+            .forward(&molmo_batch(&g), &[], &[iv], Logits::All)
+            .unwrap();
+        let logits = to_f32(out.logits.unwrap());
+        assert_close(key, &logits, &g.f32(key).1, TOL);
+        assert!(common::rel_err(&logits, &g.f32("logits").1) > 1e-3);
+    }
+}
+
+#[test]
+fn molmo_greedy_generation_matches_the_remote_model() {
+    let model = load("molmo");
+    let g = Golden::open("molmo");
+    let options = GenerateOptions {
+        max_new_tokens: 20,
+        keep_logits: true,
+        ..Default::default()
+    };
+    for (key, interventions) in [
+        ("generate", vec![]),
+        (
+            "generate_intervention",
+            vec![Intervention {
+                hook: HookPoint::Layer(g.i64("intervention.layer").1[0] as usize),
+                vector: g.f32("intervention.vector").1.clone(),
+                alpha: g.f32("intervention.alpha").1[0],
+                positions: Positions::All,
+                mode: InterventionMode::Add,
+            }],
+        ),
+    ] {
+        let generation = model
+            .generate(&molmo_batch(&g), &options, &[], &interventions)
+            .unwrap();
+        let want = &g.rows_u32(&format!("{key}.output_ids"))[0];
+        assert_eq!(want.len(), 20);
+        assert_eq!(generation.ids[0], *want, "{key}");
+        let (shape, logits) = g.f32(&format!("{key}.logits"));
+        let vocab = shape[2];
+        for (s, step) in generation.step_logits.iter().enumerate() {
+            assert_close(
+                &format!("{key} step {s}"),
+                &to_f32(step.clone()),
+                &logits[s * vocab..(s + 1) * vocab],
+                TOL,
+            );
+        }
+    }
+}
+
+/// The tiny checkpoint's `vision_backbone` / `vit_layers` (xlvlm's extension of the flat config)
+/// replace the fixed 0924 vision side; the parameter count is the remote model's.
+#[test]
+fn molmo_tiny_config_reads_the_vision_extension() {
+    let config = ModelConfig::from_dir(&fixture("molmo")).unwrap();
+    let Some(VisionFamily::Molmo(mc)) = &config.vision else {
+        panic!("not Molmo");
+    };
+    assert_eq!(mc.feature_layers, vec![-2, -4]);
+    assert_eq!(
+        (
+            mc.vision.image_size,
+            mc.vision.hidden_size,
+            mc.vision.num_layers
+        ),
+        (112, 32, 4)
+    );
+    assert_eq!((mc.pool_heads, mc.pool_head_dim, mc.pool_out), (2, 16, 32));
+    assert_eq!(mc.image_patch_id, 386);
+    let t = &config.text;
+    assert_eq!((t.vocab_size, t.embedding_rows()), (384, 512));
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("molmo").join("golden.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        load("molmo").num_params(),
+        golden["n_params"].as_u64().unwrap() as usize
+    );
+    let mut odd: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("molmo").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    odd["vision_backbone"]["image_default_input_size"] = serde_json::json!([126, 126]);
+    let err = ModelConfig::from_json(&odd, std::path::Path::new("config.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("odd"), "{err}");
 }

@@ -199,32 +199,17 @@ pub(crate) fn parse_config(
         Ok((text, config))
     } else {
         let text = molmo_text(obj, path)?;
-        // the ViT and connector of the original Molmo are fixed in its remote code
-        // (`VisionBackboneConfig` defaults: OpenAI CLIP ViT-L/14 at 336 px, layers -2 and -9)
-        let vision = checked_vision(
-            VisionConfig {
-                hidden_size: 1024,
-                intermediate_size: 4096,
-                num_layers: 23,
-                num_heads: 16,
-                image_size: 336,
-                patch_size: 14,
-                num_channels: 3,
-                layer_norm_eps: 1e-5,
-                hidden_act: "quick_gelu".into(),
-            },
-            path,
-        )?;
+        let (vision, feature_layers, pool) = molmo_vision(obj, path)?;
         let config = MolmoConfig {
             vision,
             class_token: true,
             pre_layernorm: true,
             patch_bias: false,
-            feature_layers: vec![-2, -9],
-            pool_heads: 16,
-            pool_kv_heads: 16,
-            pool_head_dim: 64,
-            pool_out: 1024,
+            feature_layers,
+            pool_heads: pool.heads,
+            pool_kv_heads: pool.kv_heads,
+            pool_head_dim: pool.head_dim,
+            pool_out: pool.out,
             pool_bias: true,
             projector_intermediate: text.intermediate_size,
             projector_act: "silu".into(),
@@ -238,6 +223,110 @@ pub(crate) fn parse_config(
         check_layers(&config, path)?;
         Ok((text, config))
     }
+}
+
+/// The pooling attention's shape (Molmo: the ViT's heads, head width and hidden size).
+struct PoolShape {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    out: usize,
+}
+
+/// The original Molmo's ViT and connector. The remote `MolmoForCausalLM.__init__` fixes them
+/// (a `VisionBackboneConfig` of the OpenAI CLIP ViT-L/14 at 336 px, 23 layers, `vit_layers`
+/// [-2, -9]) and `config.json` has no vision keys. xlvlm extension: a `"vision_backbone"` object
+/// with `VisionBackboneConfig`'s field names and a top-level `"vit_layers"` describe another ViT
+/// (the tiny test checkpoint); absent keys take the fixed Molmo-7B-D-0924 values.
+fn molmo_vision(
+    obj: &Map<String, Value>,
+    path: &Path,
+) -> Result<(VisionConfig, Vec<i64>, PoolShape)> {
+    let v = match obj.get("vision_backbone") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(v)) => v.clone(),
+        Some(other) => {
+            return Err(ModelError::config(
+                path,
+                format!("vision_backbone must be an object, got {other}"),
+            ));
+        }
+    };
+    let image_size = match v.get("image_default_input_size") {
+        None => 336,
+        Some(Value::Array(sides)) => {
+            match sides.iter().map(Value::as_u64).collect::<Vec<_>>()[..] {
+                [Some(h), Some(w)] if h == w => h as usize,
+                _ => {
+                    return Err(ModelError::config(
+                        path,
+                        "vision_backbone.image_default_input_size must be a square [side, side]",
+                    ));
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ModelError::config(
+                path,
+                format!(
+                    "vision_backbone.image_default_input_size must be [side, side], got {other}"
+                ),
+            ));
+        }
+    };
+    let hidden = usize_field(&v, "image_emb_dim", 1024, path)?;
+    let heads = usize_field(&v, "image_num_heads", 16, path)?;
+    let kv_heads = usize_field(&v, "image_num_key_value_heads", heads, path)?;
+    let head_dim = usize_field(&v, "image_head_dim", 64, path)?;
+    if kv_heads != heads || heads * head_dim != hidden {
+        return Err(ModelError::config(
+            path,
+            "vision_backbone: the ViT needs image_num_key_value_heads == image_num_heads and image_head_dim * image_num_heads == image_emb_dim",
+        ));
+    }
+    let vision = checked_vision(
+        VisionConfig {
+            hidden_size: hidden,
+            intermediate_size: usize_field(&v, "image_mlp_dim", 4096, path)?,
+            num_layers: usize_field(&v, "image_num_layers", 23, path)?,
+            num_heads: heads,
+            image_size,
+            patch_size: usize_field(&v, "image_patch_size", 14, path)?,
+            num_channels: 3,
+            layer_norm_eps: f64_field(&v, "image_norm_eps", 1e-5, path)?,
+            hidden_act: str_field(&v, "image_mlp_activations")
+                .unwrap_or_else(|| "quick_gelu".into()),
+        },
+        path,
+    )?;
+    let grid = vision.grid();
+    // the remote code pads an odd patch grid with zero features before its 2x2 pooling, which
+    // the pooling windows here cannot express
+    if grid % 2 == 1 {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "vision_backbone: a {grid} x {grid} patch grid is odd; 2 x 2 pooling needs an even one"
+            ),
+        ));
+    }
+    let positions = usize_field(&v, "image_num_pos", grid * grid + 1, path)?;
+    if positions != grid * grid + 1 {
+        return Err(ModelError::config(
+            path,
+            format!(
+                "vision_backbone.image_num_pos {positions} is not the {grid} x {grid} patches plus the class token (the remote code would interpolate the position table)"
+            ),
+        ));
+    }
+    let feature_layers = int_list(obj, "vit_layers", path)?.unwrap_or(vec![-2, -9]);
+    let pool = PoolShape {
+        heads,
+        kv_heads,
+        head_dim,
+        out: hidden,
+    };
+    Ok((vision, feature_layers, pool))
 }
 
 fn checked_vision(v: VisionConfig, path: &Path) -> Result<VisionConfig> {
