@@ -51,6 +51,89 @@ fn molmo_extracts_decomposes_and_steers_through_the_cli() {
     pipeline_runs("molmo", MOLMO_HOOKS, 2 * 65, 32);
 }
 
+#[test]
+fn molmo_batches_give_what_one_prompt_at_a_time_gives() {
+    // rows of different lengths (left padding), each row's crops pooled into its own tokens
+    for name in ["molmo", "molmo2"] {
+        let [one, many] = [1, 8].map(|batch_size| batched_extraction(name, batch_size));
+        for (label, (a, b)) in ["decoder", "vision", "projector"]
+            .iter()
+            .zip(one.iter().zip(&many))
+        {
+            assert_eq!(
+                strings(a, "sample_id"),
+                strings(b, "sample_id"),
+                "{name} {label}"
+            );
+            assert_eq!(a.ints("position"), b.ints("position"), "{name} {label}");
+            let ((da, va), (db, vb)) = (a.vector("vector").unwrap(), b.vector("vector").unwrap());
+            assert_eq!(da, db);
+            let scale = va.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = va
+                .iter()
+                .zip(vb)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 1e-4 * scale,
+                "{name} {label}: batched differs by {diff} (scale {scale})"
+            );
+        }
+        assert_eq!(
+            strings(&one[3], "generation"),
+            strings(&many[3], "generation"),
+            "{name}: generations"
+        );
+    }
+}
+
+/// Decoder states of generated tokens, ViT states and projector outputs of the VQA samples, and
+/// the generations, extracted by the tiny fixture `name` at `batch_size` rows per call.
+fn batched_extraction(name: &str, batch_size: usize) -> [xlvlm_store::FeatureTable; 4] {
+    let [decoder_hook, vision_hook, connector_hook] = MOLMO_HOOKS;
+    let dir = tempfile::tempdir().unwrap();
+    let file = world_experiment(
+        dir.path(),
+        "batched",
+        &format!(
+            r#"
+[models.vlm]
+path = "{model}"
+
+[stage.decoder]
+kind = "extract"
+batch_size = {batch_size}
+model = "vlm"
+data = "vqa"
+hooks = ["{decoder_hook}"]
+generate = {{ max_new_tokens = 3 }}
+tokens = {{ among = "generated" }}
+
+[stage.vision]
+kind = "extract"
+batch_size = {batch_size}
+model = "vlm"
+data = "vqa"
+mode = "teacher_forcing"
+hooks = ["{vision_hook}"]
+
+[stage.projector]
+from = "vision"
+hooks = ["{connector_hook}"]
+"#,
+            model = fixture(name).display(),
+        ),
+    );
+    let store = dir.path().join("store");
+    run_ok(&store, &file);
+    let table = |label: &str, prefix: &str| read_table(&artifact(&store, "batched", label), prefix);
+    [
+        table("decoder", "shard"),
+        table("vision", "shard"),
+        table("projector", "shard"),
+        table("decoder", "generations"),
+    ]
+}
+
 /// A family's Hugging Face module names for decoder layer 1, vision layer 1 and the connector.
 type HookNames = [&'static str; 3];
 const IDEFICS_HOOKS: HookNames = [
@@ -70,8 +153,6 @@ const MOLMO_HOOKS: HookNames = [
 /// positions and `projector_rows` image tokens per sample.
 fn pipeline_runs(name: &str, hooks: HookNames, vision_rows: usize, projector_rows: usize) {
     let [decoder_hook, vision_hook, connector_hook] = hooks;
-    // (Molmo's stages run its image prompts one per call whatever the batch size)
-    let batch_size = 8;
     let dir = tempfile::tempdir().unwrap();
     let file = world_experiment(
         dir.path(),
@@ -83,7 +164,7 @@ path = "{model}"
 
 [stage.base]
 kind = "extract"
-batch_size = {batch_size}
+batch_size = 8
 model = "vlm"
 data = "captions"
 hooks = ["{decoder_hook}"]
@@ -92,7 +173,7 @@ tokens = {{ mean_before = [] }}
 
 [stage.yes]
 kind = "extract"
-batch_size = {batch_size}
+batch_size = 8
 model = "vlm"
 data = "vqa"
 hooks = ["lm.layers.1"]
@@ -101,7 +182,7 @@ tokens = {{ among = "generated", index = -1 }}
 
 [stage.vision]
 kind = "extract"
-batch_size = {batch_size}
+batch_size = 8
 model = "vlm"
 data = "captions"
 mode = "teacher_forcing"
@@ -129,7 +210,7 @@ target = "yes"
 
 [stage.steered]
 kind = "steer"
-batch_size = {batch_size}
+batch_size = 8
 model = "vlm"
 data = "captions"
 vector = "shift"

@@ -207,11 +207,7 @@ impl ModelWork for Extract<'_> {
         } else {
             "generate"
         };
-        let batch_size = inference::rows_per_call(
-            model,
-            p.batch_size.expect("filled by the spec"),
-            &ctx.node.label,
-        );
+        let batch_size = p.batch_size.expect("filled by the spec");
         let shard_samples = p.shard_samples.expect("filled by the spec");
 
         let shards = inference::shard_ranges(samples.len(), shard_samples);

@@ -349,24 +349,6 @@ pub struct GenerationRow {
     pub finish: FinishReason,
 }
 
-/// Rows per model call: the stage's `batch_size`, except for Molmo, whose pooled image tokens of
-/// one call fill one batch row, so its samples run one per call (with a note when that lowers the
-/// requested size).
-pub fn rows_per_call<B: Backend>(model: &Vlm<B>, batch_size: usize, label: &str) -> usize {
-    let one_row = matches!(
-        model.config().vision,
-        Some(xlvlm_model::VisionFamily::Molmo(_))
-    );
-    if one_row && batch_size > 1 {
-        tracing::info!(
-            "{label}: Molmo runs image prompts one per call; batch_size {batch_size} becomes 1"
-        );
-        1
-    } else {
-        batch_size
-    }
-}
-
 pub fn finish_name(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Eos => "eos",

@@ -157,11 +157,7 @@ impl ModelWork for Steer<'_> {
             stop: (!generate.stop.is_empty()).then_some(&stop_fn as &dyn Fn(&[u32]) -> bool),
             keep_logits: false,
         };
-        let batch_size = inference::rows_per_call(
-            model,
-            p.batch_size.expect("filled by the spec"),
-            &ctx.node.label,
-        );
+        let batch_size = p.batch_size.expect("filled by the spec");
         let shards =
             inference::shard_ranges(samples.len(), p.shard_samples.expect("filled by the spec"));
         let bar = inference::progress(samples.len(), &ctx.node.label);

@@ -242,6 +242,92 @@ struct VisionOutput<B: Backend> {
     lengths: Option<Vec<usize>>,
 }
 
+/// The batch row of each crop of a Molmo batch: the row of the image tokens that pool its
+/// patches (a crop no token pools belongs with the crop before it). A crop pooled from two rows
+/// is an error.
+fn crop_rows<B: Backend>(
+    pooling: &PatchPooling,
+    token_rows: &[usize],
+    crops: usize,
+    vision: &VisionSide<B>,
+) -> Result<Vec<usize>> {
+    let per_crop = vision.patches_per_crop();
+    let window = pooling.shape[1];
+    let mut rows: Vec<Option<usize>> = vec![None; crops];
+    for (token, &row) in token_rows.iter().enumerate() {
+        for &patch in &pooling.index[token * window..(token + 1) * window] {
+            if patch < 0 {
+                continue;
+            }
+            let crop = patch as usize / per_crop;
+            match rows.get_mut(crop) {
+                None => {
+                    return Err(ModelError::Input(format!(
+                        "the patch pooling points at patch {patch}, beyond the {crops} crops of {per_crop} patches"
+                    )));
+                }
+                Some(Some(r)) if *r != row => {
+                    return Err(ModelError::Input(format!(
+                        "crop {crop} is pooled by image tokens of batch rows {r} and {row}"
+                    )));
+                }
+                Some(slot) => *slot = Some(row),
+            }
+        }
+    }
+    let mut last = 0;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            last = r.unwrap_or(last);
+            last
+        })
+        .collect())
+}
+
+/// Molmo's pooled tokens `[1, tokens, hidden]` (row after row, `token_rows` saying whose)
+/// regrouped as `[rows, longest, hidden]` with zero padding: the features, each row's length,
+/// and the batch rows they belong to.
+fn split_by_row<B: Backend>(
+    features: Tensor<B, 3>,
+    token_rows: &[usize],
+) -> (Tensor<B, 3>, Vec<usize>, Vec<usize>) {
+    let [_, tokens, hidden] = features.dims();
+    let mut rows: Vec<usize> = Vec::new();
+    let mut lengths: Vec<usize> = Vec::new();
+    for &row in token_rows {
+        if rows.last() == Some(&row) {
+            *lengths.last_mut().expect("a row was opened") += 1;
+        } else {
+            rows.push(row);
+            lengths.push(1);
+        }
+    }
+    if rows.len() <= 1 {
+        let row = rows.first().copied().unwrap_or(0);
+        return (features, vec![tokens], vec![row]);
+    }
+    let longest = lengths.iter().copied().max().unwrap_or(0);
+    let device = features.device();
+    // index into [tokens; one zero row]: each row's tokens, then the zero row as padding
+    let mut index = Vec::with_capacity(rows.len() * longest);
+    let mut start = 0;
+    for &len in &lengths {
+        index.extend((start..start + len).map(|t| t as i64));
+        index.extend(std::iter::repeat_n(tokens as i64, longest - len));
+        start += len;
+    }
+    let flat = features.reshape([tokens, hidden]);
+    let zero_row = flat.clone().narrow(0, 0, 1).zeros_like();
+    let table = Tensor::cat(vec![flat, zero_row], 0);
+    let index =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(index, [rows.len() * longest]), &device);
+    let grouped = table
+        .select(0, index)
+        .reshape([rows.len(), longest, hidden]);
+    (grouped, lengths, rows)
+}
+
 /// Per-position bookkeeping of the tensor a hook sees.
 struct Chunk {
     /// `[rows][seq]`, `None` for padding.
@@ -674,8 +760,10 @@ impl<B: Backend> Vlm<B> {
             .ok_or_else(|| ModelError::Input("pixel_values given to a text-only model".into()))?;
         let mut rec = Recorder::new(&[], 0);
         let owners = vec![0; pixels.shape[0]];
+        let token_rows = vec![0; pooling.shape[0]];
         let images = Images::Pixels(pixels, None);
-        let out = self.run_vision(vision, images, &owners, Some(pooling), &[], &mut rec)?;
+        let pooling = Some((pooling, token_rows.as_slice()));
+        let out = self.run_vision(vision, images, &owners, pooling, &[], &mut rec)?;
         Ok(out.features)
     }
 
@@ -717,14 +805,16 @@ impl<B: Backend> Vlm<B> {
     }
 
     /// The family's encoder and connector on the images, with vision hooks: image features
-    /// `[images, tokens, hidden]`. `owners[k]` is the batch row of image `k`.
+    /// `[images, tokens, hidden]`. `owners[k]` is the batch row of image `k`. Molmo's `pooling`
+    /// comes with the batch row of each pooled token; its features come out one row per batch
+    /// row that has images, `[rows, tokens, hidden]`, padded to the longest.
     #[allow(clippy::too_many_arguments)]
     fn run_vision(
         &self,
         vision: &VisionSide<B>,
         images: Images<'_>,
         owners: &[usize],
-        pooling: Option<&PatchPooling>,
+        pooling: Option<(&PatchPooling, &[usize])>,
         interventions: &[PreparedIntervention<B>],
         rec: &mut Recorder<B>,
     ) -> Result<VisionOutput<B>> {
@@ -757,7 +847,7 @@ impl<B: Backend> Vlm<B> {
         let mut x = input.hidden.clone();
         // positions count on across the images of a batch row; padding that evens out image
         // sizes (`lengths`) is no position
-        let vision_chunk = |seq: usize, lengths: Option<&[usize]>| {
+        let vision_chunk = |owners: &[usize], seq: usize, lengths: Option<&[usize]>| {
             let len = |k: usize| lengths.map_or(seq, |l| l[k]);
             let mut before = vec![0; owners.iter().max().map_or(0, |&m| m + 1)];
             let mut metas = Vec::with_capacity(owners.len());
@@ -783,7 +873,7 @@ impl<B: Backend> Vlm<B> {
             }
         };
         let seq = x.dims()[1];
-        let chunk = vision_chunk(seq, input.lengths.as_deref());
+        let chunk = vision_chunk(owners, seq, input.lengths.as_deref());
         let wanted = vision.feature_states();
         let mut states: Vec<Option<Tensor<B, 3>>> = vec![None; wanted.len()];
         let mut keep = |state: usize, x: &Tensor<B, 3>| {
@@ -803,14 +893,25 @@ impl<B: Backend> Vlm<B> {
             .into_iter()
             .map(|s| s.expect("every state the connector reads ran"))
             .collect();
-        let features = vision.connect(states, input.real.as_deref(), pooling)?;
-        let tokens = features.dims()[1];
-        // a connector that shrinks the sequence (Qwen2-VL's merger) shrinks every length alike
-        let lengths = input
-            .lengths
-            .take()
-            .map(|ls| ls.iter().map(|l| l * tokens / seq).collect::<Vec<_>>());
-        let chunk = vision_chunk(tokens, lengths.as_deref());
+        let features = vision.connect(states, input.real.as_deref(), pooling.map(|p| p.0))?;
+        let (features, lengths, owners) = match pooling {
+            // Molmo pools the tokens of every row into one sequence: one row per batch row
+            Some((_, token_rows)) => {
+                let (features, lengths, rows) = split_by_row(features, token_rows);
+                (features, Some(lengths), rows)
+            }
+            None => {
+                let tokens = features.dims()[1];
+                // a connector that shrinks the sequence (Qwen2-VL's merger) shrinks every
+                // length alike
+                let lengths = input
+                    .lengths
+                    .take()
+                    .map(|ls| ls.iter().map(|l| l * tokens / seq).collect::<Vec<_>>());
+                (features, lengths, owners.to_vec())
+            }
+        };
+        let chunk = vision_chunk(&owners, features.dims()[1], lengths.as_deref());
         Ok(VisionOutput {
             features: self.hook(HookPoint::Projector, features, &chunk, interventions, rec),
             lengths,
@@ -995,26 +1096,27 @@ impl<B: Backend> Vlm<B> {
         match (&self.vision, images) {
             (Some(vision), Some(images)) => {
                 let features = if vision.needs_pooling() {
-                    // Molmo: an image's token count follows its crop layout and the pooled
-                    // tokens of all crops come out as one sequence, so they must fill one row
-                    let row = image_slots.first().map_or(0, |&s| s / seq);
-                    if image_slots.iter().any(|&s| s / seq != row) {
-                        return Err(ModelError::Input(
-                            "Molmo image tokens must all sit in one batch row (run image prompts one row at a time)".into(),
-                        ));
-                    }
-                    let owners = vec![row; images.count()];
-                    let out =
-                        self.run_vision(vision, images, &owners, pooling, interventions, rec)?;
-                    let features = self.packed(out);
-                    if image_slots.len() != features.dims()[0] {
+                    // Molmo: the processor's pooling says which crop patches each image token
+                    // pools, in the order of the image tokens, row by row
+                    let pooling = pooling.ok_or_else(|| {
+                        ModelError::Input(
+                            "Molmo images need the processor's patch pooling (image_token_pooling)"
+                                .into(),
+                        )
+                    })?;
+                    if image_slots.len() != pooling.shape[0] {
                         return Err(ModelError::Input(format!(
                             "the batch has {} image tokens but the patch pooling gives {} image features",
                             image_slots.len(),
-                            features.dims()[0]
+                            pooling.shape[0]
                         )));
                     }
-                    features
+                    let token_rows: Vec<usize> = image_slots.iter().map(|&s| s / seq).collect();
+                    let owners = crop_rows(pooling, &token_rows, images.count(), vision)?;
+                    let pooling = Some((pooling, token_rows.as_slice()));
+                    let out =
+                        self.run_vision(vision, images, &owners, pooling, interventions, rec)?;
+                    self.packed(out)
                 } else {
                     // image tokens of each image: fixed per family, or by grid for Qwen2-VL
                     let counts: Vec<usize> = match (images, &self.config.vision) {

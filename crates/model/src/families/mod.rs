@@ -177,6 +177,14 @@ impl<B: Backend> VisionSide<B> {
         matches!(self, Self::Molmo(_))
     }
 
+    /// Patches per crop that a patch pooling counts (class tokens aside).
+    pub fn patches_per_crop(&self) -> usize {
+        match self {
+            Self::Molmo(v) => v.config.vision.grid().pow(2),
+            _ => 0,
+        }
+    }
+
     /// Per row, the positions that attend to each other bidirectionally (Molmo2's image
     /// blocks); `None` when attention is causal everywhere.
     pub fn image_blocks(&self, input_ids: &[Vec<u32>]) -> Option<Vec<Vec<bool>>> {
