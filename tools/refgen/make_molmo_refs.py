@@ -37,7 +37,9 @@ What it writes under `--out` (default `tests/fixtures/hf/molmo`):
   `image_features` (the used ones, in the order of their `<im_patch>` tokens), `text.hidden_states.{i}`,
   `text.layer_output.{i}`, `text.attn_output.{i}` (`attn_out`), `text.mlp_output.{i}` (`ff_out`),
   `logits`, `intervention.*` (as make_tiny_refs.py), `generate.*` and `generate_intervention.*`
-  (20 greedy tokens by full forwards of the remote model, with every step's logits).
+  (20 greedy tokens by full forwards of the remote model, with every step's logits);
+  `case.k.image_features` and `case.k.last_logits` for k = 1, 2 (the tall and wide images, which
+  tile into several crops), whose inputs are the processor golden's `tiny.k.*`.
 
 Environment used (`/work/venvs/molmo`): Python 3.11.7, transformers 4.55.0, torch 2.15.0 (CPU),
 torchvision 0.29.2, tensorflow-cpu 2.21.0 (the processor resizes with `tf.image.resize`),
@@ -359,10 +361,7 @@ def model_goldens(model, inputs):
     # their <im_patch> tokens (what is added to the embeddings)
     feats = cap.store["vision_backbone.0"][0]
     golden["vision_backbone.image_features"] = feats.contiguous()
-    idx = inputs["image_input_idx"][0].reshape(-1)
-    flat = feats.reshape(-1, feats.shape[-1])
-    order = torch.argsort(torch.where(idx >= 0, idx, idx.max() + 1))[: int((idx >= 0).sum())]
-    golden["image_features"] = flat[order].contiguous()
+    golden["image_features"] = used_features(feats, inputs["image_input_idx"][0])
     golden["logits"] = out.logits.contiguous()
 
     hidden = model.config.hidden_size
@@ -383,6 +382,31 @@ def model_goldens(model, inputs):
     golden["generate_intervention.output_ids"], golden["generate_intervention.logits"] = greedy(model, inputs)
     st.remove()
     return golden
+
+
+def used_features(features, image_input_idx):
+    """The pooled tokens of `features` (`[crops, tokens, hidden]`) that `image_input_idx` places,
+    in the order of their positions in the sequence."""
+    idx = image_input_idx.reshape(-1)
+    flat = features.reshape(-1, features.shape[-1])
+    order = torch.argsort(torch.where(idx >= 0, idx, idx.max() + 1))[: int((idx >= 0).sum())]
+    return flat[order].contiguous()
+
+
+def multi_crop_goldens(model, inputs, processor_golden, k, golden):
+    """Images that tile into several crops (unused pooled tokens, overlap margins): the
+    connector output and the last position's logits for the inputs of the processor golden
+    `tiny.k.*` (the Rust tests read the inputs from there)."""
+    assert torch.equal(inputs["input_ids"][0], processor_golden[f"tiny.{k}.input_ids"])
+    assert torch.equal(inputs["images"][0], processor_golden[f"tiny.{k}.images"])
+    cap = Capture()
+    cap.add("vision_backbone", [model.model.vision_backbone])
+    with torch.no_grad():
+        out = model(**inputs, use_cache=False, return_dict=True)
+    cap.remove()
+    golden[f"case.{k}.image_features"] = used_features(cap.store["vision_backbone.0"][0],
+                                                       inputs["image_input_idx"][0])
+    golden[f"case.{k}.last_logits"] = out.logits[0, -1].contiguous()
 
 
 def main():
@@ -421,6 +445,8 @@ def main():
     inputs = model_inputs(proc, cases[0][1])
     assert torch.equal(inputs["input_ids"][0], golden["tiny.0.input_ids"])
     mg = model_goldens(reloaded, inputs)
+    for k in (1, 2):
+        multi_crop_goldens(reloaded, model_inputs(proc, cases[k][1]), golden, k, mg)
     save_file(mg, os.path.join(a.out, "golden.safetensors"),
               metadata={"model": "molmo", "seed": str(SEED), "dtype": "float32",
                         "transformers": transformers.__version__})

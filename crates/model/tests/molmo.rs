@@ -490,7 +490,12 @@ const MOLMO_GRID: usize = 8;
 /// every `<im_patch>` position in sequence order, the 2 x 2 window of patches (crop-major patch
 /// indices) its slot covers, and the `image_masks` per patch.
 fn molmo_pooling(g: &Golden) -> PatchPooling {
-    let (shape, idx) = g.i64("input.image_input_idx");
+    molmo_pooling_of(g, "input.")
+}
+
+/// [`molmo_pooling`] of the goldens `{prefix}image_input_idx` and `{prefix}image_masks`.
+fn molmo_pooling_of(g: &Golden, prefix: &str) -> PatchPooling {
+    let (shape, idx) = g.i64(&format!("{prefix}image_input_idx"));
     let per_crop = *shape.last().unwrap();
     let side = MOLMO_GRID / 2;
     assert_eq!(per_crop, side * side);
@@ -513,7 +518,7 @@ fn molmo_pooling(g: &Golden) -> PatchPooling {
     PatchPooling {
         index,
         shape: [used.len(), 4],
-        image_masks: Some(g.f32("input.image_masks").1.clone()),
+        image_masks: Some(g.f32(&format!("{prefix}image_masks")).1.clone()),
     }
 }
 
@@ -708,4 +713,48 @@ fn molmo_tiny_config_reads_the_vision_extension() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("odd"), "{err}");
+}
+
+/// Images that tile into several crops (overlap margins, pooled tokens the processor leaves
+/// unused): the inputs are the remote processor's (`processor_golden.safetensors`, `tiny.k.*`),
+/// the connector output and the last logits the remote model's.
+#[test]
+fn molmo_multi_crop_images_match_the_remote_model() {
+    let model = load("molmo");
+    let g = Golden::open("molmo");
+    let inputs = Golden::open_file("molmo", "processor_golden.safetensors");
+    for (k, tokens) in [(1, 56), (2, 52)] {
+        let prefix = format!("tiny.{k}.");
+        let ids: Vec<u32> = inputs
+            .i64(&format!("{prefix}input_ids"))
+            .1
+            .iter()
+            .map(|&t| t as u32)
+            .collect();
+        let pixels = crops_of(&inputs, &format!("{prefix}images"), MOLMO_PATCH);
+        assert_eq!(
+            pixels.shape[0], 5,
+            "case {k}: the global crop and four tiles"
+        );
+        let pooling = molmo_pooling_of(&inputs, &prefix);
+        assert_eq!(pooling.shape, [tokens, 4], "case {k}");
+        let features = model.image_features_pooled(&pixels, &pooling).unwrap();
+        assert_close(
+            &format!("case {k} image features"),
+            &to_f32(features),
+            &g.f32(&format!("case.{k}.image_features")).1,
+            TOL,
+        );
+        let mask = vec![1i64; ids.len()];
+        let batch = Batch::from_padded(vec![ids], vec![mask])
+            .with_pixel_values(pixels)
+            .with_patch_pooling(pooling);
+        let out = model.forward(&batch, &[], &[], Logits::LastToken).unwrap();
+        assert_close(
+            &format!("case {k} last logits"),
+            &to_f32(out.logits.unwrap()),
+            &g.f32(&format!("case.{k}.last_logits")).1,
+            TOL,
+        );
+    }
 }
