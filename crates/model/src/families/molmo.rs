@@ -95,7 +95,8 @@ impl MolmoConfig {
 }
 
 /// `config.json` of `model_type` `molmo2` (nested `text_config` / `vision_config` /
-/// `adapter_config`) or `molmo` (flat, the ViT and connector fixed by the remote code).
+/// `adapter_config`) or `molmo` (flat; the ViT and connector fixed by the remote code unless the
+/// xlvlm extension `vision_backbone` / `vit_layers` describes them, see [`molmo_vision`]).
 pub(crate) fn parse_config(
     obj: &Map<String, Value>,
     model_type: &str,
