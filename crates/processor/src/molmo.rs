@@ -537,7 +537,7 @@ impl ImagePipeline for MolmoImages {
 
     fn preprocess(&self, image: &DynamicImage) -> Result<ProcessedImage> {
         let out = self.image.preprocess(image)?;
-        let [crops, _, side, _] = out.shape;
+        let side = out.shape[2];
         let cp = side / self.image.patch_size;
         let per_crop = self.image.tokens_per_side[0] * self.image.tokens_per_side[1];
         let tokens = per_crop + out.grid[0] * out.grid[1];
@@ -557,7 +557,6 @@ impl ImagePipeline for MolmoImages {
                     (crop * cp * cp + (2 * r + dy) * cp + 2 * c + dx) as i64;
             }
         }
-        debug_assert!(crops * per_crop >= tokens);
         Ok(ProcessedImage {
             pixel_values: out.pixel_values,
             shape: out.shape.to_vec(),
