@@ -6,10 +6,7 @@
 //! Images of different sizes run together as one padded batch `[images, longest, width]` with the
 //! padding keys masked, which gives what transformers' per-image attention gives.
 
-use burn::tensor::{
-    Bool, DType, Int, Tensor, TensorData, backend::Backend, module::attention,
-    ops::AttentionModuleOptions,
-};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, activation::softmax, backend::Backend};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -414,8 +411,12 @@ impl<B: Backend> Qwen2VlVision<B> {
         })
     }
 
-    /// Rotary cos and sin `[images, 1, longest, head_dim]` and the key mask `[images, heads,
-    /// longest, longest]` (true = padding key).
+    /// Rotary tables and the key mask of a padded batch. The tables are laid out as the query
+    /// and key rows of the fused `qkv` projection, `[images, longest, 2 * heads, head_dim]` (the
+    /// same angles for every query and key head), so the rotation is whole-tensor elementwise
+    /// work: `cos` holds each row's cosines (both halves of a head share the angles) and `sin`
+    /// holds `[-sin | sin]`, which turns `rotate_half(x) * sin` into `swap_halves(x) * sin`.
+    /// The key mask is `[images, heads, longest, longest]` (true = padding key).
     fn tables(
         &self,
         grids: &[[usize; 3]],
@@ -425,10 +426,11 @@ impl<B: Backend> Qwen2VlVision<B> {
     ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4, Bool>) {
         let c = &self.config.vision;
         let head_dim = c.head_dim();
+        let rows = 2 * c.num_heads;
         let images = grids.len();
         let m = c.spatial_merge_size;
-        let mut cos = Vec::with_capacity(images * longest * head_dim);
-        let mut sin = Vec::with_capacity(images * longest * head_dim);
+        let mut cos = Vec::with_capacity(images * longest * rows * head_dim);
+        let mut sin = Vec::with_capacity(images * longest * rows * head_dim);
         let mut mask = Vec::with_capacity(images * longest * longest);
         for (&[t, h, w], &len) in grids.iter().zip(lengths) {
             // (row, column) of each patch in the block-major order of the processor's flattening
@@ -453,9 +455,13 @@ impl<B: Backend> Qwen2VlVision<B> {
                     .map(|f| row as f32 * f)
                     .chain(self.inv_freq.iter().map(|f| col as f32 * f))
                     .collect();
-                for _ in 0..2 {
-                    cos.extend(angles.iter().map(|a| a.cos()));
-                    sin.extend(angles.iter().map(|a| a.sin()));
+                let cos_half: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+                let sin_half: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+                for _ in 0..rows {
+                    cos.extend_from_slice(&cos_half);
+                    cos.extend_from_slice(&cos_half);
+                    sin.extend(sin_half.iter().map(|s| -s));
+                    sin.extend_from_slice(&sin_half);
                 }
             }
             for _ in 0..longest {
@@ -464,7 +470,7 @@ impl<B: Backend> Qwen2VlVision<B> {
         }
         let table = |v: Vec<f32>| {
             Tensor::<B, 4>::from_data(
-                TensorData::new(v, [images, 1, longest, head_dim]),
+                TensorData::new(v, [images, longest, rows, head_dim]),
                 (device, DType::F32),
             )
         };
@@ -477,6 +483,10 @@ impl<B: Backend> Qwen2VlVision<B> {
     }
 
     /// Vision block `i` on `[images, longest, embed_dim]`, with the tables of `input`.
+    ///
+    /// Everything stays in the token-major layout of the fused `qkv` projection: queries, keys
+    /// and values are strided views of it that the matmuls read directly, and the rotation runs
+    /// on contiguous `[rows, head_dim]` tensors, so no per-head copies are made.
     pub fn block(&self, i: usize, x: Tensor<B, 3>, input: &VisionInput<B>) -> Tensor<B, 3> {
         let (cos, sin) = input
             .rotary
@@ -485,24 +495,17 @@ impl<B: Backend> Qwen2VlVision<B> {
         let c = &self.config.vision;
         let b = &self.blocks[i];
         let [n, seq, e] = x.dims();
-        let head_dim = c.head_dim();
-        let qkv = b.qkv.forward(b.norm1.forward(x.clone()));
-        let heads = |start: usize| {
-            qkv.clone()
-                .narrow(2, start, e)
-                .reshape([n, seq, c.num_heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (heads(0), heads(e), heads(2 * e));
-        // transformers rotates q and k in f32
-        let q = rotate_f32(q, cos, sin);
-        let k = rotate_f32(k, cos, sin);
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        let attn = attention(q, k, v, input.key_mask.clone(), None, options)
+        let (heads, head_dim) = (c.num_heads, c.head_dim());
+        // [n, seq, (q | k | v) x heads, head_dim]: a free view of the contiguous projection
+        let qkv = b
+            .qkv
+            .forward(b.norm1.forward(x.clone()))
+            .reshape([n, seq, 3 * heads, head_dim]);
+        let qk = rotate_f32(qkv.clone().narrow(2, 0, 2 * heads), cos, sin);
+        let q = qk.clone().narrow(2, 0, heads).swap_dims(1, 2);
+        let k = qk.narrow(2, heads, heads).swap_dims(1, 2);
+        let v = qkv.narrow(2, 2 * heads, heads).swap_dims(1, 2);
+        let attn = full_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET)
             .swap_dims(1, 2)
             .reshape([n, seq, e]);
         let x = x + b.proj.forward(attn);
@@ -526,15 +529,72 @@ impl<B: Backend> Qwen2VlVision<B> {
     }
 }
 
-/// `x * cos + rotate_half(x) * sin` computed in f32 and cast back.
+/// `x * cos + rotate_half(x) * sin` computed in f32 and cast back, on `x` of shape `[n, seq,
+/// rows, head_dim]` with the tables of [`Qwen2VlVision::tables`] (`sin` signed `[-sin | sin]`).
+/// Per half this is `first * cos - second * sin` and `second * cos + first * sin`, the same
+/// float operations as transformers' `q * cos + rotate_half(q) * sin`.
 fn rotate_f32<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
     let dtype = x.dtype();
-    let x = x.cast(DType::F32);
-    let half = x.dims()[3] / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    (x * cos.clone() + rotated * sin.clone()).cast(dtype)
+    let dims = x.dims();
+    let head_dim = dims[3];
+    let half = head_dim / 2;
+    // one copy into contiguous [rows, head_dim]: the elementwise work below then runs in place
+    let x = x
+        .reshape([dims[0] * dims[1] * dims[2], head_dim])
+        .cast(DType::F32);
+    let swapped = Tensor::cat(
+        vec![
+            x.clone().narrow(1, half, half),
+            x.clone().narrow(1, 0, half),
+        ],
+        1,
+    );
+    let table = |t: &Tensor<B, 4>| t.clone().reshape([dims[0] * dims[1] * dims[2], head_dim]);
+    (x * table(cos) + swapped * table(sin))
+        .cast(dtype)
+        .reshape(dims)
+}
+
+/// Scores [`full_attention`] computes at once in the vision blocks: 4 MiB of f32, which stays in
+/// cache (one `[heads, 1024, 1024]` block of scores is far slower to write and read back) and
+/// keeps memory bounded for large images.
+const SCORE_BUDGET: usize = 1 << 20;
+
+/// Bidirectional attention `softmax(q k^T / sqrt(d)) v` over `[n, heads, seq, head_dim]` (any
+/// strides), as transformers' eager attention computes it, in chunks of query rows with at most
+/// `score_budget` scores each (burn's fused CPU attention runs on one thread, these matmuls and
+/// the softmax on all). `key_mask` (`[n, heads, seq, seq]`, true = padding key) removes padding
+/// keys. Returns `[n, heads, seq, head_dim]`.
+fn full_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_mask: Option<&Tensor<B, 4, Bool>>,
+    score_budget: usize,
+) -> Tensor<B, 4> {
+    let [n, heads, seq, head_dim] = q.dims();
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let k_t = k.swap_dims(2, 3);
+    let rows = (score_budget / (n * heads * seq).max(1)).clamp(1, seq.max(1));
+    let chunks: Vec<Tensor<B, 4>> = (0..seq)
+        .step_by(rows)
+        .map(|start| {
+            let len = rows.min(seq - start);
+            let scores = q.clone().narrow(2, start, len).matmul(k_t.clone()) * scale;
+            let scores = match key_mask {
+                Some(mask) => {
+                    scores.mask_fill(mask.clone().narrow(2, start, len), f32::NEG_INFINITY)
+                }
+                None => scores,
+            };
+            // as transformers: the softmax in f32
+            let dtype = scores.dtype();
+            softmax(scores.cast(DType::F32), 3)
+                .cast(dtype)
+                .matmul(v.clone())
+        })
+        .collect();
+    Tensor::cat(chunks, 2)
 }
 
 /// The (temporal, height, width) rotary positions of one unpadded sequence and its rope delta
@@ -594,6 +654,44 @@ pub fn rope_index(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::CpuBackend;
+    use burn::tensor::{Distribution, module::attention, ops::AttentionModuleOptions};
+
+    #[test]
+    fn chunked_attention_matches_burns_fused_attention() {
+        let device = Default::default();
+        let (n, heads, seq, head_dim) = (2, 3, 37, 16);
+        let qkv = Tensor::<CpuBackend, 4>::random(
+            [n, seq, 3 * heads, head_dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        // strided views of one projection, as the vision blocks pass them
+        let part = |i: usize| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2);
+        // the second image has 29 real keys, the rest is padding
+        let lengths = [seq, 29];
+        let mask: Vec<bool> = lengths
+            .iter()
+            .flat_map(|&len| (0..seq * seq).map(move |i| i % seq >= len))
+            .collect();
+        let mask = Tensor::<CpuBackend, 4, Bool>::from_bool(
+            TensorData::new(mask, [n, 1, seq, seq]),
+            &device,
+        )
+        .expand([n, heads, seq, seq]);
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let expected = attention(part(0), part(1), part(2), Some(mask.clone()), None, options);
+        // one chunk, uneven chunks of 7 rows, and one row at a time
+        for budget in [usize::MAX / 2, 7 * n * heads * seq, 1] {
+            let got = full_attention(part(0), part(1), part(2), Some(&mask), budget);
+            let diff = (got - expected.clone()).abs().max().into_scalar();
+            assert!(diff < 1e-5, "budget {budget}: max difference {diff}");
+        }
+    }
 
     #[test]
     fn rope_index_of_text_is_plain_positions() {
