@@ -1,7 +1,7 @@
 //! Building blocks shared by the decoder and the vision tower, as plain tensors loaded from the
 //! checkpoint (no training state).
 
-use burn::tensor::{DType, Tensor, activation, backend::Backend};
+use burn::tensor::{Bool, DType, Tensor, activation, backend::Backend};
 
 use crate::error::{ModelError, Result};
 use crate::weights::Checkpoint;
@@ -280,10 +280,106 @@ impl Activation {
 
     pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            Self::Silu => activation::silu(x),
+            // x * sigmoid(a x) as `x * (1 / (1 + exp(-a x)))`, the formula of torch's sigmoid: on
+            // the CPU backend `exp` and `recip` are plain loops, `sigmoid` a branch per value
+            Self::Silu => x.clone() * x.neg().exp().add_scalar(1.0).recip(),
             Self::Gelu => activation::gelu(x),
-            Self::QuickGelu => x.clone() * activation::sigmoid(x.mul_scalar(1.702)),
+            Self::QuickGelu => x.clone() * x.mul_scalar(-1.702).exp().add_scalar(1.0).recip(),
             Self::GeluTanh => activation::gelu_approximate(x),
+        }
+    }
+}
+
+/// Scores [`eager_attention`] computes at once: 4 MiB of f32, which stays in cache (one
+/// `[heads, 1024, 1024]` block of scores is far slower to write and read back) and keeps memory
+/// bounded for long sequences.
+pub const SCORE_BUDGET: usize = 1 << 20;
+
+/// `softmax(q k^T / sqrt(d)) v` over queries `[n, heads, seq_q, head_dim]` and keys and values
+/// `[n, heads, seq_k, head_dim]` (any strides: views of a projection need no copy), as
+/// transformers' eager attention computes it, in chunks of query rows with at most
+/// `score_budget` scores each (burn's fused CPU attention runs on one thread; these matmuls and
+/// the softmax use all). `mask` (`[n, heads, seq_q, seq_k]`, true = masked) removes keys; every
+/// query must keep at least one. Returns `[n, heads, seq_q, head_dim]`.
+pub fn eager_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+    score_budget: usize,
+) -> Tensor<B, 4> {
+    let [n, heads, seq, head_dim] = q.dims();
+    let seq_k = k.dims()[2];
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let k_t = k.swap_dims(2, 3);
+    let rows = (score_budget / (n * heads * seq_k).max(1)).max(1);
+    let chunk = |q: Tensor<B, 4>, mask: Option<Tensor<B, 4, Bool>>| {
+        let scores = q.matmul(k_t.clone()) * scale;
+        let scores = match mask {
+            Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
+            None => scores,
+        };
+        // as transformers: the softmax in f32
+        let dtype = scores.dtype();
+        activation::softmax(scores.cast(DType::F32), 3)
+            .cast(dtype)
+            .matmul(v.clone())
+    };
+    if rows >= seq {
+        return chunk(q, mask.cloned());
+    }
+    let chunks = (0..seq)
+        .step_by(rows)
+        .map(|start| {
+            let len = rows.min(seq - start);
+            chunk(
+                q.clone().narrow(2, start, len),
+                mask.map(|m| m.clone().narrow(2, start, len)),
+            )
+        })
+        .collect();
+    Tensor::cat(chunks, 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend;
+    use burn::tensor::{Distribution, TensorData, module::attention, ops::AttentionModuleOptions};
+
+    #[test]
+    fn chunked_attention_matches_burns_fused_attention() {
+        let device = Default::default();
+        let (n, heads, seq, head_dim) = (2, 3, 37, 16);
+        let qkv = Tensor::<CpuBackend, 4>::random(
+            [n, seq, 3 * heads, head_dim],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        // strided views of one projection, as the vision blocks pass them
+        let part = |i: usize| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2);
+        // the second image has 29 real keys, the rest is padding
+        let lengths = [seq, 29];
+        let mask: Vec<bool> = lengths
+            .iter()
+            .flat_map(|&len| (0..seq * seq).map(move |i| i % seq >= len))
+            .collect();
+        let mask = Tensor::<CpuBackend, 4, Bool>::from_bool(
+            TensorData::new(mask, [n, 1, seq, seq]),
+            &device,
+        )
+        .expand([n, heads, seq, seq]);
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let expected = attention(part(0), part(1), part(2), Some(mask.clone()), None, options);
+        // one chunk, uneven chunks of 7 rows, and one row at a time
+        for budget in [usize::MAX / 2, 7 * n * heads * seq, 1] {
+            let got = eager_attention(part(0), part(1), part(2), Some(&mask), budget);
+            let diff = (got - expected.clone()).abs().max().into_scalar();
+            assert!(diff < 1e-5, "budget {budget}: max difference {diff}");
         }
     }
 }

@@ -6,14 +6,15 @@
 //! Images of different sizes run together as one padded batch `[images, longest, width]` with the
 //! padding keys masked, which gives what transformers' per-image attention gives.
 
-use burn::tensor::{Bool, DType, Int, Tensor, TensorData, activation::softmax, backend::Backend};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use serde_json::{Map, Value};
 use std::path::Path;
 
 use crate::config::{f64_field, str_field, usize_field};
 use crate::error::{ModelError, Result};
 use crate::nn::{
-    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, map_transposed, visit_transposed,
+    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, eager_attention,
+    map_transposed, visit_transposed,
 };
 use crate::weights::Checkpoint;
 
@@ -505,7 +506,7 @@ impl<B: Backend> Qwen2VlVision<B> {
         let q = qk.clone().narrow(2, 0, heads).swap_dims(1, 2);
         let k = qk.narrow(2, heads, heads).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * heads, heads).swap_dims(1, 2);
-        let attn = full_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET)
+        let attn = eager_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET)
             .swap_dims(1, 2)
             .reshape([n, seq, e]);
         let x = x + b.proj.forward(attn);
@@ -553,48 +554,6 @@ fn rotate_f32<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4
     (x * table(cos) + swapped * table(sin))
         .cast(dtype)
         .reshape(dims)
-}
-
-/// Scores [`full_attention`] computes at once in the vision blocks: 4 MiB of f32, which stays in
-/// cache (one `[heads, 1024, 1024]` block of scores is far slower to write and read back) and
-/// keeps memory bounded for large images.
-const SCORE_BUDGET: usize = 1 << 20;
-
-/// Bidirectional attention `softmax(q k^T / sqrt(d)) v` over `[n, heads, seq, head_dim]` (any
-/// strides), as transformers' eager attention computes it, in chunks of query rows with at most
-/// `score_budget` scores each (burn's fused CPU attention runs on one thread, these matmuls and
-/// the softmax on all). `key_mask` (`[n, heads, seq, seq]`, true = padding key) removes padding
-/// keys. Returns `[n, heads, seq, head_dim]`.
-fn full_attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    key_mask: Option<&Tensor<B, 4, Bool>>,
-    score_budget: usize,
-) -> Tensor<B, 4> {
-    let [n, heads, seq, head_dim] = q.dims();
-    let scale = 1.0 / (head_dim as f64).sqrt();
-    let k_t = k.swap_dims(2, 3);
-    let rows = (score_budget / (n * heads * seq).max(1)).clamp(1, seq.max(1));
-    let chunks: Vec<Tensor<B, 4>> = (0..seq)
-        .step_by(rows)
-        .map(|start| {
-            let len = rows.min(seq - start);
-            let scores = q.clone().narrow(2, start, len).matmul(k_t.clone()) * scale;
-            let scores = match key_mask {
-                Some(mask) => {
-                    scores.mask_fill(mask.clone().narrow(2, start, len), f32::NEG_INFINITY)
-                }
-                None => scores,
-            };
-            // as transformers: the softmax in f32
-            let dtype = scores.dtype();
-            softmax(scores.cast(DType::F32), 3)
-                .cast(dtype)
-                .matmul(v.clone())
-        })
-        .collect();
-    Tensor::cat(chunks, 2)
 }
 
 /// The (temporal, height, width) rotary positions of one unpadded sequence and its rope delta
@@ -654,44 +613,6 @@ pub fn rope_index(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::CpuBackend;
-    use burn::tensor::{Distribution, module::attention, ops::AttentionModuleOptions};
-
-    #[test]
-    fn chunked_attention_matches_burns_fused_attention() {
-        let device = Default::default();
-        let (n, heads, seq, head_dim) = (2, 3, 37, 16);
-        let qkv = Tensor::<CpuBackend, 4>::random(
-            [n, seq, 3 * heads, head_dim],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        // strided views of one projection, as the vision blocks pass them
-        let part = |i: usize| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2);
-        // the second image has 29 real keys, the rest is padding
-        let lengths = [seq, 29];
-        let mask: Vec<bool> = lengths
-            .iter()
-            .flat_map(|&len| (0..seq * seq).map(move |i| i % seq >= len))
-            .collect();
-        let mask = Tensor::<CpuBackend, 4, Bool>::from_bool(
-            TensorData::new(mask, [n, 1, seq, seq]),
-            &device,
-        )
-        .expand([n, heads, seq, seq]);
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        let expected = attention(part(0), part(1), part(2), Some(mask.clone()), None, options);
-        // one chunk, uneven chunks of 7 rows, and one row at a time
-        for budget in [usize::MAX / 2, 7 * n * heads * seq, 1] {
-            let got = full_attention(part(0), part(1), part(2), Some(&mask), budget);
-            let diff = (got - expected.clone()).abs().max().into_scalar();
-            assert!(diff < 1e-5, "budget {budget}: max difference {diff}");
-        }
-    }
 
     #[test]
     fn rope_index_of_text_is_plain_positions() {
