@@ -465,8 +465,10 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
         return x;
     }
     let [b, kv, s, d] = x.dims();
+    // repeat_dim copies whole [s, d] blocks; a reshape of an expanded view copies element by
+    // element on the CPU backend
     x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, n_rep, s, d])
+        .repeat_dim(2, n_rep)
         .reshape([b, kv * n_rep, s, d])
 }
 
