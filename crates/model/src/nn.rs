@@ -290,6 +290,44 @@ impl Activation {
     }
 }
 
+/// Rotary tables laid out like the rows they rotate: `cos` `[.., rows, head_dim]` holds each
+/// row's cosines (both halves of a head share the angles) and `sin` holds `[-sin | sin]`, so
+/// that `rotate_half(x) * sin` is `swap_halves(x) * signed_sin`.
+pub fn rotary_tables(angles: &[f32], rows: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+    for _ in 0..rows {
+        cos.extend(angles.iter().chain(angles).map(|a| a.cos()));
+        sin.extend(angles.iter().map(|a| -a.sin()));
+        sin.extend(angles.iter().map(|a| a.sin()));
+    }
+}
+
+/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x[.., d/2..], x[.., ..d/2])`, on
+/// `x` `[a, b, rows, head_dim]` and the full-size tables of [`rotary_tables`] (same shape).
+/// Per half this is `first * cos - second * sin` and `second * cos + first * sin`: the float
+/// operations of transformers' `apply_rotary_pos_emb`. The work is whole-tensor elementwise on
+/// contiguous data (broadcast tables and per-head views take a slow strided path on the CPU
+/// backend).
+pub fn apply_rotary<B: Backend>(
+    x: Tensor<B, 4>,
+    cos: &Tensor<B, 4>,
+    sin: &Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let dims = x.dims();
+    let [rows, head_dim] = [dims[0] * dims[1] * dims[2], dims[3]];
+    let half = head_dim / 2;
+    // one copy at most: the elementwise work below then runs in place
+    let x = x.reshape([rows, head_dim]);
+    let swapped = Tensor::cat(
+        vec![
+            x.clone().narrow(1, half, half),
+            x.clone().narrow(1, 0, half),
+        ],
+        1,
+    );
+    let table = |t: &Tensor<B, 4>| t.clone().reshape([rows, head_dim]);
+    (x * table(cos) + swapped * table(sin)).reshape(dims)
+}
+
 /// Scores [`eager_attention`] computes at once: 4 MiB of f32, which stays in cache (one
 /// `[heads, 1024, 1024]` block of scores is far slower to write and read back) and keeps memory
 /// bounded for long sequences.

@@ -13,8 +13,8 @@ use std::path::Path;
 use crate::config::{f64_field, str_field, usize_field};
 use crate::error::{ModelError, Result};
 use crate::nn::{
-    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, eager_attention,
-    map_transposed, visit_transposed,
+    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, apply_rotary,
+    eager_attention, map_transposed, rotary_tables, visit_transposed,
 };
 use crate::weights::Checkpoint;
 
@@ -412,12 +412,10 @@ impl<B: Backend> Qwen2VlVision<B> {
         })
     }
 
-    /// Rotary tables and the key mask of a padded batch. The tables are laid out as the query
-    /// and key rows of the fused `qkv` projection, `[images, longest, 2 * heads, head_dim]` (the
-    /// same angles for every query and key head), so the rotation is whole-tensor elementwise
-    /// work: `cos` holds each row's cosines (both halves of a head share the angles) and `sin`
-    /// holds `[-sin | sin]`, which turns `rotate_half(x) * sin` into `swap_halves(x) * sin`.
-    /// The key mask is `[images, heads, longest, longest]` (true = padding key).
+    /// Rotary tables and the key mask of a padded batch. The tables ([`rotary_tables`]) are laid
+    /// out as the query and key rows of the fused `qkv` projection, `[images, longest, 2 * heads,
+    /// head_dim]` (the same angles for every query and key head). The key mask is `[images,
+    /// heads, longest, longest]` (true = padding key).
     fn tables(
         &self,
         grids: &[[usize; 3]],
@@ -456,14 +454,7 @@ impl<B: Backend> Qwen2VlVision<B> {
                     .map(|f| row as f32 * f)
                     .chain(self.inv_freq.iter().map(|f| col as f32 * f))
                     .collect();
-                let cos_half: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
-                let sin_half: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
-                for _ in 0..rows {
-                    cos.extend_from_slice(&cos_half);
-                    cos.extend_from_slice(&cos_half);
-                    sin.extend(sin_half.iter().map(|s| -s));
-                    sin.extend_from_slice(&sin_half);
-                }
+                rotary_tables(&angles, rows, &mut cos, &mut sin);
             }
             for _ in 0..longest {
                 mask.extend((0..longest).map(|k| k >= len));
@@ -502,7 +493,10 @@ impl<B: Backend> Qwen2VlVision<B> {
             .qkv
             .forward(b.norm1.forward(x.clone()))
             .reshape([n, seq, 3 * heads, head_dim]);
-        let qk = rotate_f32(qkv.clone().narrow(2, 0, 2 * heads), cos, sin);
+        // transformers rotates q and k in f32
+        let qk = qkv.clone().narrow(2, 0, 2 * heads);
+        let dtype = qk.dtype();
+        let qk = apply_rotary(qk.cast(DType::F32), cos, sin).cast(dtype);
         let q = qk.clone().narrow(2, 0, heads).swap_dims(1, 2);
         let k = qk.narrow(2, heads, heads).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * heads, heads).swap_dims(1, 2);
@@ -528,32 +522,6 @@ impl<B: Backend> Qwen2VlVision<B> {
         self.merger_fc2
             .forward(Activation::Gelu.apply(self.merger_fc1.forward(normed)))
     }
-}
-
-/// `x * cos + rotate_half(x) * sin` computed in f32 and cast back, on `x` of shape `[n, seq,
-/// rows, head_dim]` with the tables of [`Qwen2VlVision::tables`] (`sin` signed `[-sin | sin]`).
-/// Per half this is `first * cos - second * sin` and `second * cos + first * sin`, the same
-/// float operations as transformers' `q * cos + rotate_half(q) * sin`.
-fn rotate_f32<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let dtype = x.dtype();
-    let dims = x.dims();
-    let head_dim = dims[3];
-    let half = head_dim / 2;
-    // one copy into contiguous [rows, head_dim]: the elementwise work below then runs in place
-    let x = x
-        .reshape([dims[0] * dims[1] * dims[2], head_dim])
-        .cast(DType::F32);
-    let swapped = Tensor::cat(
-        vec![
-            x.clone().narrow(1, half, half),
-            x.clone().narrow(1, 0, half),
-        ],
-        1,
-    );
-    let table = |t: &Tensor<B, 4>| t.clone().reshape([dims[0] * dims[1] * dims[2], head_dim]);
-    (x * table(cos) + swapped * table(sin))
-        .cast(dtype)
-        .reshape(dims)
 }
 
 /// The (temporal, height, width) rotary positions of one unpadded sequence and its rope delta
