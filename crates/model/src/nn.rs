@@ -1,7 +1,13 @@
 //! Building blocks shared by the decoder and the vision tower, as plain tensors loaded from the
 //! checkpoint (no training state).
 
-use burn::tensor::{Bool, DType, Tensor, activation, backend::Backend};
+use std::any::Any;
+use std::sync::OnceLock;
+
+use burn::tensor::{Bool, DType, Tensor, TensorPrimitive, activation, backend::Backend};
+use burn_flex::FlexTensor;
+
+use crate::backend::CpuBackend;
 
 use crate::error::{ModelError, Result};
 use crate::weights::Checkpoint;
@@ -359,7 +365,7 @@ pub fn eager_attention<B: Backend>(
         };
         // as transformers: the softmax in f32
         let dtype = scores.dtype();
-        activation::softmax(scores.cast(DType::F32), 3)
+        softmax_last(scores.cast(DType::F32))
             .cast(dtype)
             .matmul(v.clone())
     };
@@ -377,6 +383,141 @@ pub fn eager_attention<B: Backend>(
         })
         .collect();
     Tensor::cat(chunks, 2)
+}
+
+/// Softmax over the last dimension. On the CPU backend it runs in place on all cores with a
+/// vectorisable `exp` ([`softmax_row`]): burn-flex's softmax calls the scalar libm `expf` per
+/// score, which made it the largest cost of attention after the matmuls. Other backends use
+/// burn's softmax.
+fn softmax_last<B: Backend>(scores: Tensor<B, 4>) -> Tensor<B, 4> {
+    if scores.dtype() != DType::F32 {
+        return activation::softmax(scores, 3);
+    }
+    let boxed: Box<dyn Any> = Box::new(scores);
+    match boxed.downcast::<Tensor<CpuBackend, 4>>() {
+        Ok(cpu) => {
+            let out: Box<dyn Any> = Box::new(cpu_softmax_last(*cpu));
+            *out.downcast::<Tensor<B, 4>>()
+                .expect("B is the CPU backend here")
+        }
+        Err(other) => activation::softmax(
+            *other
+                .downcast::<Tensor<B, 4>>()
+                .expect("the box holds a Tensor<B, 4>"),
+            3,
+        ),
+    }
+}
+
+fn cpu_softmax_last(scores: Tensor<CpuBackend, 4>) -> Tensor<CpuBackend, 4> {
+    let row_len = scores.dims()[3];
+    // a fresh matmul or mask_fill result is contiguous and unique: no copy
+    let mut t = scores.into_primitive().tensor().to_contiguous();
+    if !t.is_unique() {
+        t = FlexTensor::from_data(t.into_data());
+    }
+    let data = t
+        .try_storage_mut::<f32>()
+        .expect("a uniquely owned f32 buffer");
+    softmax_rows(data, row_len);
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// Scores below which [`softmax_rows`] stays on one thread (spawning costs more).
+const PARALLEL_SOFTMAX_MIN: usize = 1 << 15;
+
+/// [`softmax_row`] on every row of `data`, the rows split evenly over the available cores.
+fn softmax_rows(data: &mut [f32], row_len: usize) {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    if row_len == 0 {
+        return;
+    }
+    let rows = data.len() / row_len;
+    let threads = if data.len() < PARALLEL_SOFTMAX_MIN {
+        1
+    } else {
+        let available =
+            *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        available.min(rows)
+    };
+    if threads <= 1 {
+        data.chunks_exact_mut(row_len).for_each(softmax_row);
+        return;
+    }
+    let per_thread = rows.div_ceil(threads) * row_len;
+    std::thread::scope(|scope| {
+        let mut parts = data.chunks_mut(per_thread);
+        let own = parts.next();
+        for part in parts {
+            scope.spawn(move || part.chunks_exact_mut(row_len).for_each(softmax_row));
+        }
+        if let Some(part) = own {
+            part.chunks_exact_mut(row_len).for_each(softmax_row);
+        }
+    });
+}
+
+/// Independent accumulators of the max and sum passes, so that they vectorise.
+const LANES: usize = 16;
+
+/// `row = exp(row - max) / sum(exp(row - max))` in place. A row whose scores are all `-inf`
+/// (every key masked) gives NaN, as burn's and torch's softmax do.
+fn softmax_row(row: &mut [f32]) {
+    let mut maxes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &v) in maxes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&maxes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (s, v) in sums.iter_mut().zip(chunk) {
+            *v = exp_nonpositive(*v - max);
+            *s += *v;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp_nonpositive(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `exp(x)` for `x <= 0` within 1e-7 relative error, written so that it vectorises: Cephes'
+/// `expf` (Cody-Waite reduction by ln 2, degree-6 polynomial) with `2^n` built from the bits of
+/// the rounding sum. Below -87 (where `exp` leaves the normal range) and at `-inf` it gives 0;
+/// NaN stays NaN.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    // 1.5 * 2^23 + 127: adding it rounds x / ln 2 to an integer n and leaves n + 127, the
+    // exponent bits of 2^n, in the low bits
+    const ROUND: f32 = 12_583_039.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let clamped = if x < -87.0 { -87.0 } else { x };
+    let t = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let exp_r = p * r * r + r + 1.0;
+    let two_to_n = f32::from_bits(t.to_bits() << 23);
+    if x < -87.0 { 0.0 } else { exp_r * two_to_n }
 }
 
 #[cfg(test)]
@@ -419,5 +560,42 @@ mod tests {
             let diff = (got - expected.clone()).abs().max().into_scalar();
             assert!(diff < 1e-5, "budget {budget}: max difference {diff}");
         }
+    }
+
+    #[test]
+    fn exp_nonpositive_is_accurate() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let got = exp_nonpositive(x) as f64;
+            let want = (x as f64).exp();
+            assert!(
+                ((got - want) / want).abs() < 2e-7,
+                "exp({x}) = {got}, want {want}"
+            );
+            x += 0.001_37;
+        }
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn cpu_softmax_matches_burns() {
+        let device = Default::default();
+        // rows of 37 (not a multiple of the lanes), enough of them for several threads, and
+        // masked scores
+        let scores = Tensor::<CpuBackend, 4>::random(
+            [2, 3, 700, 37],
+            Distribution::Normal(0.0, 5.0),
+            &device,
+        );
+        let mask = Tensor::<CpuBackend, 4>::random([2, 3, 700, 37], Distribution::Default, &device)
+            .lower_elem(0.3);
+        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        let want = activation::softmax(scores.clone(), 3);
+        let got = softmax_last(scores);
+        let diff = (got - want).abs().max().into_scalar();
+        assert!(diff < 1e-6, "max difference {diff}");
     }
 }
