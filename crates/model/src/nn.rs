@@ -286,11 +286,9 @@ impl Activation {
 
     pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            // x * sigmoid(a x) as `x * (1 / (1 + exp(-a x)))`, the formula of torch's sigmoid: on
-            // the CPU backend `exp` and `recip` are plain loops, `sigmoid` a branch per value
-            Self::Silu => x.clone() * x.neg().exp().add_scalar(1.0).recip(),
+            Self::Silu => sigmoid_gated(x, 1.0),
             Self::Gelu => activation::gelu(x),
-            Self::QuickGelu => x.clone() * x.mul_scalar(-1.702).exp().add_scalar(1.0).recip(),
+            Self::QuickGelu => sigmoid_gated(x, 1.702),
             Self::GeluTanh => activation::gelu_approximate(x),
         }
     }
@@ -390,71 +388,108 @@ pub fn eager_attention<B: Backend>(
 /// score, which made it the largest cost of attention after the matmuls. Other backends use
 /// burn's softmax.
 fn softmax_last<B: Backend>(scores: Tensor<B, 4>) -> Tensor<B, 4> {
-    if scores.dtype() != DType::F32 {
-        return activation::softmax(scores, 3);
-    }
-    let boxed: Box<dyn Any> = Box::new(scores);
-    match boxed.downcast::<Tensor<CpuBackend, 4>>() {
-        Ok(cpu) => {
-            let out: Box<dyn Any> = Box::new(cpu_softmax_last(*cpu));
-            *out.downcast::<Tensor<B, 4>>()
-                .expect("B is the CPU backend here")
-        }
-        Err(other) => activation::softmax(
-            *other
-                .downcast::<Tensor<B, 4>>()
-                .expect("the box holds a Tensor<B, 4>"),
-            3,
-        ),
-    }
-}
-
-fn cpu_softmax_last(scores: Tensor<CpuBackend, 4>) -> Tensor<CpuBackend, 4> {
     let row_len = scores.dims()[3];
-    // a fresh matmul or mask_fill result is contiguous and unique: no copy
-    let mut t = scores.into_primitive().tensor().to_contiguous();
-    if !t.is_unique() {
-        t = FlexTensor::from_data(t.into_data());
+    match on_cpu_f32(scores, |data| {
+        if row_len > 0 {
+            for_each_part_parallel(data, row_len, |part| {
+                part.chunks_exact_mut(row_len).for_each(softmax_row)
+            })
+        }
+    }) {
+        Ok(probs) => probs,
+        Err(scores) => activation::softmax(scores, 3),
     }
-    let data = t
-        .try_storage_mut::<f32>()
-        .expect("a uniquely owned f32 buffer");
-    softmax_rows(data, row_len);
-    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
-/// Scores below which [`softmax_rows`] stays on one thread (spawning costs more).
-const PARALLEL_SOFTMAX_MIN: usize = 1 << 15;
+/// Values below which [`for_each_part_parallel`] stays on one thread (spawning costs more).
+const PARALLEL_MIN: usize = 1 << 15;
 
-/// [`softmax_row`] on every row of `data`, the rows split evenly over the available cores.
-fn softmax_rows(data: &mut [f32], row_len: usize) {
+/// `f` on consecutive parts of `data`, one per available core, each a whole number of
+/// `align`-long pieces (`data.len()` is a multiple of `align`).
+fn for_each_part_parallel(data: &mut [f32], align: usize, f: impl Fn(&mut [f32]) + Sync) {
     static THREADS: OnceLock<usize> = OnceLock::new();
-    if row_len == 0 {
-        return;
-    }
-    let rows = data.len() / row_len;
-    let threads = if data.len() < PARALLEL_SOFTMAX_MIN {
+    let pieces = data.len() / align.max(1);
+    let threads = if data.len() < PARALLEL_MIN {
         1
     } else {
         let available =
             *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        available.min(rows)
+        available.min(pieces)
     };
     if threads <= 1 {
-        data.chunks_exact_mut(row_len).for_each(softmax_row);
+        f(data);
         return;
     }
-    let per_thread = rows.div_ceil(threads) * row_len;
+    let per_thread = pieces.div_ceil(threads) * align;
+    let f = &f;
     std::thread::scope(|scope| {
         let mut parts = data.chunks_mut(per_thread);
         let own = parts.next();
         for part in parts {
-            scope.spawn(move || part.chunks_exact_mut(row_len).for_each(softmax_row));
+            scope.spawn(move || f(part));
         }
         if let Some(part) = own {
-            part.chunks_exact_mut(row_len).for_each(softmax_row);
+            f(part);
         }
     });
+}
+
+/// Runs `f` in place on a uniquely owned contiguous f32 copy of `x` (no copy for a fresh
+/// result) when `B` is the CPU backend; gives `x` back otherwise.
+fn on_cpu_f32<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    f: impl FnOnce(&mut [f32]),
+) -> std::result::Result<Tensor<B, D>, Tensor<B, D>> {
+    if x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let boxed: Box<dyn Any> = Box::new(x);
+    let cpu = match boxed.downcast::<Tensor<CpuBackend, D>>() {
+        Ok(cpu) => *cpu,
+        Err(other) => {
+            return Err(*other
+                .downcast::<Tensor<B, D>>()
+                .expect("the box holds a Tensor<B, D>"));
+        }
+    };
+    let mut t = cpu.into_primitive().tensor().to_contiguous();
+    if !t.is_unique() {
+        t = FlexTensor::from_data(t.into_data());
+    }
+    f(t.try_storage_mut::<f32>()
+        .expect("a uniquely owned f32 buffer"));
+    let out: Box<dyn Any> = Box::new(Tensor::<CpuBackend, D>::from_primitive(
+        TensorPrimitive::Float(t),
+    ));
+    Ok(*out
+        .downcast::<Tensor<B, D>>()
+        .expect("B is the CPU backend here"))
+}
+
+/// `x * sigmoid(a x)` (SiLU for `a = 1`, quick GELU for 1.702). On the CPU backend one pass in
+/// place on all cores with the vectorisable [`exp_nonpositive`] (burn-flex's `exp` and `sigmoid`
+/// call scalar libm per value on one core); elsewhere `x * (1 / (1 + exp(-a x)))`, the formula
+/// of torch's sigmoid.
+fn sigmoid_gated<B: Backend, const D: usize>(x: Tensor<B, D>, a: f32) -> Tensor<B, D> {
+    let cpu = on_cpu_f32(x, |data| {
+        for_each_part_parallel(data, 1, |part| {
+            for v in part {
+                let z = a * *v;
+                // exp of -|z| only: the sigmoid of either sign from a value in (0, 1]
+                let e = exp_nonpositive(-z.abs());
+                let sigmoid = if z >= 0.0 {
+                    1.0 / (1.0 + e)
+                } else {
+                    e / (1.0 + e)
+                };
+                *v *= sigmoid;
+            }
+        })
+    });
+    match cpu {
+        Ok(y) => y,
+        Err(x) => x.clone() * x.mul_scalar(-a).exp().add_scalar(1.0).recip(),
+    }
 }
 
 /// Independent accumulators of the max and sum passes, so that they vectorise.
@@ -496,8 +531,8 @@ fn softmax_row(row: &mut [f32]) {
 
 /// `exp(x)` for `x <= 0` within 1e-7 relative error, written so that it vectorises: Cephes'
 /// `expf` (Cody-Waite reduction by ln 2, degree-6 polynomial) with `2^n` built from the bits of
-/// the rounding sum. Below -87 (where `exp` leaves the normal range) and at `-inf` it gives 0;
-/// NaN stays NaN.
+/// the rounding sum. Below -87.33 (where `exp` leaves the normal range, under 1.2e-38) and at
+/// `-inf` it gives 0; NaN stays NaN.
 #[inline(always)]
 fn exp_nonpositive(x: f32) -> f32 {
     // 1.5 * 2^23 + 127: adding it rounds x / ln 2 to an integer n and leaves n + 127, the
@@ -505,7 +540,9 @@ fn exp_nonpositive(x: f32) -> f32 {
     const ROUND: f32 = 12_583_039.0;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let clamped = if x < -87.0 { -87.0 } else { x };
+    // just above ln(2^-126): exp stays a normal float, and 2^n with n >= -126 too
+    const MIN_NORMAL_LN: f32 = -87.33;
+    let clamped = if x < MIN_NORMAL_LN { MIN_NORMAL_LN } else { x };
     let t = clamped * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
@@ -517,7 +554,11 @@ fn exp_nonpositive(x: f32) -> f32 {
     p = p * r + 0.5;
     let exp_r = p * r * r + r + 1.0;
     let two_to_n = f32::from_bits(t.to_bits() << 23);
-    if x < -87.0 { 0.0 } else { exp_r * two_to_n }
+    if x < MIN_NORMAL_LN {
+        0.0
+    } else {
+        exp_r * two_to_n
+    }
 }
 
 #[cfg(test)]
@@ -562,17 +603,38 @@ mod tests {
         }
     }
 
+    /// Relative differences, with values under 1e-20 (where [`exp_nonpositive`] flushes what
+    /// would be denormal to 0) compared absolutely.
+    #[test]
+    fn cpu_sigmoid_gates_match_burns() {
+        let device = Default::default();
+        let x =
+            Tensor::<CpuBackend, 3>::random([3, 211, 97], Distribution::Normal(0.0, 30.0), &device);
+        for (activation, a) in [(Activation::Silu, 1.0), (Activation::QuickGelu, 1.702)] {
+            let want = x.clone() * activation::sigmoid(x.clone().mul_scalar(a));
+            let got = activation.apply(x.clone());
+            let diff = ((got - want.clone()).abs() / (want.abs() + 1e-20))
+                .max()
+                .into_scalar();
+            assert!(
+                diff < 1e-6,
+                "{activation:?}: max relative difference {diff}"
+            );
+        }
+    }
+
     #[test]
     fn exp_nonpositive_is_accurate() {
-        let mut x = -87.0f32;
-        while x <= 0.0 {
+        // every 4099th float from -87.33 up to 0
+        let mut x = -87.33f32;
+        while x < 0.0 {
             let got = exp_nonpositive(x) as f64;
             let want = (x as f64).exp();
             assert!(
                 ((got - want) / want).abs() < 2e-7,
                 "exp({x}) = {got}, want {want}"
             );
-            x += 0.001_37;
+            x = f32::from_bits(x.to_bits() - 4099);
         }
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
