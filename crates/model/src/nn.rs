@@ -342,14 +342,14 @@ pub const SCORE_BUDGET: usize = 1 << 20;
 /// transformers' eager attention computes it, in chunks of query rows with at most
 /// `score_budget` scores each (burn's fused CPU attention runs on one thread; these matmuls and
 /// the softmax use all). `mask` (`[n, heads, seq_q, seq_k]`, true = masked) removes keys; every
-/// query must keep at least one. Returns `[n, heads, seq_q, head_dim]`.
+/// query must keep at least one. Returns the heads merged, `[n, seq_q, heads * head_dim]`.
 pub fn eager_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     mask: Option<&Tensor<B, 4, Bool>>,
     score_budget: usize,
-) -> Tensor<B, 4> {
+) -> Tensor<B, 3> {
     let [n, heads, seq, head_dim] = q.dims();
     let seq_k = k.dims()[2];
     let scale = 1.0 / (head_dim as f64).sqrt();
@@ -367,20 +367,68 @@ pub fn eager_attention<B: Backend>(
             .cast(dtype)
             .matmul(v.clone())
     };
-    if rows >= seq {
-        return chunk(q, mask.cloned());
+    let chunks = if rows >= seq {
+        vec![chunk(q, mask.cloned())]
+    } else {
+        (0..seq)
+            .step_by(rows)
+            .map(|start| {
+                let len = rows.min(seq - start);
+                chunk(
+                    q.clone().narrow(2, start, len),
+                    mask.map(|m| m.clone().narrow(2, start, len)),
+                )
+            })
+            .collect()
+    };
+    merge_heads(chunks)
+}
+
+/// Query-row chunks `[n, heads, rows_i, head_dim]` of one attention output to `[n, sum rows_i,
+/// heads * head_dim]`. On the CPU backend one copy of `head_dim`-long runs (burn-flex copies
+/// this permutation element by element); elsewhere `cat`, `swap_dims` and `reshape`.
+fn merge_heads<B: Backend>(chunks: Vec<Tensor<B, 4>>) -> Tensor<B, 3> {
+    let [n, heads, _, head_dim] = chunks[0].dims();
+    let seq: usize = chunks.iter().map(|c| c.dims()[2]).sum();
+    let dtype = chunks[0].dtype();
+    let boxed: Box<dyn Any> = Box::new(chunks);
+    let chunks = match boxed.downcast::<Vec<Tensor<CpuBackend, 4>>>() {
+        Ok(cpu) if dtype == DType::F32 => *cpu,
+        other => {
+            let boxed: Box<dyn Any> = match other {
+                Ok(cpu) => cpu,
+                Err(boxed) => boxed,
+            };
+            let chunks = *boxed
+                .downcast::<Vec<Tensor<B, 4>>>()
+                .expect("the box holds the chunks");
+            return Tensor::cat(chunks, 2)
+                .swap_dims(1, 2)
+                .reshape([n, seq, heads * head_dim]);
+        }
+    };
+    let width = heads * head_dim;
+    let mut merged = vec![0f32; n * seq * width];
+    let mut first_row = 0;
+    for chunk in chunks {
+        let rows = chunk.dims()[2];
+        let t = chunk.into_primitive().tensor().to_contiguous();
+        let src: &[f32] = t.storage();
+        for (i, head, row) in
+            (0..n).flat_map(|i| (0..heads).flat_map(move |h| (0..rows).map(move |r| (i, h, r))))
+        {
+            let from = ((i * heads + head) * rows + row) * head_dim;
+            let to = (i * seq + first_row + row) * width + head * head_dim;
+            merged[to..to + head_dim].copy_from_slice(&src[from..from + head_dim]);
+        }
+        first_row += rows;
     }
-    let chunks = (0..seq)
-        .step_by(rows)
-        .map(|start| {
-            let len = rows.min(seq - start);
-            chunk(
-                q.clone().narrow(2, start, len),
-                mask.map(|m| m.clone().narrow(2, start, len)),
-            )
-        })
-        .collect();
-    Tensor::cat(chunks, 2)
+    let merged = Tensor::<CpuBackend, 3>::from_primitive(TensorPrimitive::Float(
+        FlexTensor::from_data(burn::tensor::TensorData::new(merged, [n, seq, width])),
+    ));
+    let out: Box<dyn Any> = Box::new(merged);
+    *out.downcast::<Tensor<B, 3>>()
+        .expect("B is the CPU backend here")
 }
 
 /// Softmax over the last dimension. On the CPU backend it runs in place on all cores with a
@@ -594,7 +642,9 @@ mod tests {
             softcap: None,
             is_causal: false,
         };
-        let expected = attention(part(0), part(1), part(2), Some(mask.clone()), None, options);
+        let expected = attention(part(0), part(1), part(2), Some(mask.clone()), None, options)
+            .swap_dims(1, 2)
+            .reshape([n, seq, heads * head_dim]);
         // one chunk, uneven chunks of 7 rows, and one row at a time
         for budget in [usize::MAX / 2, 7 * n * heads * seq, 1] {
             let got = eager_attention(part(0), part(1), part(2), Some(&mask), budget);

@@ -417,9 +417,6 @@ impl<B: Backend> TextModel<B> {
         let k = repeat_kv(k, c.num_heads / c.num_kv_heads);
         let v = repeat_kv(v, c.num_heads / c.num_kv_heads);
         let out = eager_attention(q, k, v, Some(&chunk.mask), SCORE_BUDGET);
-        let out = out
-            .swap_dims(1, 2)
-            .reshape([batch, seq, c.num_heads * c.head_dim]);
         layer.o_proj.forward(out)
     }
 

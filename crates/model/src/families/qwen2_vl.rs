@@ -486,7 +486,7 @@ impl<B: Backend> Qwen2VlVision<B> {
             .expect("Qwen2-VL's embed makes the rotary tables");
         let c = &self.config.vision;
         let b = &self.blocks[i];
-        let [n, seq, e] = x.dims();
+        let [n, seq, _] = x.dims();
         let (heads, head_dim) = (c.num_heads, c.head_dim());
         // [n, seq, (q | k | v) x heads, head_dim]: a free view of the contiguous projection
         let qkv = b
@@ -500,9 +500,7 @@ impl<B: Backend> Qwen2VlVision<B> {
         let q = qk.clone().narrow(2, 0, heads).swap_dims(1, 2);
         let k = qk.narrow(2, heads, heads).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * heads, heads).swap_dims(1, 2);
-        let attn = eager_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET)
-            .swap_dims(1, 2)
-            .reshape([n, seq, e]);
+        let attn = eager_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET);
         let x = x + b.proj.forward(attn);
         let hidden = self
             .activation
