@@ -287,7 +287,7 @@ impl Activation {
     pub fn apply<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Self::Silu => sigmoid_gated(x, 1.0),
-            Self::Gelu => activation::gelu(x),
+            Self::Gelu => gelu(x),
             Self::QuickGelu => sigmoid_gated(x, 1.702),
             Self::GeluTanh => activation::gelu_approximate(x),
         }
@@ -298,10 +298,15 @@ impl Activation {
 /// row's cosines (both halves of a head share the angles) and `sin` holds `[-sin | sin]`, so
 /// that `rotate_half(x) * sin` is `swap_halves(x) * signed_sin`.
 pub fn rotary_tables(angles: &[f32], rows: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+    let row_cos: Vec<f32> = angles.iter().chain(angles).map(|a| a.cos()).collect();
+    let row_sin: Vec<f32> = angles
+        .iter()
+        .map(|a| -a.sin())
+        .chain(angles.iter().map(|a| a.sin()))
+        .collect();
     for _ in 0..rows {
-        cos.extend(angles.iter().chain(angles).map(|a| a.cos()));
-        sin.extend(angles.iter().map(|a| -a.sin()));
-        sin.extend(angles.iter().map(|a| a.sin()));
+        cos.extend_from_slice(&row_cos);
+        sin.extend_from_slice(&row_sin);
     }
 }
 
@@ -514,6 +519,24 @@ fn on_cpu_f32<B: Backend, const D: usize>(
         .expect("B is the CPU backend here"))
 }
 
+/// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))`: burn-flex's own formula and `erf`, but on all
+/// cores in place (burn-flex runs it on one).
+fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let cpu = on_cpu_f32(x, |data| {
+        for_each_part_parallel(data, 1, |part| {
+            for v in part {
+                *v = 0.5
+                    * *v
+                    * (1.0 + burn_flex::ops::unary::erf_f32(*v / std::f32::consts::SQRT_2));
+            }
+        })
+    });
+    match cpu {
+        Ok(y) => y,
+        Err(x) => activation::gelu(x),
+    }
+}
+
 /// `x * sigmoid(a x)` (SiLU for `a = 1`, quick GELU for 1.702). On the CPU backend one pass in
 /// place on all cores with the vectorisable [`exp_nonpositive`] (burn-flex's `exp` and `sigmoid`
 /// call scalar libm per value on one core); elsewhere `x * (1 / (1 + exp(-a x)))`, the formula
@@ -656,10 +679,16 @@ mod tests {
     /// Relative differences, with values under 1e-20 (where [`exp_nonpositive`] flushes what
     /// would be denormal to 0) compared absolutely.
     #[test]
-    fn cpu_sigmoid_gates_match_burns() {
+    fn cpu_activations_match_burns() {
         let device = Default::default();
         let x =
             Tensor::<CpuBackend, 3>::random([3, 211, 97], Distribution::Normal(0.0, 30.0), &device);
+        let gelu = Activation::Gelu.apply(x.clone());
+        let diff = (gelu - activation::gelu(x.clone()))
+            .abs()
+            .max()
+            .into_scalar();
+        assert_eq!(diff, 0.0, "GELU: the same formula and erf as burn's");
         for (activation, a) in [(Activation::Silu, 1.0), (Activation::QuickGelu, 1.702)] {
             let want = x.clone() * activation::sigmoid(x.clone().mul_scalar(a));
             let got = activation.apply(x.clone());
