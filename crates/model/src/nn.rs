@@ -342,11 +342,15 @@ pub fn apply_rotary<B: Backend>(
 /// bounded for long sequences.
 pub const SCORE_BUDGET: usize = 1 << 20;
 
+/// Query rows [`eager_attention`] takes at least per chunk, whatever the budget: every chunk
+/// packs the keys for its matmul again, which a handful of rows would not pay back.
+const MIN_CHUNK_ROWS: usize = 64;
+
 /// `softmax(q k^T / sqrt(d)) v` over queries `[n, heads, seq_q, head_dim]` and keys and values
 /// `[n, heads, seq_k, head_dim]` (any strides: views of a projection need no copy), as
 /// transformers' eager attention computes it, in chunks of query rows with at most
-/// `score_budget` scores each (burn's fused CPU attention runs on one thread; these matmuls and
-/// the softmax use all). `mask` (`[n, heads, seq_q, seq_k]`, true = masked) removes keys; every
+/// `score_budget` scores each but at least [`MIN_CHUNK_ROWS`] rows (burn's fused CPU attention
+/// runs on one thread; these matmuls and the softmax use all). `mask` (`[n, heads, seq_q, seq_k]`, true = masked) removes keys; every
 /// query must keep at least one. Returns the heads merged, `[n, seq_q, heads * head_dim]`.
 pub fn eager_attention<B: Backend>(
     q: Tensor<B, 4>,
@@ -359,7 +363,7 @@ pub fn eager_attention<B: Backend>(
     let seq_k = k.dims()[2];
     let scale = 1.0 / (head_dim as f64).sqrt();
     let k_t = k.swap_dims(2, 3);
-    let rows = (score_budget / (n * heads * seq_k).max(1)).max(1);
+    let rows = (score_budget / (n * heads * seq_k).max(1)).max(MIN_CHUNK_ROWS);
     let chunk = |q: Tensor<B, 4>, mask: Option<Tensor<B, 4, Bool>>| {
         let scores = q.matmul(k_t.clone()) * scale;
         let scores = match mask {
@@ -641,7 +645,7 @@ mod tests {
     #[test]
     fn chunked_attention_matches_burns_fused_attention() {
         let device = Default::default();
-        let (n, heads, seq, head_dim) = (2, 3, 37, 16);
+        let (n, heads, seq, head_dim) = (2, 3, 150, 16);
         let qkv = Tensor::<CpuBackend, 4>::random(
             [n, seq, 3 * heads, head_dim],
             Distribution::Normal(0.0, 1.0),
@@ -649,11 +653,12 @@ mod tests {
         );
         // strided views of one projection, as the vision blocks pass them
         let part = |i: usize| qkv.clone().narrow(2, i * heads, heads).swap_dims(1, 2);
-        // the second image has 29 real keys, the rest is padding
-        let lengths = [seq, 29];
+        // the second image has 129 real keys, the rest is padding; query q also does not see
+        // keys past q + 20 (a mask that differs from row to row)
+        let lengths = [seq, 129];
         let mask: Vec<bool> = lengths
             .iter()
-            .flat_map(|&len| (0..seq * seq).map(move |i| i % seq >= len))
+            .flat_map(|&len| (0..seq * seq).map(move |i| i % seq >= len || i % seq > i / seq + 20))
             .collect();
         let mask = Tensor::<CpuBackend, 4, Bool>::from_bool(
             TensorData::new(mask, [n, 1, seq, seq]),
@@ -668,8 +673,8 @@ mod tests {
         let expected = attention(part(0), part(1), part(2), Some(mask.clone()), None, options)
             .swap_dims(1, 2)
             .reshape([n, seq, heads * head_dim]);
-        // one chunk, uneven chunks of 7 rows, and one row at a time
-        for budget in [usize::MAX / 2, 7 * n * heads * seq, 1] {
+        // one chunk, chunks of 100 + 50 rows, and of the least rows (64 + 64 + 22)
+        for budget in [usize::MAX / 2, 100 * n * heads * seq, 1] {
             let got = eager_attention(part(0), part(1), part(2), Some(&mask), budget);
             let diff = (got - expected.clone()).abs().max().into_scalar();
             assert!(diff < 1e-5, "budget {budget}: max difference {diff}");
