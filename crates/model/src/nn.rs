@@ -321,10 +321,6 @@ pub fn apply_rotary<B: Backend>(
     cos: &Tensor<B, 4>,
     sin: &Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    let x = match cpu_rotary(x, cos, sin) {
-        Ok(rotated) => return rotated,
-        Err(x) => x,
-    };
     let dims = x.dims();
     let [rows, head_dim] = [dims[0] * dims[1] * dims[2], dims[3]];
     let half = head_dim / 2;
@@ -339,77 +335,6 @@ pub fn apply_rotary<B: Backend>(
     );
     let table = |t: &Tensor<B, 4>| t.clone().reshape([rows, head_dim]);
     (x * table(cos) + swapped * table(sin)).reshape(dims)
-}
-
-/// [`apply_rotary`] on the CPU backend in f32: one pass on all cores that reads `x` through its
-/// strides (a view of a projection needs no copy) and writes the rotated rows, with the same
-/// float operations as the tensor version. `Err(x)` for other backends and dtypes.
-fn cpu_rotary<B: Backend>(
-    x: Tensor<B, 4>,
-    cos: &Tensor<B, 4>,
-    sin: &Tensor<B, 4>,
-) -> std::result::Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let tables = (
-        (cos as &dyn Any).downcast_ref::<Tensor<CpuBackend, 4>>(),
-        (sin as &dyn Any).downcast_ref::<Tensor<CpuBackend, 4>>(),
-    );
-    let (Some(cos), Some(sin)) = tables else {
-        return Err(x);
-    };
-    let dims = x.dims();
-    let float = |t: &Tensor<CpuBackend, 4>| t.dtype() == DType::F32;
-    if !(x.dtype() == DType::F32 && float(cos) && float(sin)) || cos.dims() != dims {
-        return Err(x);
-    }
-    let [a, b, rows, head_dim] = dims;
-    let half = head_dim / 2;
-    let primitive = |t: &Tensor<CpuBackend, 4>| t.clone().into_primitive().tensor();
-    let (cos, sin) = (
-        primitive(cos).to_contiguous(),
-        primitive(sin).to_contiguous(),
-    );
-    let (cos, sin): (&[f32], &[f32]) = (cos.storage(), sin.storage());
-    let boxed: Box<dyn Any> = Box::new(x);
-    let x = *boxed
-        .downcast::<Tensor<CpuBackend, 4>>()
-        .expect("B is the CPU backend: its tables are");
-    let x = x.into_primitive().tensor();
-    let layout = x.layout();
-    let strides: Vec<usize> = layout
-        .strides()
-        .iter()
-        .map(|&s| s.max(0) as usize)
-        .collect();
-    let offset = layout.start_offset();
-    let src: &[f32] = x.storage();
-    let mut out = vec![0f32; a * b * rows * head_dim];
-    let contiguous_rows = layout.strides()[3] == 1 && layout.strides().iter().all(|&s| s >= 0);
-    for_each_part_parallel(&mut out, head_dim, |start, part| {
-        for (k, dst) in part.chunks_exact_mut(head_dim).enumerate() {
-            let row = start / head_dim + k;
-            let (i, j, r) = (row / (b * rows), row / rows % b, row % rows);
-            let base = offset + i * strides[0] + j * strides[1] + r * strides[2];
-            let at = |d: usize| {
-                if contiguous_rows {
-                    src[base + d]
-                } else {
-                    src[base + d * strides[3]]
-                }
-            };
-            let (c, s) = (&cos[row * head_dim..], &sin[row * head_dim..]);
-            for d in 0..head_dim {
-                let partner = if d < half { d + half } else { d - half };
-                dst[d] = at(d) * c[d] + at(partner) * s[d];
-            }
-        }
-    });
-    let rotated = Tensor::<CpuBackend, 4>::from_primitive(TensorPrimitive::Float(
-        FlexTensor::from_data(burn::tensor::TensorData::new(out, dims)),
-    ));
-    let out: Box<dyn Any> = Box::new(rotated);
-    Ok(*out
-        .downcast::<Tensor<B, 4>>()
-        .expect("B is the CPU backend here"))
 }
 
 /// Scores [`eager_attention`] computes at once: 4 MiB of f32, which stays in cache (one
@@ -523,7 +448,7 @@ fn softmax_last<B: Backend>(scores: Tensor<B, 4>) -> Tensor<B, 4> {
     let row_len = scores.dims()[3];
     match on_cpu_f32(scores, |data| {
         if row_len > 0 {
-            for_each_part_parallel(data, row_len, |_, part| {
+            for_each_part_parallel(data, row_len, |part| {
                 part.chunks_exact_mut(row_len).for_each(softmax_row)
             })
         }
@@ -536,10 +461,9 @@ fn softmax_last<B: Backend>(scores: Tensor<B, 4>) -> Tensor<B, 4> {
 /// Values below which [`for_each_part_parallel`] stays on one thread (spawning costs more).
 const PARALLEL_MIN: usize = 1 << 15;
 
-/// `f(start, part)` on consecutive parts of `data` (`start` = the part's first index), one per
-/// available core, each a whole number of `align`-long pieces (`data.len()` is a multiple of
-/// `align`).
-fn for_each_part_parallel(data: &mut [f32], align: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// `f` on consecutive parts of `data`, one per available core, each a whole number of
+/// `align`-long pieces (`data.len()` is a multiple of `align`).
+fn for_each_part_parallel(data: &mut [f32], align: usize, f: impl Fn(&mut [f32]) + Sync) {
     static THREADS: OnceLock<usize> = OnceLock::new();
     let pieces = data.len() / align.max(1);
     let threads = if data.len() < PARALLEL_MIN {
@@ -550,19 +474,19 @@ fn for_each_part_parallel(data: &mut [f32], align: usize, f: impl Fn(usize, &mut
         available.min(pieces)
     };
     if threads <= 1 {
-        f(0, data);
+        f(data);
         return;
     }
     let per_thread = pieces.div_ceil(threads) * align;
     let f = &f;
     std::thread::scope(|scope| {
-        let mut parts = data.chunks_mut(per_thread).enumerate();
+        let mut parts = data.chunks_mut(per_thread);
         let own = parts.next();
-        for (i, part) in parts {
-            scope.spawn(move || f(i * per_thread, part));
+        for part in parts {
+            scope.spawn(move || f(part));
         }
-        if let Some((_, part)) = own {
-            f(0, part);
+        if let Some(part) = own {
+            f(part);
         }
     });
 }
@@ -603,7 +527,7 @@ fn on_cpu_f32<B: Backend, const D: usize>(
 /// cores in place (burn-flex runs it on one).
 fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let cpu = on_cpu_f32(x, |data| {
-        for_each_part_parallel(data, 1, |_, part| {
+        for_each_part_parallel(data, 1, |part| {
             for v in part {
                 *v = 0.5
                     * *v
@@ -623,7 +547,7 @@ fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 /// of torch's sigmoid.
 fn sigmoid_gated<B: Backend, const D: usize>(x: Tensor<B, D>, a: f32) -> Tensor<B, D> {
     let cpu = on_cpu_f32(x, |data| {
-        for_each_part_parallel(data, 1, |_, part| {
+        for_each_part_parallel(data, 1, |part| {
             for v in part {
                 let z = a * *v;
                 // exp of -|z| only: the sigmoid of either sign from a value in (0, 1]
@@ -781,58 +705,6 @@ mod tests {
                 "{activation:?}: max relative difference {diff}"
             );
         }
-    }
-
-    /// The CPU rotation of a strided view equals transformers' `q * cos + rotate_half(q) * sin`
-    /// with plain (unsigned, broadcast) tables, bit for bit.
-    #[test]
-    fn cpu_rotary_matches_rotate_half() {
-        let device = Default::default();
-        // enough rows for the parallel path
-        let (n, seq, heads, head_dim) = (2, 1000, 5, 8);
-        // rows 0..3 of a 5-head projection, as the vision blocks pass q and k
-        let projection = Tensor::<CpuBackend, 4>::random(
-            [n, seq, heads, head_dim],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        let x = projection.narrow(2, 0, 3);
-        let angles: Vec<Vec<f32>> = (0..n * seq)
-            .map(|p| {
-                (0..head_dim / 2)
-                    .map(|i| p as f32 * 0.37 / (i + 1) as f32)
-                    .collect()
-            })
-            .collect();
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for a in &angles {
-            rotary_tables(a, 3, &mut cos, &mut sin);
-        }
-        let table = |v: Vec<f32>| {
-            Tensor::<CpuBackend, 4>::from_data(TensorData::new(v, [n, seq, 3, head_dim]), &device)
-        };
-        let got = apply_rotary(x.clone(), &table(cos), &table(sin));
-        // transformers: emb = cat(freqs, freqs), broadcast over the heads
-        let plain = |f: fn(f32) -> f32| {
-            let v: Vec<f32> = angles
-                .iter()
-                .flat_map(|a| a.iter().chain(a).map(move |&t| f(t)))
-                .collect();
-            Tensor::<CpuBackend, 4>::from_data(TensorData::new(v, [n, seq, 1, head_dim]), &device)
-        };
-        let half = head_dim / 2;
-        let rotate_half = Tensor::cat(
-            vec![
-                x.clone().narrow(3, half, half).neg(),
-                x.clone().narrow(3, 0, half),
-            ],
-            3,
-        );
-        let want = x * plain(f32::cos) + rotate_half * plain(f32::sin);
-        assert_eq!(
-            got.into_data().to_vec::<f32>().unwrap(),
-            want.into_data().to_vec::<f32>().unwrap()
-        );
     }
 
     #[test]
