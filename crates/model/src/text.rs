@@ -4,16 +4,13 @@
 //! width), each driving its `mrope_section` share of the frequencies; a text token has the same
 //! position on all three rows, which is plain RoPE.
 
-use burn::tensor::{
-    Bool, DType, Int, Tensor, TensorData, backend::Backend, module::attention,
-    ops::AttentionModuleOptions,
-};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::{QkNorm, RopeScaling, TextConfig};
 use crate::error::{ModelError, Result};
 use crate::nn::{
-    Activation, Linear, ParamMapper, ParamVisitor, RmsNorm, map_tensor, map_transposed,
-    visit_tensor, visit_transposed,
+    Activation, Linear, ParamMapper, ParamVisitor, RmsNorm, SCORE_BUDGET, apply_rotary,
+    eager_attention, map_tensor, map_transposed, rotary_tables, visit_tensor, visit_transposed,
 };
 use crate::weights::Checkpoint;
 
@@ -62,8 +59,9 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// Rotary cos/sin for one chunk (`[batch, 1, seq, head_dim]`) and the attention mask
-/// (`[batch, heads, seq, past + seq]`, true = masked).
+/// Rotary cos and signed sin for one chunk, one row per query and key head as
+/// [`crate::nn::rotary_tables`] lays them out (`[batch, seq, heads + kv_heads, head_dim]`), and
+/// the attention mask (`[batch, heads, seq, past + seq]`, true = masked).
 pub struct ChunkTensors<B: Backend> {
     pub cos: Tensor<B, 4>,
     pub sin: Tensor<B, 4>,
@@ -321,20 +319,16 @@ impl<B: Backend> TextModel<B> {
         let batch = positions.len();
         let seq = positions.first().map_or(0, Vec::len);
         let head_dim = self.config.head_dim;
-        let half = head_dim / 2;
-        let mut cos = Vec::with_capacity(batch * seq * head_dim);
-        let mut sin = Vec::with_capacity(batch * seq * head_dim);
+        let rows = self.config.num_heads + self.config.num_kv_heads;
+        let mut cos = Vec::with_capacity(batch * seq * rows * head_dim);
+        let mut sin = Vec::with_capacity(batch * seq * rows * head_dim);
         for row in positions {
             for pos in row {
                 let angles = rope_angles(&self.inv_freq, &self.freq_row, pos);
-                // emb = cat(freqs, freqs): both halves of the head share the angles
-                for _ in 0..2 {
-                    cos.extend(angles.iter().map(|a| a.cos()));
-                    sin.extend(angles.iter().map(|a| a.sin()));
-                }
+                rotary_tables(&angles, rows, &mut cos, &mut sin);
             }
         }
-        debug_assert_eq!(cos.len(), batch * seq * 2 * half);
+        debug_assert_eq!(cos.len(), batch * seq * rows * head_dim);
         let total = past + seq;
         let window = self.config.sliding_window;
         let mut mask = Vec::with_capacity(batch * seq * total);
@@ -353,7 +347,7 @@ impl<B: Backend> TextModel<B> {
         let heads = self.config.num_heads;
         let to4 = |v: Vec<f32>| {
             Tensor::<B, 4>::from_data(
-                TensorData::new(v, [batch, 1, seq, head_dim]),
+                TensorData::new(v, [batch, seq, rows, head_dim]),
                 (device, dtype),
             )
         };
@@ -399,27 +393,30 @@ impl<B: Backend> TextModel<B> {
             }
             (None, _) => (q, k),
         };
-        let q = heads(q, c.num_heads);
-        let k = heads(k, c.num_kv_heads);
+        // queries and keys side by side, `[batch, seq, heads + kv_heads, head_dim]`, rotated in
+        // one pass; the heads are then views of it
+        let rows = c.num_heads + c.num_kv_heads;
+        let qk = apply_rotary(
+            Tensor::cat(vec![q, k], 2).reshape([batch, seq, rows, c.head_dim]),
+            &chunk.cos,
+            &chunk.sin,
+        );
+        let q = qk.clone().narrow(2, 0, c.num_heads).swap_dims(1, 2);
+        let k = qk.narrow(2, c.num_heads, c.num_kv_heads).swap_dims(1, 2);
         let v = heads(layer.v_proj.forward(x), c.num_kv_heads);
-        let q = rotate(q, &chunk.cos, &chunk.sin);
-        let k = rotate(k, &chunk.cos, &chunk.sin);
         let (k, v) = match cache.layers[i].take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+            // a copy of the keys alone: the view would keep the queries alive in the cache
+            None => (
+                k.reshape([batch, c.num_kv_heads * seq, c.head_dim])
+                    .reshape([batch, c.num_kv_heads, seq, c.head_dim]),
+                v,
+            ),
         };
         cache.layers[i] = Some((k.clone(), v.clone()));
         let k = repeat_kv(k, c.num_heads / c.num_kv_heads);
         let v = repeat_kv(v, c.num_heads / c.num_kv_heads);
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        let out = attention(q, k, v, Some(chunk.mask.clone()), None, options);
-        let out = out
-            .swap_dims(1, 2)
-            .reshape([batch, seq, c.num_heads * c.head_dim]);
+        let out = eager_attention(q, k, v, Some(&chunk.mask), SCORE_BUDGET);
         layer.o_proj.forward(out)
     }
 
@@ -449,24 +446,16 @@ fn tied_head<B: Backend>(embed: &Tensor<B, 2>, vocab: usize) -> Tensor<B, 2> {
     embed.clone().narrow(0, 0, vocab).transpose()
 }
 
-/// `x * cos + rotate_half(x) * sin`, `rotate_half(x) = cat(-x[.., d/2..], x[.., ..d/2])`.
-fn rotate<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let head_dim = x.dims()[3];
-    let half = head_dim / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    x * cos.clone() + rotated * sin.clone()
-}
-
 /// `[b, kv, s, d] -> [b, kv * n_rep, s, d]`, query head `h` reading key/value head `h / n_rep`.
 fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
     if n_rep == 1 {
         return x;
     }
     let [b, kv, s, d] = x.dims();
+    // repeat_dim copies whole [s, d] blocks; a reshape of an expanded view copies element by
+    // element on the CPU backend
     x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, n_rep, s, d])
+        .repeat_dim(2, n_rep)
         .reshape([b, kv * n_rep, s, d])
 }
 

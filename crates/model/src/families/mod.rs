@@ -78,7 +78,8 @@ pub struct VisionInput<B: Backend> {
     /// Which positions are real (`[images * seq]`), for a connector that attends over them;
     /// `None` when all are.
     pub real: Option<Vec<bool>>,
-    /// Qwen2-VL: cos and sin of each position's 2D rotary angles, `[images, 1, seq, head_dim]`.
+    /// Qwen2-VL: cos and signed sin of each position's 2D rotary angles for every query and key
+    /// head, `[images, seq, 2 * heads, head_dim]`.
     pub rotary: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     /// Images of different sizes: each image's positions are the first `lengths[i]` of `seq`
     /// (the rest pads it to the longest, and is no position). `None` when all `seq` are.

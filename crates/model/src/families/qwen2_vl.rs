@@ -6,17 +6,15 @@
 //! Images of different sizes run together as one padded batch `[images, longest, width]` with the
 //! padding keys masked, which gives what transformers' per-image attention gives.
 
-use burn::tensor::{
-    Bool, DType, Int, Tensor, TensorData, backend::Backend, module::attention,
-    ops::AttentionModuleOptions,
-};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use serde_json::{Map, Value};
 use std::path::Path;
 
 use crate::config::{f64_field, str_field, usize_field};
 use crate::error::{ModelError, Result};
 use crate::nn::{
-    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, map_transposed, visit_transposed,
+    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, apply_rotary,
+    eager_attention, map_transposed, rotary_tables, visit_transposed,
 };
 use crate::weights::Checkpoint;
 
@@ -414,8 +412,10 @@ impl<B: Backend> Qwen2VlVision<B> {
         })
     }
 
-    /// Rotary cos and sin `[images, 1, longest, head_dim]` and the key mask `[images, heads,
-    /// longest, longest]` (true = padding key).
+    /// Rotary tables and the key mask of a padded batch. The tables ([`rotary_tables`]) are laid
+    /// out as the query and key rows of the fused `qkv` projection, `[images, longest, 2 * heads,
+    /// head_dim]` (the same angles for every query and key head). The key mask is `[images,
+    /// heads, longest, longest]` (true = padding key).
     fn tables(
         &self,
         grids: &[[usize; 3]],
@@ -425,10 +425,11 @@ impl<B: Backend> Qwen2VlVision<B> {
     ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4, Bool>) {
         let c = &self.config.vision;
         let head_dim = c.head_dim();
+        let rows = 2 * c.num_heads;
         let images = grids.len();
         let m = c.spatial_merge_size;
-        let mut cos = Vec::with_capacity(images * longest * head_dim);
-        let mut sin = Vec::with_capacity(images * longest * head_dim);
+        let mut cos = Vec::with_capacity(images * longest * rows * head_dim);
+        let mut sin = Vec::with_capacity(images * longest * rows * head_dim);
         let mut mask = Vec::with_capacity(images * longest * longest);
         for (&[t, h, w], &len) in grids.iter().zip(lengths) {
             // (row, column) of each patch in the block-major order of the processor's flattening
@@ -453,10 +454,7 @@ impl<B: Backend> Qwen2VlVision<B> {
                     .map(|f| row as f32 * f)
                     .chain(self.inv_freq.iter().map(|f| col as f32 * f))
                     .collect();
-                for _ in 0..2 {
-                    cos.extend(angles.iter().map(|a| a.cos()));
-                    sin.extend(angles.iter().map(|a| a.sin()));
-                }
+                rotary_tables(&angles, rows, &mut cos, &mut sin);
             }
             for _ in 0..longest {
                 mask.extend((0..longest).map(|k| k >= len));
@@ -464,7 +462,7 @@ impl<B: Backend> Qwen2VlVision<B> {
         }
         let table = |v: Vec<f32>| {
             Tensor::<B, 4>::from_data(
-                TensorData::new(v, [images, 1, longest, head_dim]),
+                TensorData::new(v, [images, longest, rows, head_dim]),
                 (device, DType::F32),
             )
         };
@@ -477,6 +475,10 @@ impl<B: Backend> Qwen2VlVision<B> {
     }
 
     /// Vision block `i` on `[images, longest, embed_dim]`, with the tables of `input`.
+    ///
+    /// Everything stays in the token-major layout of the fused `qkv` projection: queries, keys
+    /// and values are strided views of it that the matmuls read directly, and the rotation runs
+    /// on contiguous `[rows, head_dim]` tensors, so no per-head copies are made.
     pub fn block(&self, i: usize, x: Tensor<B, 3>, input: &VisionInput<B>) -> Tensor<B, 3> {
         let (cos, sin) = input
             .rotary
@@ -484,27 +486,21 @@ impl<B: Backend> Qwen2VlVision<B> {
             .expect("Qwen2-VL's embed makes the rotary tables");
         let c = &self.config.vision;
         let b = &self.blocks[i];
-        let [n, seq, e] = x.dims();
-        let head_dim = c.head_dim();
-        let qkv = b.qkv.forward(b.norm1.forward(x.clone()));
-        let heads = |start: usize| {
-            qkv.clone()
-                .narrow(2, start, e)
-                .reshape([n, seq, c.num_heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (heads(0), heads(e), heads(2 * e));
+        let [n, seq, _] = x.dims();
+        let (heads, head_dim) = (c.num_heads, c.head_dim());
+        // [n, seq, (q | k | v) x heads, head_dim]: a free view of the contiguous projection
+        let qkv = b
+            .qkv
+            .forward(b.norm1.forward(x.clone()))
+            .reshape([n, seq, 3 * heads, head_dim]);
         // transformers rotates q and k in f32
-        let q = rotate_f32(q, cos, sin);
-        let k = rotate_f32(k, cos, sin);
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        let attn = attention(q, k, v, input.key_mask.clone(), None, options)
-            .swap_dims(1, 2)
-            .reshape([n, seq, e]);
+        let qk = qkv.clone().narrow(2, 0, 2 * heads);
+        let dtype = qk.dtype();
+        let qk = apply_rotary(qk.cast(DType::F32), cos, sin).cast(dtype);
+        let q = qk.clone().narrow(2, 0, heads).swap_dims(1, 2);
+        let k = qk.narrow(2, heads, heads).swap_dims(1, 2);
+        let v = qkv.narrow(2, 2 * heads, heads).swap_dims(1, 2);
+        let attn = eager_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET);
         let x = x + b.proj.forward(attn);
         let hidden = self
             .activation
@@ -524,17 +520,6 @@ impl<B: Backend> Qwen2VlVision<B> {
         self.merger_fc2
             .forward(Activation::Gelu.apply(self.merger_fc1.forward(normed)))
     }
-}
-
-/// `x * cos + rotate_half(x) * sin` computed in f32 and cast back.
-fn rotate_f32<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let dtype = x.dtype();
-    let x = x.cast(DType::F32);
-    let half = x.dims()[3] / 2;
-    let first = x.clone().narrow(3, 0, half);
-    let second = x.clone().narrow(3, half, half);
-    let rotated = Tensor::cat(vec![second.neg(), first], 3);
-    (x * cos.clone() + rotated * sin.clone()).cast(dtype)
 }
 
 /// The (temporal, height, width) rotary positions of one unpadded sequence and its rope delta
