@@ -2,13 +2,13 @@
 //! SmolVLM) share: `x + out_proj(attn(ln1(x)))`, then `x + fc2(act(fc1(ln2(x))))`, every linear
 //! with a bias.
 
-use burn::tensor::{
-    Bool, DType, Tensor, backend::Backend, module::attention, ops::AttentionModuleOptions,
-};
+use burn::tensor::{Bool, DType, Tensor, backend::Backend};
 
 use crate::config::VisionConfig;
 use crate::error::Result;
-use crate::nn::{Activation, LayerNorm, Linear, ParamMapper, ParamVisitor};
+use crate::nn::{
+    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, eager_attention,
+};
 use crate::weights::Checkpoint;
 
 /// The patch and position embedding tables of a CLIP- or SigLIP-style ViT, found under the first
@@ -178,14 +178,7 @@ impl<B: Backend> VitEncoder<B> {
         let q = heads(layer.q_proj.forward(normed.clone()));
         let k = heads(layer.k_proj.forward(normed.clone()));
         let v = heads(layer.v_proj.forward(normed));
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        let attn = attention(q, k, v, key_mask.cloned(), None, options)
-            .swap_dims(1, 2)
-            .reshape([n, seq, h]);
+        let attn = eager_attention(q, k, v, key_mask, SCORE_BUDGET);
         let x = x + layer.out_proj.forward(attn);
         let hidden = self
             .activation
