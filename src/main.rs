@@ -137,6 +137,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    xlvlm_model::keep_freed_memory();
     let cli = Cli::parse();
     report::init_logging(cli.verbose);
     let result = match cli.command {

@@ -101,6 +101,8 @@ fn time(iters: usize, mut run: impl FnMut()) -> (f64, f64) {
 }
 
 fn main() {
+    // the allocator settings the xlvlm CLI runs with
+    xlvlm_model::keep_freed_memory();
     let iters: usize = std::env::args()
         .nth(1)
         .map_or(20, |a| a.parse().expect("iters is a number"));

@@ -147,6 +147,8 @@ fn run_bench(device: DeviceSpec, backend: CpuBackendChoice, task: Bench<'_>) -> 
 }
 
 fn main() {
+    // the allocator settings the xlvlm CLI runs with
+    xlvlm_model::keep_freed_memory();
     // `--backend NAME` may stand anywhere; the rest are positional.
     let mut positional = Vec::new();
     let mut backend = CpuBackendChoice::Flex;

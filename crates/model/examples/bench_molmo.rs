@@ -45,6 +45,8 @@ impl Fixture {
 }
 
 fn main() -> BenchResult<()> {
+    // the allocator settings the xlvlm CLI runs with
+    xlvlm_model::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `[molmo2|molmo] [iters]`; a lone number is the iterations for molmo2
     let (fixture, iters) = match args.as_slice() {

@@ -68,6 +68,8 @@ fn timed(iters: usize, mut f: impl FnMut()) -> (f64, f64) {
 }
 
 fn main() {
+    // the allocator settings the xlvlm CLI runs with
+    xlvlm_model::keep_freed_memory();
     let mut args = std::env::args().skip(1);
     let root = PathBuf::from(args.next().unwrap_or_else(|| "/tmp/xlvlm-bench".into()));
     let iters: usize = args

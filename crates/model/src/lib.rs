@@ -58,7 +58,7 @@ mod weights;
 
 #[cfg(feature = "cuda")]
 pub use backend::CudaBackend;
-pub use backend::{BackendTask, CpuBackend, DeviceSpec, run_on};
+pub use backend::{BackendTask, CpuBackend, DeviceSpec, keep_freed_memory, run_on};
 pub use config::{
     FeatureSelect, Idefics2Config, Idefics3Config, LlavaConfig, ModelConfig, PerceiverConfig,
     QkNorm, Qwen2VlConfig, RopeScaling, SUPPORTED_MODEL_TYPES, TextConfig, TextFamily,
