@@ -2,7 +2,6 @@
 //! checkpoint (no training state).
 
 use std::any::Any;
-use std::sync::OnceLock;
 
 use burn::tensor::{Bool, DType, Tensor, TensorPrimitive, activation, backend::Backend};
 use burn_flex::FlexTensor;
@@ -458,37 +457,23 @@ fn softmax_last<B: Backend>(scores: Tensor<B, 4>) -> Tensor<B, 4> {
     }
 }
 
-/// Values below which [`for_each_part_parallel`] stays on one thread (spawning costs more).
+/// Values below which [`for_each_part_parallel`] stays on the calling thread (handing work to
+/// the pool costs more).
 const PARALLEL_MIN: usize = 1 << 15;
 
-/// `f` on consecutive parts of `data`, one per available core, each a whole number of
-/// `align`-long pieces (`data.len()` is a multiple of `align`).
+/// `f` on consecutive parts of `data`, one per thread of rayon's pool (the one burn's CPU
+/// backend runs on), each a whole number of `align`-long pieces (`data.len()` is a multiple of
+/// `align`).
 fn for_each_part_parallel(data: &mut [f32], align: usize, f: impl Fn(&mut [f32]) + Sync) {
-    static THREADS: OnceLock<usize> = OnceLock::new();
+    use rayon::prelude::*;
     let pieces = data.len() / align.max(1);
-    let threads = if data.len() < PARALLEL_MIN {
-        1
-    } else {
-        let available =
-            *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        available.min(pieces)
-    };
-    if threads <= 1 {
+    let threads = rayon::current_num_threads().min(pieces);
+    if data.len() < PARALLEL_MIN || threads <= 1 {
         f(data);
         return;
     }
     let per_thread = pieces.div_ceil(threads) * align;
-    let f = &f;
-    std::thread::scope(|scope| {
-        let mut parts = data.chunks_mut(per_thread);
-        let own = parts.next();
-        for part in parts {
-            scope.spawn(move || f(part));
-        }
-        if let Some(part) = own {
-            f(part);
-        }
-    });
+    data.par_chunks_mut(per_thread).for_each(&f);
 }
 
 /// Runs `f` in place on a uniquely owned contiguous f32 copy of `x` (no copy for a fresh
