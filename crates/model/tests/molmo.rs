@@ -193,8 +193,12 @@ fn image_features_alone_match_the_connector_output() {
 
 #[test]
 fn interventions_match_transformers_forward_hooks() {
-    let model = load("molmo2");
     let g = Golden::open("molmo2");
+    check_interventions(&load("molmo2"), &g, &golden_batch(&g));
+}
+
+/// Both intervention modes at the golden layer give the reference's logits, and change them.
+fn check_interventions(model: &Vlm<B>, g: &Golden, batch: &Batch) {
     let hook = HookPoint::Layer(g.i64("intervention.layer").1[0] as usize);
     for (mode, key) in [
         (InterventionMode::Add, "intervention.add.logits"),
@@ -207,9 +211,7 @@ fn interventions_match_transformers_forward_hooks() {
             positions: Positions::All,
             mode,
         };
-        let out = model
-            .forward(&golden_batch(&g), &[], &[iv], Logits::All)
-            .unwrap();
+        let out = model.forward(batch, &[], &[iv], Logits::All).unwrap();
         let logits = to_f32(out.logits.unwrap());
         assert_close(key, &logits, &g.f32(key).1, TOL);
         assert!(common::rel_err(&logits, &g.f32("logits").1) > 1e-3);
@@ -218,8 +220,13 @@ fn interventions_match_transformers_forward_hooks() {
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    let model = load("molmo2/hub_format");
     let g = Golden::open("molmo2");
+    check_greedy_generation(&load("molmo2/hub_format"), &g, &golden_batch(&g));
+}
+
+/// 20 greedy tokens and every step's logits as the reference generated them, with and without
+/// an added vector.
+fn check_greedy_generation(model: &Vlm<B>, g: &Golden, batch: &Batch) {
     let options = GenerateOptions {
         max_new_tokens: 20,
         keep_logits: true,
@@ -239,7 +246,7 @@ fn greedy_generation_matches_transformers() {
         ),
     ] {
         let generation = model
-            .generate(&golden_batch(&g), &options, &[], &interventions)
+            .generate(batch, &options, &[], &interventions)
             .unwrap();
         let want = &g.rows_u32(&format!("{key}.output_ids"))[0];
         assert_eq!(want.len(), 20);
@@ -611,68 +618,14 @@ fn molmo_image_features_match_and_need_the_image_masks() {
 
 #[test]
 fn molmo_interventions_match_remote_forward_hooks() {
-    let model = load("molmo");
     let g = Golden::open("molmo");
-    let hook = HookPoint::Layer(g.i64("intervention.layer").1[0] as usize);
-    for (mode, key) in [
-        (InterventionMode::Add, "intervention.add.logits"),
-        (InterventionMode::Projected, "intervention.projected.logits"),
-    ] {
-        let iv = Intervention {
-            hook,
-            vector: g.f32("intervention.vector").1.clone(),
-            alpha: g.f32("intervention.alpha").1[0],
-            positions: Positions::All,
-            mode,
-        };
-        let out = model
-            .forward(&molmo_batch(&g), &[], &[iv], Logits::All)
-            .unwrap();
-        let logits = to_f32(out.logits.unwrap());
-        assert_close(key, &logits, &g.f32(key).1, TOL);
-        assert!(common::rel_err(&logits, &g.f32("logits").1) > 1e-3);
-    }
+    check_interventions(&load("molmo"), &g, &molmo_batch(&g));
 }
 
 #[test]
 fn molmo_greedy_generation_matches_the_remote_model() {
-    let model = load("molmo");
     let g = Golden::open("molmo");
-    let options = GenerateOptions {
-        max_new_tokens: 20,
-        keep_logits: true,
-        ..Default::default()
-    };
-    for (key, interventions) in [
-        ("generate", vec![]),
-        (
-            "generate_intervention",
-            vec![Intervention {
-                hook: HookPoint::Layer(g.i64("intervention.layer").1[0] as usize),
-                vector: g.f32("intervention.vector").1.clone(),
-                alpha: g.f32("intervention.alpha").1[0],
-                positions: Positions::All,
-                mode: InterventionMode::Add,
-            }],
-        ),
-    ] {
-        let generation = model
-            .generate(&molmo_batch(&g), &options, &[], &interventions)
-            .unwrap();
-        let want = &g.rows_u32(&format!("{key}.output_ids"))[0];
-        assert_eq!(want.len(), 20);
-        assert_eq!(generation.ids[0], *want, "{key}");
-        let (shape, logits) = g.f32(&format!("{key}.logits"));
-        let vocab = shape[2];
-        for (s, step) in generation.step_logits.iter().enumerate() {
-            assert_close(
-                &format!("{key} step {s}"),
-                &to_f32(step.clone()),
-                &logits[s * vocab..(s + 1) * vocab],
-                TOL,
-            );
-        }
-    }
+    check_greedy_generation(&load("molmo"), &g, &molmo_batch(&g));
 }
 
 /// The tiny checkpoint's `vision_backbone` / `vit_layers` (xlvlm's extension of the flat config)
