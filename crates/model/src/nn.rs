@@ -336,6 +336,30 @@ pub fn apply_rotary<B: Backend>(
     (x * table(cos) + swapped * table(sin)).reshape(dims)
 }
 
+/// `softmax(q k^T / sqrt(d)) v` with `mask` (true = masked), heads merged: `[n, seq_q, heads *
+/// head_dim]`. On the CPU backend the chunked multi-threaded [`eager_attention`] (burn's fused
+/// CPU attention runs on one thread); on other backends burn's fused attention, one kernel on a
+/// GPU.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4, Bool>>,
+) -> Tensor<B, 3> {
+    if std::any::TypeId::of::<B>() == std::any::TypeId::of::<CpuBackend>() {
+        return eager_attention(q, k, v, mask, SCORE_BUDGET);
+    }
+    let [n, heads, seq, head_dim] = q.dims();
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: false,
+    };
+    burn::tensor::module::attention(q, k, v, mask.cloned(), None, options)
+        .swap_dims(1, 2)
+        .reshape([n, seq, heads * head_dim])
+}
+
 /// Scores [`eager_attention`] computes at once: 4 MiB of f32, which stays in cache (one
 /// `[heads, 1024, 1024]` block of scores is far slower to write and read back) and keeps memory
 /// bounded for long sequences.

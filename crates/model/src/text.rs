@@ -9,8 +9,8 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData, backend::Backend};
 use crate::config::{QkNorm, RopeScaling, TextConfig};
 use crate::error::{ModelError, Result};
 use crate::nn::{
-    Activation, Linear, ParamMapper, ParamVisitor, RmsNorm, SCORE_BUDGET, apply_rotary,
-    eager_attention, map_tensor, map_transposed, rotary_tables, visit_tensor, visit_transposed,
+    Activation, Linear, ParamMapper, ParamVisitor, RmsNorm, apply_rotary, attention, map_tensor,
+    map_transposed, rotary_tables, visit_tensor, visit_transposed,
 };
 use crate::weights::Checkpoint;
 
@@ -416,7 +416,7 @@ impl<B: Backend> TextModel<B> {
         cache.layers[i] = Some((k.clone(), v.clone()));
         let k = repeat_kv(k, c.num_heads / c.num_kv_heads);
         let v = repeat_kv(v, c.num_heads / c.num_kv_heads);
-        let out = eager_attention(q, k, v, Some(&chunk.mask), SCORE_BUDGET);
+        let out = attention(q, k, v, Some(&chunk.mask));
         layer.o_proj.forward(out)
     }
 

@@ -6,9 +6,7 @@ use burn::tensor::{Bool, DType, Tensor, backend::Backend};
 
 use crate::config::VisionConfig;
 use crate::error::Result;
-use crate::nn::{
-    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, eager_attention,
-};
+use crate::nn::{Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, attention};
 use crate::weights::Checkpoint;
 
 /// The patch and position embedding tables of a CLIP- or SigLIP-style ViT, found under the first
@@ -178,7 +176,7 @@ impl<B: Backend> VitEncoder<B> {
         let q = heads(layer.q_proj.forward(normed.clone()));
         let k = heads(layer.k_proj.forward(normed.clone()));
         let v = heads(layer.v_proj.forward(normed));
-        let attn = eager_attention(q, k, v, key_mask, SCORE_BUDGET);
+        let attn = attention(q, k, v, key_mask);
         let x = x + layer.out_proj.forward(attn);
         let hidden = self
             .activation

@@ -13,8 +13,8 @@ use std::path::Path;
 use crate::config::{f64_field, str_field, usize_field};
 use crate::error::{ModelError, Result};
 use crate::nn::{
-    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, SCORE_BUDGET, apply_rotary,
-    eager_attention, map_transposed, rotary_tables, visit_transposed,
+    Activation, LayerNorm, Linear, ParamMapper, ParamVisitor, apply_rotary, attention,
+    map_transposed, rotary_tables, visit_transposed,
 };
 use crate::weights::Checkpoint;
 
@@ -500,7 +500,7 @@ impl<B: Backend> Qwen2VlVision<B> {
         let q = qk.clone().narrow(2, 0, heads).swap_dims(1, 2);
         let k = qk.narrow(2, heads, heads).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * heads, heads).swap_dims(1, 2);
-        let attn = eager_attention(q, k, v, input.key_mask.as_ref(), SCORE_BUDGET);
+        let attn = attention(q, k, v, input.key_mask.as_ref());
         let x = x + b.proj.forward(attn);
         let hidden = self
             .activation
