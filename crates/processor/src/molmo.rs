@@ -300,38 +300,25 @@ impl MolmoImageConfig {
         }
         Ok((out, mask))
     }
-}
 
-impl MolmoImage {
-    /// The image's tokens by name, in order (what [`MolmoImageConfig::placeholder`] spells
-    /// out), for `tokens_per_side` tokens per crop side.
-    pub fn placeholder_ids(&self, tokens_per_side: [usize; 2]) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        for [rows, cols] in [tokens_per_side, self.grid] {
-            out.push("<im_start>");
-            for _ in 0..rows {
-                out.extend(std::iter::repeat_n("<im_patch>", cols));
-                out.push("<im_col>");
-            }
-            out.push("<im_end>");
-        }
-        out
-    }
-}
-
-impl MolmoImageConfig {
     /// What `<|image|>` becomes for an image whose stitched grid is `grid` tokens: the global
     /// view's rows of `<im_patch>`, each closed by `<im_col>`, between `<im_start>` and
     /// `<im_end>`, then the stitched grid the same way.
     pub fn placeholder(&self, grid: [usize; 2]) -> String {
-        let block = |rows: usize, cols: usize| {
-            let mut row = "<im_patch>".repeat(cols);
-            row.push_str("<im_col>");
-            format!("<im_start>{}<im_end>", row.repeat(rows))
-        };
         let [tok_h, tok_w] = self.tokens_per_side;
-        block(tok_h, tok_w) + &block(grid[0], grid[1])
+        image_block("<im_start>", tok_h, tok_w, true)
+            + &image_block("<im_start>", grid[0], grid[1], true)
     }
+}
+
+/// One block of image tokens: `start`, then `rows` rows of `cols` `<im_patch>` (each closed by
+/// `<im_col>` with `col_token`), then `<im_end>`. Molmo and Molmo2 lay out their views so.
+pub(crate) fn image_block(start: &str, rows: usize, cols: usize, col_token: bool) -> String {
+    let mut row = "<im_patch>".repeat(cols);
+    if col_token {
+        row.push_str("<im_col>");
+    }
+    format!("{start}{}<im_end>", row.repeat(rows))
 }
 
 /// Appends the `side` square at `(top, left)` of an RGB `f32` image `width` wide, channels
@@ -471,8 +458,8 @@ fn resize_antialiased(rgb: &[f32], [h, w]: [usize; 2], [oh, ow]: [usize; 2]) -> 
     out
 }
 
-/// The placeholder the prompt format writes for each image.
-const IMAGE_TOKEN: &str = "<|image|>";
+/// The placeholder the prompt format (Molmo) or chat template (Molmo2) writes for each image.
+pub(crate) const IMAGE_TOKEN: &str = "<|image|>";
 
 /// The prompt `MolmoProcessor.process` builds (`message_format = "role"`,
 /// `always_start_with_space`): the images first, then `" User: {text} Assistant:"`; an

@@ -15,7 +15,9 @@ use image::{DynamicImage, RgbImage};
 
 use crate::error::Result;
 use crate::image::{Settings, to_rgb_on_white};
-use crate::molmo::{TokenPooling, prompt_start, tiled_canvas, with_start};
+use crate::molmo::{
+    IMAGE_TOKEN, TokenPooling, image_block, prompt_start, tiled_canvas, with_start,
+};
 use crate::processor::{CheckpointFiles, ImagePipeline, ProcessedImage};
 
 /// Settings of `Molmo2ImageProcessor` and the token layout of `Molmo2Processor`.
@@ -266,25 +268,15 @@ impl Molmo2ImageConfig {
     /// the high-res grid between `<im_start>` and `<im_end>`.
     pub fn placeholder(&self, grid: [usize; 4]) -> String {
         let [low_rows, low_cols, rows, cols] = grid;
-        let block = |start: &str, rows: usize, cols: usize, col_token: bool| {
-            let mut row = "<im_patch>".repeat(cols);
-            if col_token {
-                row.push_str("<im_col>");
-            }
-            format!("{start}{}<im_end>", row.repeat(rows))
-        };
         let start = if self.low_res_start_token {
             "<low_res_im_start>"
         } else {
             "<im_start>"
         };
-        block(start, low_rows, low_cols, self.low_res_col_tokens)
-            + &block("<im_start>", rows, cols, self.col_tokens)
+        image_block(start, low_rows, low_cols, self.low_res_col_tokens)
+            + &image_block("<im_start>", rows, cols, self.col_tokens)
     }
 }
-
-/// The placeholder the chat template writes for each image.
-const IMAGE_TOKEN: &str = "<|image|>";
 
 /// Molmo2's image side of [`crate::Processor`]: [`Molmo2ImageConfig`] plus the BOS text that
 /// `Molmo2Processor` puts in front of every prompt.

@@ -87,10 +87,10 @@ fn checkpoint_settings_match_the_remote_image_processor() {
 
         // the image's tokens
         let (_, tokens) = golden_ints(&golden, &format!("real.{k}.image_tokens"));
-        let ours: Vec<i64> = out
-            .placeholder_ids(config.tokens_per_side)
-            .iter()
-            .map(|t| match *t {
+        let placeholder = config.placeholder(out.grid);
+        let ours: Vec<i64> = placeholder
+            .split_inclusive('>')
+            .map(|t| match t {
                 "<im_start>" => IM_START,
                 "<im_end>" => IM_END,
                 "<im_patch>" => IM_PATCH,
