@@ -251,8 +251,17 @@ fn crop_rows<B: Backend>(
     crops: usize,
     vision: &VisionSide<B>,
 ) -> Result<Vec<usize>> {
-    let per_crop = vision.patches_per_crop();
+    let per_crop = vision.patches_per_crop().ok_or_else(|| {
+        ModelError::Input("a patch pooling was given to a family that does not pool patches".into())
+    })?;
     let window = pooling.shape[1];
+    if pooling.index.len() != token_rows.len() * window {
+        return Err(ModelError::Input(format!(
+            "the patch pooling holds {} indices, not {} tokens x {window}",
+            pooling.index.len(),
+            token_rows.len()
+        )));
+    }
     let mut rows: Vec<Option<usize>> = vec![None; crops];
     for (token, &row) in token_rows.iter().enumerate() {
         for &patch in &pooling.index[token * window..(token + 1) * window] {

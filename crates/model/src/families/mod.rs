@@ -178,11 +178,12 @@ impl<B: Backend> VisionSide<B> {
         matches!(self, Self::Molmo(_))
     }
 
-    /// Patches per crop that a patch pooling counts (class tokens aside).
-    pub fn patches_per_crop(&self) -> usize {
+    /// Patches per crop that a patch pooling counts (class tokens aside); `None` for families
+    /// that do not pool.
+    pub fn patches_per_crop(&self) -> Option<usize> {
         match self {
-            Self::Molmo(v) => v.config.vision.grid().pow(2),
-            _ => 0,
+            Self::Molmo(v) => Some(v.config.vision.grid().pow(2)),
+            _ => None,
         }
     }
 
